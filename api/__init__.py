@@ -1,0 +1,1 @@
+"""HTTP edge: verify, parse, normalise, start the workflow, answer fast."""

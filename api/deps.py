@@ -1,0 +1,48 @@
+"""What request handlers need: the session factory, a Temporal client, settings, gateways."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from fastapi import Request
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+
+from api.errors import Unavailable
+from gateways import Gateway, gateway_for
+from paysaga.settings import Settings
+from paysaga.temporal import connect
+
+
+@dataclass
+class Deps:
+    settings: Settings
+    sessions: async_sessionmaker[AsyncSession]
+    _client: Client | None = None
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def temporal(self) -> Client:
+        """Connects on first use, so the API starts (and says it is not ready) without Temporal."""
+        if self._client is None:
+            async with self._lock:
+                if self._client is None:
+                    try:
+                        self._client = await connect(self.settings)
+                    except RuntimeError as exc:  # the SDK's "failed client connect"
+                        raise Unavailable(f"workflow service unreachable: {exc}") from exc
+        return self._client
+
+    def gateway(self, provider: str) -> Gateway:
+        s = self.settings
+        secrets = {
+            "razorpay": s.razorpay_webhook_secrets,
+            "stripe": s.stripe_webhook_secrets,
+            "standard": s.standard_webhook_secrets,
+        }[provider]
+        return gateway_for(provider, secrets)
+
+
+def get_deps(request: Request) -> Deps:
+    deps: Deps = request.app.state.deps
+    return deps

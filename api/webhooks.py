@@ -1,0 +1,131 @@
+"""Gateway webhooks: verify the signature, normalise, start the confirmation workflow, answer.
+
+The gateway gets its 200 as soon as the workflow start is durable in Temporal; everything
+else happens in the workflow. Order of checks: size (413), media type (415), signature (401),
+body (400), then the workflow (503 if it cannot be started, so the gateway retries).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Literal
+
+from fastapi import APIRouter, Request
+from temporalio.client import WorkflowHandle
+from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from api.auth import DepsDep
+from api.deps import Deps
+from api.errors import BadRequest, PayloadTooLarge, Unauthorized, UnsupportedMediaType
+from db.models import SecurityEvent
+from db.orders import payment_already_confirmed
+from domain.payments import Confirmation, PaymentState, confirmation_workflow_id
+from gateways import MalformedEvent, SignatureError
+from workflows.payment_confirmation import (
+    PAYMENT_STATE,
+    TRANSACTION_ID,
+    ConfirmPaymentWorkflow,
+)
+
+log = logging.getLogger("paysaga.webhooks")
+router = APIRouter()
+
+MAX_BODY = 256 * 1024
+Result = dict[str, Literal["accepted", "duplicate", "ignored"]]
+
+
+async def _read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY:
+        raise PayloadTooLarge("body over 256 KiB")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise PayloadTooLarge("body over 256 KiB")
+    return bytes(body)
+
+
+async def _record_rejection(deps: Deps, provider: str, request: Request, reason: str) -> None:
+    """2a2: every rejected confirmation leaves a security event (best effort: 401 regardless)."""
+    try:
+        async with deps.sessions.begin() as s:
+            s.add(
+                SecurityEvent(
+                    kind="invalid_signature",
+                    provider=provider,
+                    source_ip=request.client.host if request.client else None,
+                    detail={"reason": reason, "path": request.url.path},
+                )
+            )
+    except Exception:  # the 401 must not become a 500 because the log table is unreachable
+        log.exception("could not record security event for %s: %s", provider, reason)
+    log.warning("rejected %s webhook: %s", provider, reason)
+
+
+async def start_confirmation(deps: Deps, c: Confirmation) -> Literal["accepted", "duplicate"]:
+    """Starts (or joins) `payment-{provider}-{transaction_id}`; shared by every entry point."""
+    async with deps.sessions() as s:
+        # 3a after the workflow's retention expired: the database key still says "done".
+        if await payment_already_confirmed(s, c.provider, c.transaction_id):
+            return "duplicate"
+    client = await deps.temporal()
+    try:
+        handle: WorkflowHandle[ConfirmPaymentWorkflow, object] = await client.start_workflow(
+            ConfirmPaymentWorkflow.run,
+            c,
+            id=confirmation_workflow_id(c.provider, c.transaction_id),
+            task_queue=deps.settings.task_queue,
+            # A completed confirmation is never run again; a running one is joined.
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            search_attributes=TypedSearchAttributes(
+                [
+                    PAYMENT_STATE.value_set(PaymentState.RECEIVED.value),
+                    TRANSACTION_ID.value_set(c.transaction_id),
+                ]
+            ),
+        )
+    except WorkflowAlreadyStartedError:
+        return "duplicate"
+    # With USE_EXISTING the server says whether this call started the run or joined one.
+    response = getattr(handle, "_start_workflow_response", None)
+    return "duplicate" if response is not None and not response.started else "accepted"
+
+
+async def _handle(provider: str, request: Request, deps: Deps) -> Result:
+    body = await _read_body(request)
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise UnsupportedMediaType("webhook body must be application/json")
+    gateway = deps.gateway(provider)
+    try:
+        gateway.verify(body, request.headers, time.time())
+    except SignatureError as exc:
+        await _record_rejection(deps, provider, request, str(exc))
+        raise Unauthorized(str(exc)) from exc
+    try:
+        event = gateway.parse(body, request.headers)
+    except MalformedEvent as exc:
+        raise BadRequest(str(exc)) from exc
+    if event.confirmation is None:
+        log.info("ignored %s event %s (%s)", provider, event.event_id, event.event_type)
+        return {"result": "ignored"}
+    return {"result": await start_confirmation(deps, event.confirmation)}
+
+
+@router.post("/webhooks/razorpay")
+async def razorpay_webhook(request: Request, deps: DepsDep) -> Result:
+    return await _handle("razorpay", request, deps)
+
+
+@router.post("/webhooks/stripe")
+async def stripe_webhook(request: Request, deps: DepsDep) -> Result:
+    return await _handle("stripe", request, deps)
+
+
+@router.post("/webhooks/standard")
+async def standard_webhook(request: Request, deps: DepsDep) -> Result:
+    return await _handle("standard", request, deps)

@@ -1,0 +1,178 @@
+"""Tables. Money is `BigInteger` minor units plus a 3-letter currency; never a float.
+
+The guards that outlive any workflow's retention live here as constraints: one payment per
+(provider, transaction_id), at most one `paid` payment per order, one ticket per order,
+and natural dedupe keys on the audit trail and the event log.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSONB}
+
+
+def _now() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+def _currency() -> Mapped[str]:
+    return mapped_column(String(3), CheckConstraint("currency ~ '^[A-Z]{3}$'"), nullable=False)
+
+
+class Product(Base):
+    __tablename__ = "products"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    sku: Mapped[str] = mapped_column(Text, unique=True)
+    name: Mapped[str] = mapped_column(Text)
+    unit_amount: Mapped[int] = mapped_column(BigInteger, CheckConstraint("unit_amount >= 0"))
+    currency: Mapped[str] = _currency()
+    stock: Mapped[int] = mapped_column(Integer, CheckConstraint("stock >= 0"))
+    created_at: Mapped[datetime] = _now()
+
+
+class Order(Base):
+    __tablename__ = "orders"
+    id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True, default=uuid.uuid4)
+    customer_id: Mapped[str] = mapped_column(Text, index=True)
+    status: Mapped[str] = mapped_column(
+        Text,
+        CheckConstraint("status IN ('awaiting_payment', 'paid', 'refunded', 'cancelled')"),
+    )
+    amount: Mapped[int] = mapped_column(BigInteger, CheckConstraint("amount >= 0"))
+    currency: Mapped[str] = _currency()
+    attendee_name: Mapped[str | None] = mapped_column(Text)
+    attendee_email: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+    paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class OrderItem(Base):
+    __tablename__ = "order_items"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id"), index=True)
+    sku: Mapped[str] = mapped_column(Text)
+    name: Mapped[str] = mapped_column(Text)
+    quantity: Mapped[int] = mapped_column(Integer, CheckConstraint("quantity > 0"))
+    unit_amount: Mapped[int] = mapped_column(BigInteger)
+
+
+class Payment(Base):
+    __tablename__ = "payments"
+    __table_args__ = (
+        UniqueConstraint("provider", "transaction_id", name="uq_payments_provider_transaction"),
+        UniqueConstraint("provider", "intent_id", name="uq_payments_provider_intent"),
+        # Never confirm twice: the database refuses a second paid payment for one order.
+        Index(
+            "uq_payments_one_paid_per_order",
+            "order_id",
+            unique=True,
+            postgresql_where=text("status = 'paid'"),
+        ),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id"), index=True)
+    provider: Mapped[str] = mapped_column(Text)
+    intent_id: Mapped[str] = mapped_column(Text)
+    transaction_id: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(
+        Text,
+        CheckConstraint(
+            "status IN ('pending', 'paid', 'failed', 'cancelled', 'timeout', 'refunded')"
+        ),
+    )
+    amount: Mapped[int] = mapped_column(BigInteger, CheckConstraint("amount >= 0"))
+    currency: Mapped[str] = _currency()
+    created_at: Mapped[datetime] = _now()
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AuditEntry(Base):
+    """Append-only (a trigger refuses UPDATE and DELETE); `dedupe_key` makes a retry write once."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    order_id: Mapped[uuid.UUID | None] = mapped_column(UUID, index=True)
+    actor: Mapped[str] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(Text)
+    detail: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    dedupe_key: Mapped[str] = mapped_column(Text, unique=True)
+    created_at: Mapped[datetime] = _now()
+
+
+class SecurityEvent(Base):
+    """Rejected confirmations (2a): bad signatures at the edge, amount mismatches behind it."""
+
+    __tablename__ = "security_events"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    kind: Mapped[str] = mapped_column(Text)
+    provider: Mapped[str] = mapped_column(Text)
+    transaction_id: Mapped[str | None] = mapped_column(Text)
+    source_ip: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    dedupe_key: Mapped[str | None] = mapped_column(Text, unique=True)
+    created_at: Mapped[datetime] = _now()
+
+
+class ReconciliationCase(Base):
+    """Money that moved but could not be applied: kept for an admin, never dropped."""
+
+    __tablename__ = "reconciliation_cases"
+    __table_args__ = (
+        UniqueConstraint("provider", "transaction_id", "kind", name="uq_cases_provider_tx_kind"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    kind: Mapped[str] = mapped_column(Text)
+    provider: Mapped[str] = mapped_column(Text)
+    transaction_id: Mapped[str] = mapped_column(Text)
+    order_id: Mapped[uuid.UUID | None] = mapped_column(UUID)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = _currency()
+    state: Mapped[str] = mapped_column(
+        Text, CheckConstraint("state IN ('open', 'resolved')"), server_default="open"
+    )
+    detail: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    resolution: Mapped[str | None] = mapped_column(Text)
+    opened_at: Mapped[datetime] = _now()
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Ticket(Base):
+    __tablename__ = "tickets"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id"), unique=True)
+    code: Mapped[str] = mapped_column(Text, unique=True)
+    issued_at: Mapped[datetime] = _now()
+
+
+class Event(Base):
+    """The event log read through `GET /events?after=`; `id` is the cursor."""
+
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    type: Mapped[str] = mapped_column(Text)
+    order_id: Mapped[uuid.UUID | None] = mapped_column(UUID, index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    dedupe_key: Mapped[str] = mapped_column(Text, unique=True)
+    created_at: Mapped[datetime] = _now()

@@ -1,0 +1,1 @@
+"""Domain types shared by the API, the workflows and the activities."""

@@ -1,0 +1,98 @@
+"""What every gateway adapter offers: verify, parse, and mint an offline intent id."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import secrets
+import string
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from domain.money import minor_units, normalise_currency
+from domain.payments import Confirmation
+
+
+class SignatureError(Exception):
+    """The request is not provably from the gateway: answered 401, logged as a security event."""
+
+
+class MalformedEvent(Exception):
+    """A correctly signed body we cannot understand: answered 400."""
+
+
+@dataclass(frozen=True)
+class GatewayEvent:
+    event_id: str
+    event_type: str
+    confirmation: Confirmation | None  # None: a valid event we do not act on
+
+
+_ALNUM = string.ascii_letters + string.digits
+
+
+def random_id(prefix: str, length: int) -> str:
+    return prefix + "".join(secrets.choice(_ALNUM) for _ in range(length))
+
+
+def constant_time_in(candidate: str, expected: list[str]) -> bool:
+    # Compare against every expected value so timing does not tell which secret matched.
+    found = False
+    for value in expected:
+        found |= hmac.compare_digest(candidate.encode(), value.encode())
+    return found
+
+
+def load_json_object(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedEvent(f"body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise MalformedEvent("body must be a JSON object")
+    return data
+
+
+def dig(data: Mapping[str, Any], *path: str) -> Any:
+    """Walks nested objects; a missing or mistyped step is a malformed event."""
+    node: Any = data
+    for key in path:
+        if not isinstance(node, Mapping) or key not in node:
+            raise MalformedEvent(f"missing field {'.'.join(path)}")
+        node = node[key]
+    return node
+
+
+def text(data: Mapping[str, Any], *path: str) -> str:
+    value = dig(data, *path)
+    if not isinstance(value, str) or not value or len(value) > 255:
+        raise MalformedEvent(f"field {'.'.join(path)} must be a non-empty string")
+    return value
+
+
+def money(data: Mapping[str, Any], amount_path: tuple[str, ...], currency_path: tuple[str, ...]) -> tuple[int, str]:
+    try:
+        return minor_units(dig(data, *amount_path)), normalise_currency(dig(data, *currency_path))
+    except ValueError as exc:
+        raise MalformedEvent(str(exc)) from exc
+
+
+class Gateway(ABC):
+    name: str
+
+    def __init__(self, secrets: tuple[str, ...]) -> None:
+        self.secrets = secrets
+
+    @abstractmethod
+    def verify(self, body: bytes, headers: Mapping[str, str], now: float) -> None:
+        """Raises SignatureError unless one of the configured secrets signed this body."""
+
+    @abstractmethod
+    def parse(self, body: bytes, headers: Mapping[str, str]) -> GatewayEvent:
+        """Normalises a verified body; raises MalformedEvent."""
+
+    @abstractmethod
+    def mint_intent_id(self) -> str:
+        """Offline mode: an intent id in the gateway's own shape."""

@@ -1,0 +1,61 @@
+"""Razorpay webhooks: `X-Razorpay-Signature` is hex HMAC-SHA256 of the raw body.
+
+`payment.captured` and `order.paid` both carry the payment entity; its id (`pay_...`) is the
+transaction id, so the two events for one payment meet in one workflow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+
+from domain.payments import Confirmation
+from gateways.base import (
+    Gateway,
+    GatewayEvent,
+    SignatureError,
+    constant_time_in,
+    load_json_object,
+    money,
+    random_id,
+    text,
+)
+
+CONFIRMING_EVENTS = ("payment.captured", "order.paid")
+
+
+class RazorpayGateway(Gateway):
+    name = "razorpay"
+
+    def verify(self, body: bytes, headers: Mapping[str, str], now: float) -> None:
+        signature = headers.get("x-razorpay-signature")
+        if not signature:
+            raise SignatureError("missing X-Razorpay-Signature")
+        if not self.secrets:
+            raise SignatureError("no Razorpay webhook secret configured")
+        expected = [hmac.new(s.encode(), body, hashlib.sha256).hexdigest() for s in self.secrets]
+        if not constant_time_in(signature.strip().lower(), expected):
+            raise SignatureError("X-Razorpay-Signature does not match any configured secret")
+
+    def parse(self, body: bytes, headers: Mapping[str, str]) -> GatewayEvent:
+        data = load_json_object(body)
+        event_type = text(data, "event")
+        event_id = headers.get("x-razorpay-event-id") or ""
+        if event_type not in CONFIRMING_EVENTS:
+            return GatewayEvent(event_id, event_type, None)
+        payment = ("payload", "payment", "entity")
+        amount, currency = money(data, (*payment, "amount"), (*payment, "currency"))
+        confirmation = Confirmation(
+            provider=self.name,
+            transaction_id=text(data, *payment, "id"),
+            intent_id=text(data, *payment, "order_id"),
+            amount=amount,
+            currency=currency,
+            event_id=event_id,
+            event_type=event_type,
+        )
+        return GatewayEvent(event_id, event_type, confirmation)
+
+    def mint_intent_id(self) -> str:
+        return random_id("order_", 14)

@@ -1,0 +1,1 @@
+"""paysaga: the command line, settings and the dev stack that starts everything locally."""

@@ -1,0 +1,62 @@
+"""Settings read from the environment (names fixed by CONTRACT.md)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def _secrets(value: str | None) -> tuple[str, ...]:
+    return tuple(s.strip() for s in (value or "").split(",") if s.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None
+    temporal_address: str
+    temporal_namespace: str
+    task_queue: str
+    data_dir: Path
+    api_port: int
+    temporal_port: int
+    temporal_ui_port: int
+    jwt_secret: str | None
+    razorpay_webhook_secrets: tuple[str, ...]
+    stripe_webhook_secrets: tuple[str, ...]
+    standard_webhook_secrets: tuple[str, ...]
+    razorpay_key_id: str | None
+    razorpay_key_secret: str | None
+    stripe_api_key: str | None
+    stripe_api_base: str | None
+    payment_window_seconds: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        e = os.environ if env is None else env
+        temporal_port = int(e.get("PAYSAGA_TEMPORAL_PORT", "7233"))
+        return cls(
+            database_url=e.get("PAYSAGA_DATABASE_URL") or None,
+            temporal_address=e.get("PAYSAGA_TEMPORAL_ADDRESS") or f"127.0.0.1:{temporal_port}",
+            temporal_namespace=e.get("PAYSAGA_TEMPORAL_NAMESPACE", "default"),
+            task_queue=e.get("PAYSAGA_TASK_QUEUE", "paysaga"),
+            data_dir=Path(e.get("PAYSAGA_DATA_DIR", ".paysaga")),
+            api_port=int(e.get("PAYSAGA_API_PORT", "8000")),
+            temporal_port=temporal_port,
+            temporal_ui_port=int(e.get("PAYSAGA_TEMPORAL_UI_PORT", "8233")),
+            jwt_secret=e.get("PAYSAGA_JWT_SECRET") or None,
+            razorpay_webhook_secrets=_secrets(e.get("PAYSAGA_RAZORPAY_WEBHOOK_SECRETS")),
+            stripe_webhook_secrets=_secrets(e.get("PAYSAGA_STRIPE_WEBHOOK_SECRETS")),
+            standard_webhook_secrets=_secrets(e.get("PAYSAGA_STANDARD_WEBHOOK_SECRETS")),
+            razorpay_key_id=e.get("PAYSAGA_RAZORPAY_KEY_ID") or None,
+            razorpay_key_secret=e.get("PAYSAGA_RAZORPAY_KEY_SECRET") or None,
+            stripe_api_key=e.get("PAYSAGA_STRIPE_API_KEY") or None,
+            stripe_api_base=e.get("PAYSAGA_STRIPE_API_BASE") or None,
+            payment_window_seconds=int(e.get("PAYSAGA_PAYMENT_WINDOW_SECONDS", "900")),
+        )
+
+    def require_database_url(self) -> str:
+        if not self.database_url:
+            raise SystemExit("PAYSAGA_DATABASE_URL is not set (paysaga dev sets it for you)")
+        return self.database_url

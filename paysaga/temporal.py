@@ -1,0 +1,29 @@
+"""Connecting to Temporal and building the worker: one place, used by the CLI and the tests."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.confirmation import ConfirmationActivities
+from paysaga.settings import Settings
+from workflows.payment_confirmation import ConfirmPaymentWorkflow
+
+SEARCH_ATTRIBUTES = {"PaymentState": "Keyword", "OrderId": "Keyword", "TransactionId": "Keyword"}
+WORKFLOWS = [ConfirmPaymentWorkflow]
+
+
+async def connect(settings: Settings) -> Client:
+    return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+
+
+def build_worker(
+    client: Client, sessions: async_sessionmaker[AsyncSession], task_queue: str
+) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=WORKFLOWS,
+        activities=ConfirmationActivities(sessions).all(),
+    )

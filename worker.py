@@ -1,0 +1,36 @@
+"""The paysaga worker: runs the workflows and activities (`python worker.py` or `paysaga worker`)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from db.session import make_engine, make_sessionmaker
+from paysaga.settings import Settings
+from paysaga.temporal import build_worker, connect
+
+
+async def run_worker(settings: Settings) -> None:
+    engine = make_engine(settings.require_database_url())
+    client = await connect(settings)
+    worker = build_worker(client, make_sessionmaker(engine), settings.task_queue)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with worker:
+        logging.getLogger("paysaga.worker").info(
+            "worker polling task queue %s on %s", settings.task_queue, settings.temporal_address
+        )
+        await stop.wait()
+    await engine.dispose()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(run_worker(Settings.from_env()))
+
+
+if __name__ == "__main__":
+    main()
