@@ -13,7 +13,12 @@ from typing import Literal
 
 from fastapi import APIRouter, Request
 from temporalio.client import WorkflowHandle
-from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from api.auth import DepsDep
@@ -83,8 +88,8 @@ async def start_confirmation(deps: Deps, c: Confirmation) -> Literal["accepted",
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             search_attributes=TypedSearchAttributes(
                 [
-                    PAYMENT_STATE.value_set(PaymentState.RECEIVED.value),
-                    TRANSACTION_ID.value_set(c.transaction_id),
+                    SearchAttributePair(PAYMENT_STATE, PaymentState.RECEIVED.value),
+                    SearchAttributePair(TRANSACTION_ID, c.transaction_id),
                 ]
             ),
         )

@@ -1,0 +1,56 @@
+"""The `paysaga` command: dev stack, single components, migrations, tokens."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+from paysaga.settings import Settings
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="paysaga", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("dev", help="run the whole stack locally (embedded PostgreSQL, Temporal dev server)")
+    api = sub.add_parser("api", help="run the HTTP API against external services")
+    api.add_argument("--host", default="127.0.0.1")
+    sub.add_parser("worker", help="run the Temporal worker against external services")
+    sub.add_parser("migrate", help="apply database migrations")
+    token = sub.add_parser("token", help="mint a bearer token with PAYSAGA_JWT_SECRET")
+    token.add_argument("sub")
+    token.add_argument("--admin", action="store_true")
+    args = parser.parse_args(argv)
+    # The dev stack prints its own summary; its children log to PAYSAGA_DATA_DIR/logs.
+    level = logging.WARNING if args.command in ("dev", "migrate", "token") else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = Settings.from_env()
+
+    if args.command == "dev":
+        from paysaga.devstack import run_dev
+
+        run_dev()
+    elif args.command == "api":
+        import uvicorn
+
+        from api.app import create_app
+
+        uvicorn.run(create_app(settings), host=args.host, port=settings.api_port, log_level="info")
+    elif args.command == "worker":
+        from worker import run_worker
+
+        asyncio.run(run_worker(settings))
+    elif args.command == "migrate":
+        from db.migrate import upgrade
+
+        upgrade(settings.require_database_url())
+    elif args.command == "token":
+        from api.auth import make_token
+
+        if not settings.jwt_secret:
+            raise SystemExit("PAYSAGA_JWT_SECRET is not set")
+        print(make_token(settings.jwt_secret, args.sub, admin=args.admin))
+
+
+if __name__ == "__main__":
+    main()

