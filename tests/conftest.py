@@ -1,0 +1,178 @@
+"""One real PostgreSQL and one real Temporal dev server for the whole session; each test gets
+a clean database, its own task queue and worker, and the API in-process over ASGI."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from api.app import create_app
+from api.auth import make_token
+from db.migrate import upgrade
+from db.session import make_engine, make_sessionmaker
+from paysaga.postgres import EmbeddedPostgres
+from paysaga.settings import Settings
+from paysaga.temporal import build_worker
+from tests.helpers import SECRETS
+from domain.payments import ConfirmationOutcome
+from workflows.payment_confirmation import (
+    ORDER_ID,
+    PAYMENT_STATE,
+    TRANSACTION_ID,
+    ConfirmPaymentWorkflow,
+)
+
+BIN = Path(sys.executable).parent
+TABLES = (
+    "products, orders, order_items, payments, audit_log, security_events, "
+    "reconciliation_cases, tickets, events"
+)
+
+
+@pytest.fixture(scope="session")
+def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+async def database_url(pg: EmbeddedPostgres) -> str:
+    await pg.create_database("paysaga_test")
+    url = pg.url("paysaga_test")
+    await asyncio.to_thread(upgrade, url)
+    return url
+
+
+@pytest.fixture(scope="session")
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    eng = make_engine(database_url)
+    yield eng
+    await eng.dispose()
+
+
+@pytest.fixture
+async def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    async with engine.begin() as conn:
+        await conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
+    return make_sessionmaker(engine)
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(BIN / "temporal"),
+        search_attributes=[PAYMENT_STATE, ORDER_ID, TRANSACTION_ID],
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(BIN / "temporal-test-server")
+    )
+    yield env
+    await env.shutdown()
+
+
+def settings_for(database_url: str, task_queue: str, **overrides: str) -> Settings:
+    env = {
+        "PAYSAGA_DATABASE_URL": database_url,
+        "PAYSAGA_TASK_QUEUE": task_queue,
+        "PAYSAGA_JWT_SECRET": SECRETS["jwt"],
+        "PAYSAGA_RAZORPAY_WEBHOOK_SECRETS": SECRETS["razorpay"],
+        "PAYSAGA_STRIPE_WEBHOOK_SECRETS": SECRETS["stripe"],
+        "PAYSAGA_STANDARD_WEBHOOK_SECRETS": SECRETS["standard"],
+    } | overrides
+    return Settings.from_env(env)
+
+
+@dataclass
+class Stack:
+    """The real thing, in-process: API over ASGI, a worker, Temporal dev server, PostgreSQL."""
+
+    http: httpx.AsyncClient
+    client: Client
+    sessions: async_sessionmaker[AsyncSession]
+    task_queue: str
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {make_token(SECRETS['jwt'], 'ops', admin=True)}"}
+
+    def user(self, sub: str = "alice") -> dict[str, str]:
+        return {"Authorization": f"Bearer {make_token(SECRETS['jwt'], sub)}"}
+
+    async def place_order(
+        self, provider: str, amount: int = 49900, currency: str = "INR", stock: int = 10
+    ) -> dict[str, Any]:
+        sku = f"CONF-{uuid.uuid4().hex[:8]}"
+        product = {"sku": sku, "name": "Conference pass", "unit_amount": amount,
+                   "currency": currency, "stock": stock}
+        created = await self.http.post("/admin/products", json=product, headers=self.admin)
+        assert created.status_code == 201, created.text
+        order = await self.http.post(
+            "/orders", json={"items": [{"sku": sku, "quantity": 1}], "provider": provider},
+            headers=self.user(),
+        )
+        assert order.status_code == 201, order.text
+        body: dict[str, Any] = order.json()
+        return body
+
+    async def order(self, order_id: str) -> dict[str, Any]:
+        response = await self.http.get(f"/orders/{order_id}", headers=self.admin)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def post(self, path: str, request: tuple[bytes, dict[str, str]]) -> httpx.Response:
+        body, headers = request
+        return await self.http.post(path, content=body, headers=headers)
+
+    async def result(self, workflow_id: str) -> ConfirmationOutcome:
+        """The workflow's outcome: waits for the saga itself, not for a guessed time."""
+        handle = self.client.get_workflow_handle_for(ConfirmPaymentWorkflow.run, workflow_id)
+        return await asyncio.wait_for(handle.result(), timeout=60)
+
+    async def wait_state(self, workflow_id: str, state: str) -> dict[str, Any]:
+        """Polls the `state` query until the workflow reports `state` (parked workflows)."""
+        handle = self.client.get_workflow_handle(workflow_id)
+        for _ in range(300):
+            current: dict[str, Any] = await handle.query("state")
+            if current["state"] == state:
+                return current
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"{workflow_id} never reached {state}: {current}")
+
+
+@pytest.fixture
+async def stack(
+    temporal_env: WorkflowEnvironment,
+    database_url: str,
+    sessions: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[Stack]:
+    task_queue = f"paysaga-test-{uuid.uuid4()}"
+    client = temporal_env.client
+    app = create_app(settings_for(database_url, task_queue), temporal=client)
+    async with (
+        build_worker(client, sessions, task_queue),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://paysaga/api/v1"
+        ) as http,
+    ):
+        yield Stack(http, client, sessions, task_queue)
