@@ -81,15 +81,6 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     await env.shutdown()
 
 
-@pytest.fixture(scope="session")
-async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(BIN / "temporal-test-server")
-    )
-    yield env
-    await env.shutdown()
-
-
 def settings_for(database_url: str, task_queue: str, **overrides: str) -> Settings:
     env = {
         "PAYSAGA_DATABASE_URL": database_url,

@@ -1,0 +1,104 @@
+"""`paysaga dev` as a user runs it: ready, confirms a real HTTP webhook, stops cleanly, and
+finds the same data on the next start."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+from api.auth import make_token
+from tests.helpers import razorpay_payment_event, razorpay_request
+
+pytestmark = pytest.mark.devstack
+PAYSAGA = str(Path(sys.executable).parent / "paysaga")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(data_dir: Path, ports: dict[str, int]) -> tuple[subprocess.Popen[str], list[str]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PAYSAGA_")}
+    env |= {"PAYSAGA_DATA_DIR": str(data_dir)} | {k: str(v) for k, v in ports.items()}
+    proc = subprocess.Popen([PAYSAGA, "dev"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line and proc.poll() is not None:
+            break
+        lines.append(line.rstrip())
+        if line.strip() == "paysaga ready":
+            return proc, lines
+    proc.kill()
+    raise AssertionError("paysaga dev never got ready:\n" + "\n".join(lines))
+
+
+def stop(proc: subprocess.Popen[str]) -> list[int]:
+    """SIGTERM, as a service manager would; returns what it left running."""
+    children = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 0
+    time.sleep(0.5)
+    return [pid for pid in children if psutil.pid_exists(pid)
+            and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+
+
+def test_dev_stack_confirms_stops_cleanly_and_keeps_its_data(tmp_path: Path) -> None:
+    ports = {"PAYSAGA_API_PORT": free_port(), "PAYSAGA_TEMPORAL_PORT": free_port(),
+             "PAYSAGA_TEMPORAL_UI_PORT": free_port()}
+    api = f"http://127.0.0.1:{ports['PAYSAGA_API_PORT']}/api/v1"
+    proc, lines = start(tmp_path, ports)
+    try:
+        printed = "\n".join(lines)
+        assert f"http://127.0.0.1:{ports['PAYSAGA_TEMPORAL_UI_PORT']}" in printed
+        assert "/docs" in printed and "Admin token" in printed
+        secrets: dict[str, Any] = json.loads((tmp_path / "dev-secrets.json").read_text())
+        admin = {"Authorization": "Bearer " + make_token(secrets["PAYSAGA_JWT_SECRET"], "ops",
+                                                         admin=True)}
+        product = {"sku": "DEV-1", "name": "Pass", "unit_amount": 900, "currency": "INR",
+                   "stock": 1}
+        assert httpx.post(f"{api}/admin/products", json=product, headers=admin).status_code == 201
+        order = httpx.post(f"{api}/orders", json={"items": [{"sku": "DEV-1", "quantity": 1}],
+                                                  "provider": "razorpay"}, headers=admin).json()
+        body, headers = razorpay_request(
+            razorpay_payment_event(order["payment"]["intent_id"], "pay_DevStack1", 900),
+            secret=secrets["PAYSAGA_RAZORPAY_WEBHOOK_SECRETS"])
+        answer = httpx.post(f"{api}/webhooks/razorpay", content=body, headers=headers)
+        assert answer.json() == {"result": "accepted"}
+        for _ in range(300):
+            status = httpx.get(f"{api}/orders/{order['id']}", headers=admin).json()["status"]
+            if status == "paid":
+                break
+            time.sleep(0.1)
+        assert status == "paid"
+        ui = httpx.get(f"http://127.0.0.1:{ports['PAYSAGA_TEMPORAL_UI_PORT']}/")
+        assert ui.status_code == 200
+    finally:
+        leftovers = stop(proc)
+    assert leftovers == []
+    assert not (tmp_path / "postgres" / "postmaster.pid").exists()
+
+    proc, _ = start(tmp_path, ports)
+    try:
+        again = httpx.get(f"{api}/orders/{order['id']}", headers=admin).json()
+        assert again["status"] == "paid" and again["ticket"]["code"]
+        duplicate = httpx.post(f"{api}/webhooks/razorpay", content=body, headers=headers)
+        assert duplicate.json() == {"result": "duplicate"}
+    finally:
+        assert stop(proc) == []

