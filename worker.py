@@ -1,4 +1,4 @@
-"""The paysaga worker: runs the workflows and activities (`python worker.py` or `paysaga worker`)."""
+"""The paysaga worker: runs workflows and activities (`python worker.py`, `paysaga worker`)."""
 
 from __future__ import annotations
 

@@ -99,11 +99,15 @@ class ConfirmationActivities:
                 payment: Payment | None = already
             elif inp.attach_order_id is not None:
                 order_uuid = _uuid(inp.attach_order_id)
-                payment = None if order_uuid is None else await s.scalar(
-                    select(Payment)
-                    .where(Payment.order_id == order_uuid)
-                    .order_by(Payment.id.desc())
-                    .limit(1)
+                payment = (
+                    None
+                    if order_uuid is None
+                    else await s.scalar(
+                        select(Payment)
+                        .where(Payment.order_id == order_uuid)
+                        .order_by(Payment.id.desc())
+                        .limit(1)
+                    )
                 )
             else:
                 payment = await s.scalar(
@@ -120,7 +124,9 @@ class ConfirmationActivities:
                 return Validation(
                     CaseKind.AMOUNT_MISMATCH,
                     order_id=order_id,
-                    reason=f"paid {c.amount} {c.currency}, order is {order.amount} {order.currency}",
+                    reason=(
+                        f"paid {c.amount} {c.currency}, order is {order.amount} {order.currency}"
+                    ),
                     expected_amount=order.amount,
                     expected_currency=order.currency,
                 )
@@ -131,7 +137,9 @@ class ConfirmationActivities:
                     reason=f"order already paid by {payment.provider} {payment.transaction_id}",
                 )
             if order.status == OrderStatus.CANCELLED:
-                return Validation(CaseKind.LATE_PAYMENT, order_id=order_id, reason="order cancelled")
+                return Validation(
+                    CaseKind.LATE_PAYMENT, order_id=order_id, reason="order cancelled"
+                )
             return Validation("matched", order_id=order_id, payment_id=payment.id)
 
     @activity.defn
@@ -167,7 +175,11 @@ class ConfirmationActivities:
         # 2b2: the admins' alert is this log line (structured, greppable) plus the open case.
         log.warning(
             "reconciliation case opened: kind=%s provider=%s transaction_id=%s order_id=%s: %s",
-            v.outcome, c.provider, c.transaction_id, v.order_id, v.reason,
+            v.outcome,
+            c.provider,
+            c.transaction_id,
+            v.order_id,
+            v.reason,
         )
 
     @activity.defn
@@ -250,7 +262,10 @@ class ConfirmationActivities:
             )
             if changed is not None:
                 await _emit(
-                    s, "OrderPaid", inp.order_id, f"OrderPaid:{inp.order_id}",
+                    s,
+                    "OrderPaid",
+                    inp.order_id,
+                    f"OrderPaid:{inp.order_id}",
                     {"provider": c.provider, "transaction_id": c.transaction_id},
                 )
                 return True

@@ -74,7 +74,9 @@ async def payment_action(
         note=body.note,
     )
     workflow_id = confirmation_workflow_id(provider, transaction_id)
-    handle = (await deps.temporal()).get_workflow_handle_for(ConfirmPaymentWorkflow.run, workflow_id)
+    handle = (await deps.temporal()).get_workflow_handle_for(
+        ConfirmPaymentWorkflow.run, workflow_id
+    )
     signal = ConfirmPaymentWorkflow.attach if action == "attach" else ConfirmPaymentWorkflow.resolve
     try:
         await handle.signal(signal, request)

@@ -70,4 +70,6 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RPCError)
     async def _temporal_down(_: Request, exc: RPCError) -> JSONResponse:
         log.error("temporal unavailable: %s", exc)
-        return JSONResponse({"detail": "workflow service unavailable, retry later"}, status_code=503)
+        return JSONResponse(
+            {"detail": "workflow service unavailable, retry later"}, status_code=503
+        )

@@ -10,7 +10,14 @@ from pydantic import BaseModel, EmailStr, Field, StringConstraints
 
 from api.auth import AdminCaller, CurrentCaller, DepsDep
 from api.errors import Conflict, NotFound
-from db.orders import MixedCurrencies, NewOrder, OutOfStock, create_order, create_product, order_view
+from db.orders import (
+    MixedCurrencies,
+    NewOrder,
+    OutOfStock,
+    create_order,
+    create_product,
+    order_view,
+)
 
 router = APIRouter()
 

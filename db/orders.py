@@ -35,7 +35,9 @@ class NewOrder:
 async def create_product(s: AsyncSession, values: dict[str, Any]) -> bool:
     """False if the sku exists already."""
     created = await s.scalar(
-        insert(Product).values(**values).on_conflict_do_nothing(index_elements=["sku"])
+        insert(Product)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["sku"])
         .returning(Product.id)
     )
     return created is not None

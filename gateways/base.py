@@ -72,7 +72,9 @@ def text(data: Mapping[str, Any], *path: str) -> str:
     return value
 
 
-def money(data: Mapping[str, Any], amount_path: tuple[str, ...], currency_path: tuple[str, ...]) -> tuple[int, str]:
+def money(
+    data: Mapping[str, Any], amount_path: tuple[str, ...], currency_path: tuple[str, ...]
+) -> tuple[int, str]:
     try:
         return minor_units(dig(data, *amount_path)), normalise_currency(dig(data, *currency_path))
     except ValueError as exc:

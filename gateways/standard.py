@@ -53,7 +53,8 @@ class StandardWebhooksGateway(Gateway):
             for s in self.secrets
         ]
         offered = [
-            sig for version, _, sig in (p.partition(",") for p in signature_header.split())
+            sig
+            for version, _, sig in (p.partition(",") for p in signature_header.split())
             if version == "v1"
         ]
         if not any(constant_time_in(sig, expected) for sig in offered):

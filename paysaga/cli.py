@@ -12,7 +12,9 @@ from paysaga.settings import Settings
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="paysaga", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("dev", help="run the whole stack locally (embedded PostgreSQL, Temporal dev server)")
+    sub.add_parser(
+        "dev", help="run the whole stack locally (embedded PostgreSQL, Temporal dev server)"
+    )
     api = sub.add_parser("api", help="run the HTTP API against external services")
     api.add_argument("--host", default="127.0.0.1")
     sub.add_parser("worker", help="run the Temporal worker against external services")

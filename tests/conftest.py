@@ -22,11 +22,11 @@ from api.app import create_app
 from api.auth import make_token
 from db.migrate import upgrade
 from db.session import make_engine, make_sessionmaker
+from domain.payments import ConfirmationOutcome
 from paysaga.postgres import EmbeddedPostgres
 from paysaga.settings import Settings
 from paysaga.temporal import build_worker
 from tests.helpers import SECRETS
-from domain.payments import ConfirmationOutcome
 from workflows.payment_confirmation import (
     ORDER_ID,
     PAYMENT_STATE,
@@ -113,12 +113,18 @@ class Stack:
         self, provider: str, amount: int = 49900, currency: str = "INR", stock: int = 10
     ) -> dict[str, Any]:
         sku = f"CONF-{uuid.uuid4().hex[:8]}"
-        product = {"sku": sku, "name": "Conference pass", "unit_amount": amount,
-                   "currency": currency, "stock": stock}
+        product = {
+            "sku": sku,
+            "name": "Conference pass",
+            "unit_amount": amount,
+            "currency": currency,
+            "stock": stock,
+        }
         created = await self.http.post("/admin/products", json=product, headers=self.admin)
         assert created.status_code == 201, created.text
         order = await self.http.post(
-            "/orders", json={"items": [{"sku": sku, "quantity": 1}], "provider": provider},
+            "/orders",
+            json={"items": [{"sku": sku, "quantity": 1}], "provider": provider},
             headers=self.user(),
         )
         assert order.status_code == 201, order.text

@@ -33,21 +33,43 @@ Request = tuple[bytes, dict[str, str]]
 
 
 def razorpay_payment_event(
-    intent_id: str, transaction_id: str, amount: int, currency: str = "INR",
+    intent_id: str,
+    transaction_id: str,
+    amount: int,
+    currency: str = "INR",
     event: str = "payment.captured",
 ) -> dict[str, Any]:
     payment = {
-        "id": transaction_id, "entity": "payment", "amount": amount, "currency": currency,
-        "status": "captured", "order_id": intent_id, "method": "upi", "captured": True,
+        "id": transaction_id,
+        "entity": "payment",
+        "amount": amount,
+        "currency": currency,
+        "status": "captured",
+        "order_id": intent_id,
+        "method": "upi",
+        "captured": True,
     }
     payload: dict[str, Any] = {"payment": {"entity": payment}}
     contains = ["payment"]
     if event == "order.paid":
-        payload["order"] = {"entity": {"id": intent_id, "entity": "order", "amount": amount,
-                                       "amount_paid": amount, "status": "paid"}}
+        payload["order"] = {
+            "entity": {
+                "id": intent_id,
+                "entity": "order",
+                "amount": amount,
+                "amount_paid": amount,
+                "status": "paid",
+            }
+        }
         contains.append("order")
-    return {"entity": "event", "account_id": "acc_Test", "event": event, "contains": contains,
-            "payload": payload, "created_at": int(time.time())}
+    return {
+        "entity": "event",
+        "account_id": "acc_Test",
+        "event": event,
+        "contains": contains,
+        "payload": payload,
+        "created_at": int(time.time()),
+    }
 
 
 def razorpay_request(event: dict[str, Any], secret: str = SECRETS["razorpay"]) -> Request:
@@ -62,11 +84,23 @@ def razorpay_request(event: dict[str, Any], secret: str = SECRETS["razorpay"]) -
 
 def stripe_succeeded_event(intent_id: str, amount: int, currency: str = "eur") -> dict[str, Any]:
     return {
-        "id": f"evt_{uuid.uuid4().hex[:24]}", "object": "event", "api_version": "2024-06-20",
-        "type": "payment_intent.succeeded", "created": int(time.time()),
-        "data": {"object": {"id": intent_id, "object": "payment_intent", "amount": amount,
-                            "amount_received": amount, "currency": currency,
-                            "status": "succeeded", "latest_charge": "ch_test", "metadata": {}}},
+        "id": f"evt_{uuid.uuid4().hex[:24]}",
+        "object": "event",
+        "api_version": "2024-06-20",
+        "type": "payment_intent.succeeded",
+        "created": int(time.time()),
+        "data": {
+            "object": {
+                "id": intent_id,
+                "object": "payment_intent",
+                "amount": amount,
+                "amount_received": amount,
+                "currency": currency,
+                "status": "succeeded",
+                "latest_charge": "ch_test",
+                "metadata": {},
+            }
+        },
     }
 
 
@@ -93,11 +127,19 @@ def standard_request(
     }
 
 
-def standard_succeeded_event(intent_id: str, transaction_id: str, amount: int,
-                             currency: str = "USD") -> dict[str, Any]:
-    return {"type": "payment.succeeded", "timestamp": datetime.now(UTC).isoformat(),
-            "data": {"transaction_id": transaction_id, "intent_id": intent_id,
-                     "amount": amount, "currency": currency}}
+def standard_succeeded_event(
+    intent_id: str, transaction_id: str, amount: int, currency: str = "USD"
+) -> dict[str, Any]:
+    return {
+        "type": "payment.succeeded",
+        "timestamp": datetime.now(UTC).isoformat(),
+        "data": {
+            "transaction_id": transaction_id,
+            "intent_id": intent_id,
+            "amount": amount,
+            "currency": currency,
+        },
+    }
 
 
 async def count(sessions: async_sessionmaker[AsyncSession], model: Any, *where: Any) -> int:
@@ -109,18 +151,31 @@ async def effects(sessions: async_sessionmaker[AsyncSession], order_id: str) -> 
     """What one confirmation must leave exactly once."""
     oid = uuid.UUID(order_id)
     return {
-        "paid_payments": await count(sessions, Payment, Payment.order_id == oid,
-                                     Payment.status == "paid"),
+        "paid_payments": await count(
+            sessions, Payment, Payment.order_id == oid, Payment.status == "paid"
+        ),
         "audit": await count(sessions, AuditEntry, AuditEntry.order_id == oid),
         "tickets": await count(sessions, Ticket, Ticket.order_id == oid),
-        "order_paid_events": await count(sessions, Event, Event.order_id == oid,
-                                         Event.type == "OrderPaid"),
-        "payment_confirmed_events": await count(sessions, Event, Event.order_id == oid,
-                                                Event.type == "PaymentConfirmed"),
+        "order_paid_events": await count(
+            sessions, Event, Event.order_id == oid, Event.type == "OrderPaid"
+        ),
+        "payment_confirmed_events": await count(
+            sessions, Event, Event.order_id == oid, Event.type == "PaymentConfirmed"
+        ),
     }
 
 
-ONE_CONFIRMATION = {"paid_payments": 1, "audit": 2, "tickets": 1, "order_paid_events": 1,
-                    "payment_confirmed_events": 1}
-NO_CONFIRMATION = {"paid_payments": 0, "audit": 0, "tickets": 0, "order_paid_events": 0,
-                   "payment_confirmed_events": 0}
+ONE_CONFIRMATION = {
+    "paid_payments": 1,
+    "audit": 2,
+    "tickets": 1,
+    "order_paid_events": 1,
+    "payment_confirmed_events": 1,
+}
+NO_CONFIRMATION = {
+    "paid_payments": 0,
+    "audit": 0,
+    "tickets": 0,
+    "order_paid_events": 0,
+    "payment_confirmed_events": 0,
+}

@@ -236,8 +236,13 @@ def _confirmation_audit(c: Confirmation, order_id: str) -> tuple[AuditInput, Aud
             f"gateway:{c.provider}",
             "payment.confirmed",
             f"payment.confirmed:{c.provider}:{c.transaction_id}",
-            source | {"amount": c.amount, "currency": c.currency, "event_id": c.event_id,
-                      "event_type": c.event_type},
+            source
+            | {
+                "amount": c.amount,
+                "currency": c.currency,
+                "event_id": c.event_id,
+                "event_type": c.event_type,
+            },
         ),
         AuditInput(
             order_id,

@@ -14,9 +14,9 @@ from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.service import RPCError
 
+from api.app import create_app
 from db.models import AuditEntry, Order, Payment, ReconciliationCase, SecurityEvent
 from domain.payments import Confirmation, confirmation_workflow_id
-from api.app import create_app
 from tests.conftest import Stack, settings_for
 from tests.helpers import (
     NO_CONFIRMATION,
@@ -33,17 +33,20 @@ from tests.helpers import (
 from workflows.payment_confirmation import ConfirmPaymentWorkflow
 
 
-def signed_confirmation(provider: str, order: dict[str, Any], transaction_id: str,
-                        amount: int | None = None) -> tuple[bytes, dict[str, str]]:
+def signed_confirmation(
+    provider: str, order: dict[str, Any], transaction_id: str, amount: int | None = None
+) -> tuple[bytes, dict[str, str]]:
     intent = order["payment"]["intent_id"]
     paid = order["amount"] if amount is None else amount
     if provider == "razorpay":
-        return razorpay_request(razorpay_payment_event(intent, transaction_id, paid,
-                                                       order["currency"]))
+        return razorpay_request(
+            razorpay_payment_event(intent, transaction_id, paid, order["currency"])
+        )
     if provider == "stripe":
         return stripe_request(stripe_succeeded_event(intent, paid, order["currency"].lower()))
-    return standard_request(standard_succeeded_event(intent, transaction_id, paid,
-                                                     order["currency"]))
+    return standard_request(
+        standard_succeeded_event(intent, transaction_id, paid, order["currency"])
+    )
 
 
 def transaction_of(provider: str, order: dict[str, Any], transaction_id: str) -> str:
@@ -65,14 +68,17 @@ async def test_signed_confirmation_marks_order_paid_once(stack: Stack, provider:
     assert paid["status"] == "paid"
     assert paid["payment"]["status"] == "paid"
     assert paid["payment"]["transaction_id"] == tx
-    assert paid["ticket"]["code"] == outcome.ticket_code and len(outcome.ticket_code) >= 20
+    assert outcome.ticket_code is not None and len(outcome.ticket_code) >= 20
+    assert paid["ticket"]["code"] == outcome.ticket_code
     assert await effects(stack.sessions, order["id"]) == ONE_CONFIRMATION
-    audit = (await stack.http.get(f"/admin/audit?order_id={order['id']}",
-                                  headers=stack.admin)).json()
+    audit = (
+        await stack.http.get(f"/admin/audit?order_id={order['id']}", headers=stack.admin)
+    ).json()
     assert [a["action"] for a in audit] == ["payment.confirmed", "order.status_changed"]
     description = await stack.client.get_workflow_handle(workflow_id).describe()
-    attributes = {k.name: v for k, v in
-                  ((p.key, p.value) for p in description.typed_search_attributes)}
+    attributes = {
+        k.name: v for k, v in ((p.key, p.value) for p in description.typed_search_attributes)
+    }
     assert attributes["PaymentState"] == "completed"
     assert attributes["OrderId"] == order["id"]
     assert attributes["TransactionId"] == tx
@@ -88,11 +94,19 @@ async def test_bad_signature_is_rejected_at_the_edge(stack: Stack) -> None:
 
     assert response.status_code == 401
     assert "does not match" in response.json()["detail"]
-    assert await count(stack.sessions, SecurityEvent, SecurityEvent.kind == "invalid_signature",
-                       SecurityEvent.provider == "razorpay") == 1
+    assert (
+        await count(
+            stack.sessions,
+            SecurityEvent,
+            SecurityEvent.kind == "invalid_signature",
+            SecurityEvent.provider == "razorpay",
+        )
+        == 1
+    )
     with pytest.raises(RPCError):
         await stack.client.get_workflow_handle(
-            confirmation_workflow_id("razorpay", "pay_Forged01")).describe()
+            confirmation_workflow_id("razorpay", "pay_Forged01")
+        ).describe()
     assert (await stack.order(order["id"]))["status"] == "awaiting_payment"
     assert await effects(stack.sessions, order["id"]) == NO_CONFIRMATION
 
@@ -100,7 +114,8 @@ async def test_bad_signature_is_rejected_at_the_edge(stack: Stack) -> None:
 async def test_signature_over_reserialised_json_is_rejected(stack: Stack) -> None:
     order = await stack.place_order("razorpay")
     body, headers = razorpay_request(
-        razorpay_payment_event(order["payment"]["intent_id"], "pay_Reser01", order["amount"]))
+        razorpay_payment_event(order["payment"]["intent_id"], "pay_Reser01", order["amount"])
+    )
     reserialised = json.dumps(json.loads(body), separators=(",", ":")).encode()
     assert reserialised != body
 
@@ -115,25 +130,37 @@ async def test_amount_mismatch_changes_nothing_and_opens_a_case(stack: Stack) ->
     order = await stack.place_order("standard", amount=10000, currency="USD")
     tx = "txn_short_paid"
 
-    response = await stack.post("/webhooks/standard",
-                                signed_confirmation("standard", order, tx, amount=9000))
+    response = await stack.post(
+        "/webhooks/standard", signed_confirmation("standard", order, tx, amount=9000)
+    )
 
     assert response.json() == {"result": "accepted"}
     await stack.wait_state(confirmation_workflow_id("standard", tx), "amount_mismatch")
     async with stack.sessions() as s:
         case = await s.scalar(select(ReconciliationCase))
         payment = await s.scalar(select(Payment))
-    assert case is not None and (case.kind, case.state, case.amount) == ("amount_mismatch",
-                                                                         "open", 9000)
+    assert case is not None and (case.kind, case.state, case.amount) == (
+        "amount_mismatch",
+        "open",
+        9000,
+    )
     assert str(case.order_id) == order["id"]
     assert payment is not None and payment.status == "pending"
-    assert await count(stack.sessions, SecurityEvent, SecurityEvent.kind == "amount_mismatch",
-                       SecurityEvent.transaction_id == tx) == 1
+    assert (
+        await count(
+            stack.sessions,
+            SecurityEvent,
+            SecurityEvent.kind == "amount_mismatch",
+            SecurityEvent.transaction_id == tx,
+        )
+        == 1
+    )
     assert (await stack.order(order["id"]))["status"] == "awaiting_payment"
     assert await effects(stack.sessions, order["id"]) == NO_CONFIRMATION
     cases = (await stack.http.get("/admin/reconciliation", headers=stack.admin)).json()
     assert [(c["kind"], c["transaction_id"], c["amount"]) for c in cases] == [
-        ("amount_mismatch", tx, 9000)]
+        ("amount_mismatch", tx, 9000)
+    ]
 
 
 async def test_unmatched_payment_is_kept_then_attached_by_an_admin(stack: Stack) -> None:
@@ -143,11 +170,19 @@ async def test_unmatched_payment_is_kept_then_attached_by_an_admin(stack: Stack)
     event = razorpay_payment_event("order_UnknownIntent", tx, 30000)
 
     assert (await stack.post("/webhooks/razorpay", razorpay_request(event))).json() == {
-        "result": "accepted"}
+        "result": "accepted"
+    }
     workflow_id = confirmation_workflow_id("razorpay", tx)
     await stack.wait_state(workflow_id, "unmatched")
-    assert await count(stack.sessions, ReconciliationCase, ReconciliationCase.kind == "unmatched",
-                       ReconciliationCase.state == "open") == 1
+    assert (
+        await count(
+            stack.sessions,
+            ReconciliationCase,
+            ReconciliationCase.kind == "unmatched",
+            ReconciliationCase.state == "open",
+        )
+        == 1
+    )
     assert (await stack.order(order["id"]))["status"] == "awaiting_payment"
 
     action = f"/admin/payments/razorpay/{tx}/attach"
@@ -162,8 +197,9 @@ async def test_unmatched_payment_is_kept_then_attached_by_an_admin(stack: Stack)
     assert await effects(stack.sessions, order["id"]) == ONE_CONFIRMATION | {"audit": 3}
     async with stack.sessions() as s:
         case = await s.scalar(select(ReconciliationCase))
-        attach = await s.scalar(select(AuditEntry).where(
-            AuditEntry.action == "payment.attach_requested"))
+        attach = await s.scalar(
+            select(AuditEntry).where(AuditEntry.action == "payment.attach_requested")
+        )
     assert case is not None and case.state == "resolved"
     assert case.resolution == f"attached to order {order['id']}"
     assert attach is not None and attach.actor == "admin:ops"
@@ -176,9 +212,11 @@ async def test_admin_resolves_an_unmatched_payment(stack: Stack) -> None:
     workflow_id = confirmation_workflow_id("razorpay", tx)
     await stack.wait_state(workflow_id, "unmatched")
 
-    response = await stack.http.post(f"/admin/payments/razorpay/{tx}/resolve",
-                                     json={"note": "refunded in the Razorpay dashboard"},
-                                     headers=stack.admin)
+    response = await stack.http.post(
+        f"/admin/payments/razorpay/{tx}/resolve",
+        json={"note": "refunded in the Razorpay dashboard"},
+        headers=stack.admin,
+    )
 
     assert response.status_code == 202
     assert (await stack.result(workflow_id)).outcome == "resolved"
@@ -193,11 +231,13 @@ async def test_fifty_concurrent_identical_webhooks_have_one_effect(stack: Stack)
     """3a: concurrent gateway retries: one accepted, the rest duplicate, one of everything."""
     order = await stack.place_order("razorpay")
     tx = "pay_Concurrent01"
-    request = razorpay_request(razorpay_payment_event(order["payment"]["intent_id"], tx,
-                                                      order["amount"]))
+    request = razorpay_request(
+        razorpay_payment_event(order["payment"]["intent_id"], tx, order["amount"])
+    )
 
-    responses = await asyncio.gather(*(stack.post("/webhooks/razorpay", request)
-                                       for _ in range(50)))
+    responses = await asyncio.gather(
+        *(stack.post("/webhooks/razorpay", request) for _ in range(50))
+    )
 
     assert all(r.status_code == 200 for r in responses)
     results = sorted(r.json()["result"] for r in responses)
@@ -214,11 +254,13 @@ async def test_payment_captured_and_order_paid_are_one_payment(stack: Stack) -> 
     order = await stack.place_order("razorpay")
     intent, tx = order["payment"]["intent_id"], "pay_TwoEvents01"
     captured = razorpay_request(razorpay_payment_event(intent, tx, order["amount"]))
-    order_paid = razorpay_request(razorpay_payment_event(intent, tx, order["amount"],
-                                                         event="order.paid"))
+    order_paid = razorpay_request(
+        razorpay_payment_event(intent, tx, order["amount"], event="order.paid")
+    )
 
-    first, second = await asyncio.gather(stack.post("/webhooks/razorpay", captured),
-                                         stack.post("/webhooks/razorpay", order_paid))
+    first, second = await asyncio.gather(
+        stack.post("/webhooks/razorpay", captured), stack.post("/webhooks/razorpay", order_paid)
+    )
 
     assert sorted([first.json()["result"], second.json()["result"]]) == ["accepted", "duplicate"]
     await stack.result(confirmation_workflow_id("razorpay", tx))
@@ -229,15 +271,19 @@ async def test_database_key_decides_after_workflow_retention(stack: Stack) -> No
     """3a once Temporal has forgotten the workflow: the (provider, transaction_id) key."""
     order = await stack.place_order("razorpay")
     tx = "pay_Retention01"
-    request = razorpay_request(razorpay_payment_event(order["payment"]["intent_id"], tx,
-                                                      order["amount"]))
+    request = razorpay_request(
+        razorpay_payment_event(order["payment"]["intent_id"], tx, order["amount"])
+    )
     await stack.post("/webhooks/razorpay", request)
     workflow_id = confirmation_workflow_id("razorpay", tx)
     first = await stack.result(workflow_id)
     # What retention expiry does: the closed workflow is gone from Temporal.
     await stack.client.workflow_service.delete_workflow_execution(
-        DeleteWorkflowExecutionRequest(namespace=stack.client.namespace,
-                                       workflow_execution=WorkflowExecution(workflow_id=workflow_id)))
+        DeleteWorkflowExecutionRequest(
+            namespace=stack.client.namespace,
+            workflow_execution=WorkflowExecution(workflow_id=workflow_id),
+        )
+    )
     for _ in range(100):
         try:
             await stack.client.get_workflow_handle(workflow_id).describe()
@@ -249,8 +295,15 @@ async def test_database_key_decides_after_workflow_retention(stack: Stack) -> No
     # And if a confirmation workflow runs again anyway, it finds the row and adds nothing.
     again = await stack.client.execute_workflow(
         ConfirmPaymentWorkflow.run,
-        Confirmation("razorpay", tx, order["payment"]["intent_id"], order["amount"],
-                     order["currency"], "evt_replayed", "payment.captured"),
+        Confirmation(
+            "razorpay",
+            tx,
+            order["payment"]["intent_id"],
+            order["amount"],
+            order["currency"],
+            "evt_replayed",
+            "payment.captured",
+        ),
         id=f"{workflow_id}-rerun",
         task_queue=stack.task_queue,
     )
@@ -266,8 +319,9 @@ async def test_second_payment_for_a_paid_order_is_kept_as_a_case(stack: Stack) -
 
     await stack.post("/webhooks/standard", signed_confirmation("standard", order, "txn_second"))
 
-    state = await stack.wait_state(confirmation_workflow_id("standard", "txn_second"),
-                                   "needs_reconciliation")
+    state = await stack.wait_state(
+        confirmation_workflow_id("standard", "txn_second"), "needs_reconciliation"
+    )
     assert state["cases"] == ["already_paid"]
     assert await effects(stack.sessions, order["id"]) == ONE_CONFIRMATION
     async with stack.sessions() as s:
@@ -283,16 +337,28 @@ async def test_second_payment_for_a_paid_order_is_kept_as_a_case(stack: Stack) -
         ({"Content-Type": "application/json"}, b"{}", 401),
     ],
 )
-async def test_edge_answers(stack: Stack, headers: dict[str, str], body: bytes,
-                            status: int) -> None:
+async def test_edge_answers(
+    stack: Stack, headers: dict[str, str], body: bytes, status: int
+) -> None:
     response = await stack.http.post("/webhooks/razorpay", content=body, headers=headers)
     assert response.status_code == status
     assert response.json()["detail"]
 
 
 async def test_malformed_body_behind_valid_signature_is_400(stack: Stack) -> None:
-    event = {"event": "payment.captured", "payload": {"payment": {"entity": {
-        "id": "pay_Bad", "order_id": "order_X", "amount": 12.5, "currency": "INR"}}}}
+    event = {
+        "event": "payment.captured",
+        "payload": {
+            "payment": {
+                "entity": {
+                    "id": "pay_Bad",
+                    "order_id": "order_X",
+                    "amount": 12.5,
+                    "currency": "INR",
+                }
+            }
+        },
+    }
     response = await stack.post("/webhooks/razorpay", razorpay_request(event))
     assert response.status_code == 400
     assert "minor units" in response.json()["detail"]
@@ -305,19 +371,23 @@ async def test_valid_event_we_do_not_act_on_is_ignored(stack: Stack) -> None:
     assert response.json() == {"result": "ignored"}
     with pytest.raises(RPCError):
         await stack.client.get_workflow_handle(
-            confirmation_workflow_id("razorpay", "pay_Failed01")).describe()
+            confirmation_workflow_id("razorpay", "pay_Failed01")
+        ).describe()
 
 
 async def test_unreachable_temporal_answers_503_so_the_gateway_retries(
     stack: Stack, database_url: str
 ) -> None:
-    app = create_app(settings_for(database_url, stack.task_queue,
-                                   PAYSAGA_TEMPORAL_ADDRESS="127.0.0.1:1"))
+    app = create_app(
+        settings_for(database_url, stack.task_queue, PAYSAGA_TEMPORAL_ADDRESS="127.0.0.1:1")
+    )
     order = await stack.place_order("razorpay")
-    request = razorpay_request(razorpay_payment_event(order["payment"]["intent_id"],
-                                                      "pay_NoTemporal", order["amount"]))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://paysaga/api/v1") as http:
+    request = razorpay_request(
+        razorpay_payment_event(order["payment"]["intent_id"], "pay_NoTemporal", order["amount"])
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://paysaga/api/v1"
+    ) as http:
         response = await http.post("/webhooks/razorpay", content=request[0], headers=request[1])
         ready = await http.get("/readyz")
     assert response.status_code == 503

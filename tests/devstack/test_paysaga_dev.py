@@ -33,8 +33,9 @@ def free_port() -> int:
 def start(data_dir: Path, ports: dict[str, int]) -> tuple[subprocess.Popen[str], list[str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAYSAGA_")}
     env |= {"PAYSAGA_DATA_DIR": str(data_dir)} | {k: str(v) for k, v in ports.items()}
-    proc = subprocess.Popen([PAYSAGA, "dev"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [PAYSAGA, "dev"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     lines: list[str] = []
     assert proc.stdout is not None
     deadline = time.monotonic() + 120
@@ -55,13 +56,19 @@ def stop(proc: subprocess.Popen[str]) -> list[int]:
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) == 0
     time.sleep(0.5)
-    return [pid for pid in children if psutil.pid_exists(pid)
-            and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    return [
+        pid
+        for pid in children
+        if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    ]
 
 
 def test_dev_stack_confirms_stops_cleanly_and_keeps_its_data(tmp_path: Path) -> None:
-    ports = {"PAYSAGA_API_PORT": free_port(), "PAYSAGA_TEMPORAL_PORT": free_port(),
-             "PAYSAGA_TEMPORAL_UI_PORT": free_port()}
+    ports = {
+        "PAYSAGA_API_PORT": free_port(),
+        "PAYSAGA_TEMPORAL_PORT": free_port(),
+        "PAYSAGA_TEMPORAL_UI_PORT": free_port(),
+    }
     api = f"http://127.0.0.1:{ports['PAYSAGA_API_PORT']}/api/v1"
     proc, lines = start(tmp_path, ports)
     try:
@@ -69,16 +76,27 @@ def test_dev_stack_confirms_stops_cleanly_and_keeps_its_data(tmp_path: Path) -> 
         assert f"http://127.0.0.1:{ports['PAYSAGA_TEMPORAL_UI_PORT']}" in printed
         assert "/docs" in printed and "Admin token" in printed
         secrets: dict[str, Any] = json.loads((tmp_path / "dev-secrets.json").read_text())
-        admin = {"Authorization": "Bearer " + make_token(secrets["PAYSAGA_JWT_SECRET"], "ops",
-                                                         admin=True)}
-        product = {"sku": "DEV-1", "name": "Pass", "unit_amount": 900, "currency": "INR",
-                   "stock": 1}
+        admin = {
+            "Authorization": "Bearer "
+            + make_token(secrets["PAYSAGA_JWT_SECRET"], "ops", admin=True)
+        }
+        product = {
+            "sku": "DEV-1",
+            "name": "Pass",
+            "unit_amount": 900,
+            "currency": "INR",
+            "stock": 1,
+        }
         assert httpx.post(f"{api}/admin/products", json=product, headers=admin).status_code == 201
-        order = httpx.post(f"{api}/orders", json={"items": [{"sku": "DEV-1", "quantity": 1}],
-                                                  "provider": "razorpay"}, headers=admin).json()
+        order = httpx.post(
+            f"{api}/orders",
+            json={"items": [{"sku": "DEV-1", "quantity": 1}], "provider": "razorpay"},
+            headers=admin,
+        ).json()
         body, headers = razorpay_request(
             razorpay_payment_event(order["payment"]["intent_id"], "pay_DevStack1", 900),
-            secret=secrets["PAYSAGA_RAZORPAY_WEBHOOK_SECRETS"])
+            secret=secrets["PAYSAGA_RAZORPAY_WEBHOOK_SECRETS"],
+        )
         answer = httpx.post(f"{api}/webhooks/razorpay", content=body, headers=headers)
         assert answer.json() == {"result": "accepted"}
         for _ in range(300):

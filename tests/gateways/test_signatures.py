@@ -83,8 +83,11 @@ def test_stripe_confirmation_uses_amount_received_and_upper_cases_currency() -> 
     event["data"]["object"]["amount_received"] = 4000
     parsed = gateway_for("stripe", ()).parse(json.dumps(event).encode(), {})
     assert parsed.confirmation is not None
-    assert (parsed.confirmation.transaction_id, parsed.confirmation.amount,
-            parsed.confirmation.currency) == ("pi_123", 4000, "USD")
+    assert (
+        parsed.confirmation.transaction_id,
+        parsed.confirmation.amount,
+        parsed.confirmation.currency,
+    ) == ("pi_123", 4000, "USD")
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Callable
+from typing import Any
 
 from temporalio import activity
 from temporalio.testing import WorkflowEnvironment
@@ -25,8 +27,7 @@ from activities.confirmation import (
 from domain.payments import AdminRequest, Confirmation
 from workflows.payment_confirmation import ConfirmPaymentWorkflow
 
-CONFIRMATION = Confirmation("razorpay", "pay_1", "order_1", 100, "INR", "evt_1",
-                            "payment.captured")
+CONFIRMATION = Confirmation("razorpay", "pay_1", "order_1", 100, "INR", "evt_1", "payment.captured")
 
 
 class FakeActivities:
@@ -69,9 +70,16 @@ class FakeActivities:
     async def issue_ticket(self, order_id: str) -> str:
         return f"ticket-for-{order_id}"
 
-    def all(self) -> list[object]:
-        return [self.validate, self.open_case, self.close_cases, self.store, self.mark_paid,
-                self.write_audit, self.issue_ticket]
+    def all(self) -> list[Callable[..., Any]]:
+        return [
+            self.validate,
+            self.open_case,
+            self.close_cases,
+            self.store,
+            self.mark_paid,
+            self.write_audit,
+            self.issue_ticket,
+        ]
 
 
 async def test_unmatched_waits_for_attach_and_acts_once_per_request(
@@ -80,19 +88,26 @@ async def test_unmatched_waits_for_attach_and_acts_once_per_request(
     fake = FakeActivities()
     queue = str(uuid.uuid4())
     client = temporal_env.client
-    async with Worker(client, task_queue=queue, workflows=[ConfirmPaymentWorkflow],
-                      activities=fake.all()):
-        handle = await client.start_workflow(ConfirmPaymentWorkflow.run, CONFIRMATION,
-                                             id=f"wf-{queue}", task_queue=queue)
+    async with Worker(
+        client, task_queue=queue, workflows=[ConfirmPaymentWorkflow], activities=fake.all()
+    ):
+        handle = await client.start_workflow(
+            ConfirmPaymentWorkflow.run, CONFIRMATION, id=f"wf-{queue}", task_queue=queue
+        )
         # A wrong order first (stays unmatched), then the right one twice with one request id.
-        await handle.signal(ConfirmPaymentWorkflow.attach,
-                            AdminRequest("r1", "admin:ops", order_id="order-404"))
+        await handle.signal(
+            ConfirmPaymentWorkflow.attach, AdminRequest("r1", "admin:ops", order_id="order-404")
+        )
         for _ in range(2):
-            await handle.signal(ConfirmPaymentWorkflow.attach,
-                                AdminRequest("r2", "admin:ops", order_id="order-1"))
+            await handle.signal(
+                ConfirmPaymentWorkflow.attach, AdminRequest("r2", "admin:ops", order_id="order-1")
+            )
         outcome = await handle.result()
     assert (outcome.outcome, outcome.order_id, outcome.ticket_code) == (
-        "paid", "order-1", "ticket-for-order-1")
+        "paid",
+        "order-1",
+        "ticket-for-order-1",
+    )
     assert outcome.cases == ["unmatched"]
     assert fake.calls == Counter(validate=3, open_case=2, store=1, mark_paid=1, close_cases=1)
     assert fake.audit.count("payment.attach_requested") == 2  # r1 and r2, not r2 twice
@@ -105,12 +120,15 @@ async def test_resolve_ends_a_parked_confirmation_without_touching_orders(
     fake = FakeActivities()
     queue = str(uuid.uuid4())
     client = temporal_env.client
-    async with Worker(client, task_queue=queue, workflows=[ConfirmPaymentWorkflow],
-                      activities=fake.all()):
-        handle = await client.start_workflow(ConfirmPaymentWorkflow.run, CONFIRMATION,
-                                             id=f"wf-{queue}", task_queue=queue)
-        await handle.signal(ConfirmPaymentWorkflow.resolve,
-                            AdminRequest("r1", "admin:ops", note="refunded by hand"))
+    async with Worker(
+        client, task_queue=queue, workflows=[ConfirmPaymentWorkflow], activities=fake.all()
+    ):
+        handle = await client.start_workflow(
+            ConfirmPaymentWorkflow.run, CONFIRMATION, id=f"wf-{queue}", task_queue=queue
+        )
+        await handle.signal(
+            ConfirmPaymentWorkflow.resolve, AdminRequest("r1", "admin:ops", note="refunded by hand")
+        )
         outcome = await handle.result()
     assert outcome.outcome == "resolved"
     assert fake.calls["store"] == 0 and fake.calls["mark_paid"] == 0
