@@ -1,0 +1,16 @@
+# One image for the api and the worker (docker-compose.yml chooses the command).
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml ./
+COPY api ./api
+COPY workflows ./workflows
+COPY activities ./activities
+COPY db ./db
+COPY gateways ./gateways
+COPY domain ./domain
+COPY paysaga ./paysaga
+COPY worker.py ./
+RUN pip install --no-cache-dir . && useradd --system paysaga
+USER paysaga
+ENV PAYSAGA_TASK_QUEUE=paysaga PAYSAGA_TEMPORAL_NAMESPACE=default
+CMD ["paysaga", "api", "--host", "0.0.0.0"]
