@@ -24,7 +24,7 @@ from activities.confirmation import (
     ValidateInput,
     Validation,
 )
-from domain.payments import AdminRequest, Confirmation
+from domain.payments import AdminRequest, Confirmation, ConfirmationOutcome
 from workflows.payment_confirmation import ConfirmPaymentWorkflow
 
 CONFIRMATION = Confirmation("razorpay", "pay_1", "order_1", 100, "INR", "evt_1", "payment.captured")
@@ -82,27 +82,40 @@ class FakeActivities:
         ]
 
 
+Signal = tuple[Any, AdminRequest]
+
+
+async def run_with_signals(
+    env: WorkflowEnvironment, fake: FakeActivities, signals: list[Signal]
+) -> ConfirmationOutcome:
+    """Starts the workflow on its own queue, sends the admin signals, returns its outcome."""
+    queue = str(uuid.uuid4())
+    async with Worker(
+        env.client, task_queue=queue, workflows=[ConfirmPaymentWorkflow], activities=fake.all()
+    ):
+        handle = await env.client.start_workflow(
+            ConfirmPaymentWorkflow.run, CONFIRMATION, id=f"wf-{queue}", task_queue=queue
+        )
+        for signal, request in signals:
+            await handle.signal(signal, request)
+        return await handle.result()
+
+
 async def test_unmatched_waits_for_attach_and_acts_once_per_request(
     temporal_env: WorkflowEnvironment,
 ) -> None:
     fake = FakeActivities()
-    queue = str(uuid.uuid4())
-    client = temporal_env.client
-    async with Worker(
-        client, task_queue=queue, workflows=[ConfirmPaymentWorkflow], activities=fake.all()
-    ):
-        handle = await client.start_workflow(
-            ConfirmPaymentWorkflow.run, CONFIRMATION, id=f"wf-{queue}", task_queue=queue
-        )
-        # A wrong order first (stays unmatched), then the right one twice with one request id.
-        await handle.signal(
-            ConfirmPaymentWorkflow.attach, AdminRequest("r1", "admin:ops", order_id="order-404")
-        )
-        for _ in range(2):
-            await handle.signal(
-                ConfirmPaymentWorkflow.attach, AdminRequest("r2", "admin:ops", order_id="order-1")
-            )
-        outcome = await handle.result()
+    attach = ConfirmPaymentWorkflow.attach
+    # A wrong order first (stays unmatched), then the right one twice with one request id.
+    outcome = await run_with_signals(
+        temporal_env,
+        fake,
+        [
+            (attach, AdminRequest("r1", "admin:ops", order_id="order-404")),
+            (attach, AdminRequest("r2", "admin:ops", order_id="order-1")),
+            (attach, AdminRequest("r2", "admin:ops", order_id="order-1")),
+        ],
+    )
     assert (outcome.outcome, outcome.order_id, outcome.ticket_code) == (
         "paid",
         "order-1",
@@ -118,18 +131,8 @@ async def test_resolve_ends_a_parked_confirmation_without_touching_orders(
     temporal_env: WorkflowEnvironment,
 ) -> None:
     fake = FakeActivities()
-    queue = str(uuid.uuid4())
-    client = temporal_env.client
-    async with Worker(
-        client, task_queue=queue, workflows=[ConfirmPaymentWorkflow], activities=fake.all()
-    ):
-        handle = await client.start_workflow(
-            ConfirmPaymentWorkflow.run, CONFIRMATION, id=f"wf-{queue}", task_queue=queue
-        )
-        await handle.signal(
-            ConfirmPaymentWorkflow.resolve, AdminRequest("r1", "admin:ops", note="refunded by hand")
-        )
-        outcome = await handle.result()
+    resolve = (ConfirmPaymentWorkflow.resolve, AdminRequest("r1", "admin:ops", note="by hand"))
+    outcome = await run_with_signals(temporal_env, fake, [resolve])
     assert outcome.outcome == "resolved"
     assert fake.calls["store"] == 0 and fake.calls["mark_paid"] == 0
     assert fake.audit == ["reconciliation.resolved"]
