@@ -7,6 +7,7 @@ workflow for the same payment after retention expired, changes nothing twice.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 import uuid
@@ -48,6 +49,15 @@ class Validation:
 class CaseInput:
     confirmation: Confirmation
     validation: Validation
+    resolution: str | None = None  # set: record the case as already resolved (recovered)
+
+
+@dataclass(frozen=True)
+class RefundInput:
+    confirmation: Confirmation
+    order_id: str | None
+    admin: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -144,22 +154,45 @@ class ConfirmationActivities:
 
     @activity.defn
     async def open_case(self, inp: CaseInput) -> None:
-        """2a/2b: keep the money's record for an admin (never dropped); 2a also a security event."""
+        """2a/2b/4a/5a: keep the money's record for an admin (never dropped); 2a also a
+        security event. With a resolution the case is recorded (or closed) as resolved."""
         c, v = inp.confirmation, inp.validation
         async with self.sessions.begin() as s:
-            await s.execute(
-                insert(ReconciliationCase)
-                .values(
-                    kind=v.outcome,
-                    provider=c.provider,
-                    transaction_id=c.transaction_id,
-                    order_id=_uuid(v.order_id) if v.order_id else None,
-                    amount=c.amount,
-                    currency=c.currency,
-                    detail={"reason": v.reason, "confirmation": asdict(c)},
-                )
-                .on_conflict_do_nothing(constraint="uq_cases_provider_tx_kind")
+            case = insert(ReconciliationCase).values(
+                kind=v.outcome,
+                provider=c.provider,
+                transaction_id=c.transaction_id,
+                order_id=_uuid(v.order_id) if v.order_id else None,
+                amount=c.amount,
+                currency=c.currency,
+                detail={"reason": v.reason, "confirmation": asdict(c)},
+                **(
+                    {"state": "resolved", "resolution": inp.resolution, "resolved_at": func.now()}
+                    if inp.resolution
+                    else {}
+                ),
             )
+            if inp.resolution:
+                await s.execute(
+                    case.on_conflict_do_update(
+                        constraint="uq_cases_provider_tx_kind",
+                        set_={
+                            "state": "resolved",
+                            "resolution": inp.resolution,
+                            "resolved_at": func.now(),
+                        },
+                        where=ReconciliationCase.state == "open",
+                    )
+                )
+                log.info(
+                    "reconciliation case resolved: kind=%s provider=%s transaction_id=%s: %s",
+                    v.outcome,
+                    c.provider,
+                    c.transaction_id,
+                    inp.resolution,
+                )
+                return
+            await s.execute(case.on_conflict_do_nothing(constraint="uq_cases_provider_tx_kind"))
             if v.outcome == CaseKind.AMOUNT_MISMATCH:
                 await s.execute(
                     insert(SecurityEvent)
@@ -194,6 +227,45 @@ class ConfirmationActivities:
                 )
                 .values(state="resolved", resolution=inp.resolution, resolved_at=func.now())
             )
+
+    @activity.defn
+    async def record_refund(self, inp: RefundInput) -> str:
+        """An admin sends parked money back. Offline mode (no gateway API keys): the decision
+        and its reference are recorded here; the refund itself is issued in the gateway."""
+        c = inp.confirmation
+        reference = (
+            "rfnd_" + hashlib.sha256(f"{c.provider}:{c.transaction_id}".encode()).hexdigest()[:20]
+        )
+        async with self.sessions.begin() as s:
+            await s.execute(
+                update(ReconciliationCase)
+                .where(
+                    ReconciliationCase.provider == c.provider,
+                    ReconciliationCase.transaction_id == c.transaction_id,
+                    ReconciliationCase.state == "open",
+                )
+                .values(
+                    state="resolved",
+                    resolution=f"refunded by {inp.admin} ({reference}): {inp.reason}",
+                    resolved_at=func.now(),
+                )
+            )
+            await _emit(
+                s,
+                "PaymentRefunded",
+                inp.order_id,
+                f"PaymentRefunded:{c.provider}:{c.transaction_id}",
+                {
+                    "provider": c.provider,
+                    "transaction_id": c.transaction_id,
+                    "amount": c.amount,
+                    "currency": c.currency,
+                    "reason": inp.reason,
+                    "refund_reference": reference,
+                    "applied_to_order": False,
+                },
+            )
+        return reference
 
     @activity.defn
     async def store_payment(self, inp: StoreInput) -> bool:
@@ -314,6 +386,7 @@ class ConfirmationActivities:
             self.validate_confirmation,
             self.open_case,
             self.close_cases,
+            self.record_refund,
             self.store_payment,
             self.mark_order_paid,
             self.write_audit,
@@ -322,11 +395,16 @@ class ConfirmationActivities:
 
 
 async def _emit(
-    s: AsyncSession, type_: str, order_id: str, dedupe_key: str, payload: dict[str, Any]
+    s: AsyncSession, type_: str, order_id: str | None, dedupe_key: str, payload: dict[str, Any]
 ) -> None:
     """Appends to the event log in the same transaction as the change it reports (an outbox)."""
     await s.execute(
         insert(Event)
-        .values(type=type_, order_id=uuid.UUID(order_id), payload=payload, dedupe_key=dedupe_key)
+        .values(
+            type=type_,
+            order_id=_uuid(order_id) if order_id else None,
+            payload=payload,
+            dedupe_key=dedupe_key,
+        )
         .on_conflict_do_nothing(index_elements=["dedupe_key"])
     )

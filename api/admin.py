@@ -8,83 +8,62 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Query
 from pydantic import BaseModel, StringConstraints
 from sqlalchemy import select
-from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import AdminCaller, DepsDep
-from api.errors import BadRequest, NotFound
-from db.models import AuditEntry, ReconciliationCase
-from domain.payments import PROVIDERS, AdminRequest, confirmation_workflow_id
-from workflows.payment_confirmation import ConfirmPaymentWorkflow
+from api.errors import BadRequest, Conflict, NotFound
+from db.models import AuditEntry
+from domain.payments import AdminRequest
+from paysaga.operations import ActionRefused, list_cases, send_admin_action
 
 router = APIRouter(prefix="/admin")
 
 
 class ActionIn(BaseModel):
     request_id: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
-    order_id: str | None = None
-    note: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    order_id: str | None = None  # attach
+    reason: Annotated[str, StringConstraints(max_length=2000)] | None = None  # refund
+    note: Annotated[str, StringConstraints(max_length=2000)] | None = None  # resolve
 
 
 @router.get("/reconciliation")
-async def open_cases(_: AdminCaller, deps: DepsDep) -> list[dict[str, Any]]:
-    async with deps.sessions() as s:
-        cases = await s.scalars(
-            select(ReconciliationCase)
-            .where(ReconciliationCase.state == "open")
-            .order_by(ReconciliationCase.opened_at)
-        )
-        return [
-            {
-                "id": c.id,
-                "kind": c.kind,
-                "provider": c.provider,
-                "transaction_id": c.transaction_id,
-                "order_id": str(c.order_id) if c.order_id else None,
-                "amount": c.amount,
-                "currency": c.currency,
-                "opened_at": c.opened_at.isoformat(),
-                "state": c.state,
-                "reason": c.detail.get("reason"),
-            }
-            for c in cases
-        ]
+async def open_cases(
+    _: AdminCaller, deps: DepsDep, include_resolved: bool = False
+) -> list[dict[str, Any]]:
+    """Open cases, oldest first; `?include_resolved=true` adds the resolved ones."""
+    return await list_cases(deps.sessions, include_resolved=include_resolved)
 
 
 @router.post("/payments/{provider}/{transaction_id}/{action}", status_code=202)
 async def payment_action(
     provider: str,
     transaction_id: str,
-    action: Literal["attach", "resolve"],
+    action: Literal["retry", "attach", "refund", "resolve"],
     caller: AdminCaller,
     deps: DepsDep,
     body: Annotated[ActionIn | None, Body()] = None,
 ) -> dict[str, str]:
+    """Delivers the signal of the same name to `payment-{provider}-{transaction_id}`."""
     body = body or ActionIn()
-    if provider not in PROVIDERS:
-        raise NotFound(f"unknown provider {provider}")
-    if action == "attach":
-        try:
-            uuid.UUID(body.order_id or "")
-        except ValueError as exc:
-            raise BadRequest("attach needs {order_id} naming an order") from exc
     request = AdminRequest(
         request_id=body.request_id or str(uuid.uuid4()),
         admin=f"admin:{caller.sub}",
         order_id=body.order_id,
         note=body.note,
+        reason=body.reason,
     )
-    workflow_id = confirmation_workflow_id(provider, transaction_id)
-    handle = (await deps.temporal()).get_workflow_handle_for(
-        ConfirmPaymentWorkflow.run, workflow_id
-    )
-    signal = ConfirmPaymentWorkflow.attach if action == "attach" else ConfirmPaymentWorkflow.resolve
     try:
-        await handle.signal(signal, request)
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise NotFound(f"no running confirmation {workflow_id}") from exc
-        raise
-    return {"status": "signalled", "workflow_id": workflow_id, "request_id": request.request_id}
+        delivered = await send_admin_action(
+            await deps.temporal(), provider, transaction_id, action, request
+        )
+    except ActionRefused as exc:
+        error = {400: BadRequest, 404: NotFound, 409: Conflict}[exc.status]
+        raise error(str(exc)) from exc
+    return {
+        "status": "signalled",
+        "workflow_id": delivered.workflow_id,
+        "request_id": delivered.request_id,
+        "state": delivered.state,
+    }
 
 
 @router.get("/audit")

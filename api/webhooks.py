@@ -7,11 +7,13 @@ body (400), then the workflow (503 if it cannot be started, so the gateway retri
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Literal
 
 from fastapi import APIRouter, Request
+from sqlalchemy.exc import DBAPIError, InterfaceError
 from temporalio.client import WorkflowHandle
 from temporalio.common import (
     SearchAttributePair,
@@ -72,15 +74,20 @@ async def _record_rejection(deps: Deps, provider: str, request: Request, reason:
 
 async def start_confirmation(deps: Deps, c: Confirmation) -> Literal["accepted", "duplicate"]:
     """Starts (or joins) `payment-{provider}-{transaction_id}`; shared by every entry point."""
-    async with deps.sessions() as s:
-        # 3a after the workflow's retention expired: the database key still says "done".
-        if await payment_already_confirmed(s, c.provider, c.transaction_id):
-            return "duplicate"
+    try:
+        async with deps.sessions() as s:
+            # 3a after the workflow's retention expired: the database key still says "done".
+            if await payment_already_confirmed(s, c.provider, c.transaction_id):
+                return "duplicate"
+    except (DBAPIError, InterfaceError, OSError) as exc:
+        # Best effort: with the database down the confirmation is still taken durably by
+        # Temporal; the workflow id and the database keys keep it exactly once.
+        log.warning("duplicate pre-check skipped, database unavailable: %s", exc)
     client = await deps.temporal()
     try:
         handle: WorkflowHandle[ConfirmPaymentWorkflow, object] = await client.start_workflow(
             ConfirmPaymentWorkflow.run,
-            c,
+            dataclasses.replace(c, recovery=deps.settings.recovery),
             id=confirmation_workflow_id(c.provider, c.transaction_id),
             task_queue=deps.settings.task_queue,
             # A completed confirmation is never run again; a running one is joined.

@@ -32,6 +32,8 @@ class CaseKind(StrEnum):
     AMOUNT_MISMATCH = "amount_mismatch"
     ALREADY_PAID = "already_paid"
     LATE_PAYMENT = "late_payment"
+    STORE_FAILED = "store_failed"  # 4a: the payment could not be written for a whole first phase
+    STATUS_UPDATE_FAILED = "status_update_failed"  # 5a: stored, but the order not yet marked paid
 
 
 class PaymentState(StrEnum):
@@ -46,6 +48,31 @@ class PaymentState(StrEnum):
     AMOUNT_MISMATCH = "amount_mismatch"
     NEEDS_RECONCILIATION = "needs_reconciliation"
     RESOLVED = "resolved"
+    REFUNDED = "refunded"
+
+
+# Where an admin's attach, refund or resolve can act: money that could not be applied.
+PARKED_STATES = frozenset(
+    {PaymentState.UNMATCHED, PaymentState.AMOUNT_MISMATCH, PaymentState.NEEDS_RECONCILIATION}
+)
+ADMIN_ACTIONS = ("retry", "attach", "refund", "resolve")
+
+
+@dataclass(frozen=True)
+class RecoveryTiming:
+    """How the confirmation waits out a failing database (4a, 5a, 6a, 8a), in seconds.
+
+    First phase: the activity's own retry policy, fast backoff up to `fast_max`, for
+    `first_phase` seconds. Then the workflow marks itself `needs_reconciliation`, opens a case
+    (best effort) and keeps trying every `slow_initial`..`slow_max` seconds, or at once on a
+    `retry` signal. Carried in the confirmation (the workflow input), so a run keeps the
+    timing it started with.
+    """
+
+    first_phase: float = 300.0
+    fast_max: float = 10.0
+    slow_initial: float = 30.0
+    slow_max: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -60,6 +87,8 @@ class Confirmation:
     event_id: str
     event_type: str
     order_id: str | None = None  # an order reference the gateway echoed back, if any
+    # How this run waits out failures; None: the defaults. Set by whoever starts the workflow.
+    recovery: RecoveryTiming | None = None
 
 
 def confirmation_workflow_id(provider: str, transaction_id: str) -> str:
@@ -72,13 +101,14 @@ class AdminRequest:
 
     request_id: str
     admin: str
-    order_id: str | None = None
-    note: str | None = None
+    order_id: str | None = None  # attach
+    note: str | None = None  # resolve
+    reason: str | None = None  # refund
 
 
 @dataclass
 class ConfirmationOutcome:
-    outcome: str  # "paid" | "resolved"
+    outcome: str  # "paid" | "resolved" | "refunded"
     order_id: str | None = None
     ticket_code: str | None = None
     cases: list[str] = field(default_factory=list)

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from domain.payments import RecoveryTiming
+
 
 def _secrets(value: str | None) -> tuple[str, ...]:
     return tuple(s.strip() for s in (value or "").split(",") if s.strip())
@@ -31,6 +33,9 @@ class Settings:
     stripe_api_key: str | None
     stripe_api_base: str | None
     payment_window_seconds: int
+    recovery: RecoveryTiming
+    reconcile_every_seconds: int
+    unmatched_alert_seconds: int
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -54,6 +59,14 @@ class Settings:
             stripe_api_key=e.get("PAYSAGA_STRIPE_API_KEY") or None,
             stripe_api_base=e.get("PAYSAGA_STRIPE_API_BASE") or None,
             payment_window_seconds=int(e.get("PAYSAGA_PAYMENT_WINDOW_SECONDS", "900")),
+            recovery=RecoveryTiming(
+                first_phase=float(e.get("PAYSAGA_RETRY_FIRST_PHASE_SECONDS", "300")),
+                fast_max=float(e.get("PAYSAGA_RETRY_FAST_MAX_SECONDS", "10")),
+                slow_initial=float(e.get("PAYSAGA_RETRY_SLOW_INITIAL_SECONDS", "30")),
+                slow_max=float(e.get("PAYSAGA_RETRY_SLOW_MAX_SECONDS", "300")),
+            ),
+            reconcile_every_seconds=int(e.get("PAYSAGA_RECONCILE_EVERY_SECONDS", "60")),
+            unmatched_alert_seconds=int(e.get("PAYSAGA_UNMATCHED_ALERT_SECONDS", "3600")),
         )
 
     def require_database_url(self) -> str:

@@ -197,9 +197,7 @@ async def test_unmatched_payment_is_kept_then_attached_by_an_admin(stack: Stack)
     assert await effects(stack.sessions, order["id"]) == ONE_CONFIRMATION | {"audit": 3}
     async with stack.sessions() as s:
         case = await s.scalar(select(ReconciliationCase))
-        attach = await s.scalar(
-            select(AuditEntry).where(AuditEntry.action == "payment.attach_requested")
-        )
+        attach = await s.scalar(select(AuditEntry).where(AuditEntry.action == "admin.attach"))
     assert case is not None and case.state == "resolved"
     assert case.resolution == f"attached to order {order['id']}"
     assert attach is not None and attach.actor == "admin:ops"

@@ -123,7 +123,7 @@ async def test_unmatched_waits_for_attach_and_acts_once_per_request(
     )
     assert outcome.cases == ["unmatched"]
     assert fake.calls == Counter(validate=3, open_case=2, store=1, mark_paid=1, close_cases=1)
-    assert fake.audit.count("payment.attach_requested") == 2  # r1 and r2, not r2 twice
+    assert fake.audit.count("admin.attach") == 2  # r1 and r2, not r2 twice
     assert fake.audit[-2:] == ["payment.confirmed", "order.status_changed"]
 
 
@@ -135,4 +135,4 @@ async def test_resolve_ends_a_parked_confirmation_without_touching_orders(
     outcome = await run_with_signals(temporal_env, fake, [resolve])
     assert outcome.outcome == "resolved"
     assert fake.calls["store"] == 0 and fake.calls["mark_paid"] == 0
-    assert fake.audit == ["reconciliation.resolved"]
+    assert fake.audit == ["admin.resolve"]
