@@ -8,13 +8,14 @@ import signal
 
 from db.session import make_engine, make_sessionmaker
 from paysaga.settings import Settings
-from paysaga.temporal import build_worker, connect
+from paysaga.temporal import build_worker, connect, ensure_reconciliation_schedule
 
 
 async def run_worker(settings: Settings) -> None:
     engine = make_engine(settings.require_database_url())
     client = await connect(settings)
     worker = build_worker(client, make_sessionmaker(engine), settings.task_queue)
+    await ensure_reconciliation_schedule(client, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

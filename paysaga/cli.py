@@ -1,4 +1,4 @@
-"""The `paysaga` command: dev stack, single components, migrations, tokens."""
+"""The `paysaga` command: dev stack, single components, migrations, tokens, operator tools."""
 
 from __future__ import annotations
 
@@ -22,9 +22,14 @@ def main(argv: list[str] | None = None) -> None:
     token = sub.add_parser("token", help="mint a bearer token with PAYSAGA_JWT_SECRET")
     token.add_argument("sub")
     token.add_argument("--admin", action="store_true")
+    from paysaga.admin_cli import add_admin_parser
+
+    add_admin_parser(sub)
     args = parser.parse_args(argv)
     # The dev stack prints its own summary; its children log to PAYSAGA_DATA_DIR/logs.
-    level = logging.WARNING if args.command in ("dev", "migrate", "token") else logging.INFO
+    level = (
+        logging.WARNING if args.command in ("dev", "migrate", "token", "admin") else logging.INFO
+    )
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings.from_env()
 
@@ -46,6 +51,10 @@ def main(argv: list[str] | None = None) -> None:
         from db.migrate import upgrade
 
         upgrade(settings.require_database_url())
+    elif args.command == "admin":
+        from paysaga.admin_cli import run_admin
+
+        raise SystemExit(asyncio.run(run_admin(settings, args)))
     elif args.command == "token":
         from api.auth import make_token
 

@@ -7,11 +7,13 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.confirmation import ConfirmationActivities
+from activities.reconciliation import ReconcileInput, ReconciliationActivities
 from paysaga.settings import Settings
 from workflows.payment_confirmation import ConfirmPaymentWorkflow
+from workflows.reconciliation import ReconcileWorkflow, ensure_schedule
 
 SEARCH_ATTRIBUTES = {"PaymentState": "Keyword", "OrderId": "Keyword", "TransactionId": "Keyword"}
-WORKFLOWS = [ConfirmPaymentWorkflow]
+WORKFLOWS = [ConfirmPaymentWorkflow, ReconcileWorkflow]
 
 
 async def connect(settings: Settings) -> Client:
@@ -25,5 +27,16 @@ def build_worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=ConfirmationActivities(sessions).all(),
+        activities=[
+            *ConfirmationActivities(sessions).all(),
+            ReconciliationActivities(sessions, client).reconcile,
+        ],
+    )
+
+
+async def ensure_reconciliation_schedule(client: Client, settings: Settings) -> None:
+    await ensure_schedule(
+        client,
+        ReconcileInput(settings.task_queue, settings.unmatched_alert_seconds),
+        settings.reconcile_every_seconds,
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from api.auth import make_token
 from db.migrate import upgrade
 from db.session import make_engine, make_sessionmaker
 from domain.payments import ConfirmationOutcome
+from paysaga.invariants import check_invariants
 from paysaga.postgres import EmbeddedPostgres
 from paysaga.settings import Settings
 from paysaga.temporal import build_worker
@@ -101,6 +102,7 @@ class Stack:
     client: Client
     sessions: async_sessionmaker[AsyncSession]
     task_queue: str
+    settings: Settings
 
     @property
     def admin(self) -> dict[str, str]:
@@ -146,15 +148,23 @@ class Stack:
         handle = self.client.get_workflow_handle_for(ConfirmPaymentWorkflow.run, workflow_id)
         return await asyncio.wait_for(handle.result(), timeout=60)
 
-    async def wait_state(self, workflow_id: str, state: str) -> dict[str, Any]:
+    async def wait_state(
+        self, workflow_id: str, state: str, until: Callable[[dict[str, Any]], bool] | None = None
+    ) -> dict[str, Any]:
         """Polls the `state` query until the workflow reports `state` (parked workflows)."""
         handle = self.client.get_workflow_handle(workflow_id)
         for _ in range(300):
             current: dict[str, Any] = await handle.query("state")
-            if current["state"] == state:
+            if current["state"] == state and (until is None or until(current)):
                 return current
             await asyncio.sleep(0.1)
         raise AssertionError(f"{workflow_id} never reached {state}: {current}")
+
+
+@pytest.fixture
+def stack_env() -> dict[str, str]:
+    """Extra PAYSAGA_* settings for the stack; a test module overrides this fixture."""
+    return {}
 
 
 @pytest.fixture
@@ -162,14 +172,61 @@ async def stack(
     temporal_env: WorkflowEnvironment,
     database_url: str,
     sessions: async_sessionmaker[AsyncSession],
+    stack_env: dict[str, str],
 ) -> AsyncIterator[Stack]:
     task_queue = f"paysaga-test-{uuid.uuid4()}"
     client = temporal_env.client
-    app = create_app(settings_for(database_url, task_queue), temporal=client)
+    settings = settings_for(database_url, task_queue, **stack_env)
+    app = create_app(settings, temporal=client)
     async with (
         build_worker(client, sessions, task_queue),
         httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://paysaga/api/v1"
         ) as http,
     ):
-        yield Stack(http, client, sessions, task_queue)
+        yield Stack(http, client, sessions, task_queue, settings)
+        # Every integration test ends with the financial invariants holding.
+        violations = await check_invariants(sessions, client, task_queue)
+        assert violations == [], "\n".join(map(str, violations))
+
+
+@pytest.fixture
+async def refuse(engine: AsyncEngine) -> AsyncIterator[Refuse]:
+    """Makes a table refuse writes (a trigger that raises), as a failing database would."""
+    refusals = Refuse(engine)
+    yield refusals
+    await refusals.lift_all()
+
+
+class Refuse:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.active: set[tuple[str, str]] = set()
+
+    async def __call__(self, table: str, operation: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "CREATE OR REPLACE FUNCTION paysaga_test_refuse() RETURNS trigger "
+                    "LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused: % on %', "
+                    "TG_OP, TG_TABLE_NAME; END $$"
+                )
+            )
+            await conn.execute(
+                text(
+                    f"CREATE TRIGGER refuse_{table}_{operation.lower()} BEFORE {operation} "
+                    f"ON {table} FOR EACH ROW EXECUTE FUNCTION paysaga_test_refuse()"
+                )
+            )
+        self.active.add((table, operation))
+
+    async def lift(self, table: str, operation: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text(f"DROP TRIGGER IF EXISTS refuse_{table}_{operation.lower()} ON {table}")
+            )
+        self.active.discard((table, operation))
+
+    async def lift_all(self) -> None:
+        for table, operation in list(self.active):
+            await self.lift(table, operation)

@@ -1,0 +1,197 @@
+"""The minute sweep behind the reconciliation schedule: repair what is safe, report the rest.
+
+Safe to repair automatically:
+- a payment stored `paid` whose order still awaits payment and whose confirmation workflow is
+  no longer running (terminated, or forgotten after retention): the order is marked paid with
+  the same conditional update, event and audit key the workflow uses, so it happens once;
+- a confirmation workflow stuck in its slow loop (`needs_reconciliation` with a failing step):
+  it gets a `retry` signal, the same an admin would send.
+Reported, never guessed: money parked for an admin (unmatched, amount mismatch, already paid,
+late payment) and unmatched cases older than the alert threshold.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
+
+from db.models import AuditEntry, Event, Order, Payment, ReconciliationCase
+from domain.payments import AdminRequest, OrderStatus, PaymentStatus, confirmation_workflow_id
+
+log = logging.getLogger("paysaga.reconciliation")
+ACTOR = "system:reconciliation"
+
+
+@dataclass(frozen=True)
+class ReconcileInput:
+    task_queue: str
+    unmatched_alert_seconds: int = 3600
+    settle_seconds: int = 60  # younger stored-not-paid payments are a confirmation in flight
+
+
+@dataclass
+class ReconcileReport:
+    orders_repaired: list[str] = field(default_factory=list)
+    retried: list[str] = field(default_factory=list)
+    parked: list[str] = field(default_factory=list)
+    stale_unmatched: list[dict[str, Any]] = field(default_factory=list)
+
+
+class ReconciliationActivities:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], client: Client) -> None:
+        self.sessions = sessions
+        self.client = client
+
+    @activity.defn
+    async def reconcile(self, inp: ReconcileInput) -> ReconcileReport:
+        report = ReconcileReport()
+        info = activity.info()
+        run = f"{info.workflow_id}:{info.workflow_run_id}"
+        await self._stored_not_paid(inp, run, report)
+        await self._stuck_workflows(inp, run, report)
+        await self._stale_unmatched(inp, report)
+        if report.orders_repaired or report.retried or report.stale_unmatched:
+            log.warning(
+                "reconciliation: repaired %d order(s), retried %d confirmation(s), "
+                "%d parked for an admin, %d unmatched case(s) older than %d s",
+                len(report.orders_repaired),
+                len(report.retried),
+                len(report.parked),
+                len(report.stale_unmatched),
+                inp.unmatched_alert_seconds,
+            )
+        return report
+
+    async def _workflow_state(self, workflow_id: str) -> dict[str, Any] | None:
+        """The confirmation's `state` query if it is running, else None."""
+        handle = self.client.get_workflow_handle(workflow_id)
+        try:
+            description = await handle.describe()
+            if description.status != WorkflowExecutionStatus.RUNNING:
+                return None
+            state: dict[str, Any] = await handle.query("state")
+            return state
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return None
+            raise
+
+    async def _retry(self, workflow_id: str, run: str, report: ReconcileReport) -> None:
+        request = AdminRequest(request_id=f"{run}:{workflow_id}", admin=ACTOR)
+        await self.client.get_workflow_handle(workflow_id).signal("retry", request)
+        report.retried.append(workflow_id)
+
+    async def _stored_not_paid(
+        self, inp: ReconcileInput, run: str, report: ReconcileReport
+    ) -> None:
+        async with self.sessions() as s:
+            rows = (
+                await s.execute(
+                    select(Payment.provider, Payment.transaction_id, Payment.order_id)
+                    .join(Order, Order.id == Payment.order_id)
+                    .where(
+                        Payment.status == PaymentStatus.PAID,
+                        Order.status == OrderStatus.AWAITING_PAYMENT,
+                        Payment.confirmed_at < func.now() - timedelta(seconds=inp.settle_seconds),
+                    )
+                )
+            ).all()
+        for provider, transaction_id, order_id in rows:
+            assert transaction_id is not None  # a paid payment has its transaction
+            workflow_id = confirmation_workflow_id(provider, transaction_id)
+            state = await self._workflow_state(workflow_id)
+            if state is None:
+                if await self._mark_paid(provider, transaction_id, order_id):
+                    report.orders_repaired.append(str(order_id))
+            elif state["stuck"]:
+                await self._retry(workflow_id, run, report)
+
+    async def _mark_paid(self, provider: str, transaction_id: str, order_id: uuid.UUID) -> bool:
+        """5 for a confirmation whose workflow is gone: same guard, same event and audit keys."""
+        async with self.sessions.begin() as s:
+            changed = await s.scalar(
+                update(Order)
+                .where(Order.id == order_id, Order.status == OrderStatus.AWAITING_PAYMENT)
+                .values(status=OrderStatus.PAID, paid_at=func.now(), updated_at=func.now())
+                .returning(Order.id)
+            )
+            if changed is None:
+                return False
+            source = {"provider": provider, "transaction_id": transaction_id}
+            await s.execute(
+                insert(Event)
+                .values(
+                    type="OrderPaid",
+                    order_id=order_id,
+                    payload=source,
+                    dedupe_key=f"OrderPaid:{order_id}",
+                )
+                .on_conflict_do_nothing(index_elements=["dedupe_key"])
+            )
+            await s.execute(
+                insert(AuditEntry)
+                .values(
+                    order_id=order_id,
+                    actor=ACTOR,
+                    action="order.status_changed",
+                    detail=source | {"from": "awaiting_payment", "to": "paid", "repair": True},
+                    dedupe_key=f"order.status_changed:{order_id}:paid",
+                )
+                .on_conflict_do_nothing(index_elements=["dedupe_key"])
+            )
+        log.warning(
+            "reconciliation marked order %s paid (payment %s %s)",
+            order_id,
+            provider,
+            transaction_id,
+        )
+        return True
+
+    async def _stuck_workflows(
+        self, inp: ReconcileInput, run: str, report: ReconcileReport
+    ) -> None:
+        query = (
+            'WorkflowType = "ConfirmPayment" AND ExecutionStatus = "Running" '
+            f'AND PaymentState = "needs_reconciliation" AND TaskQueue = "{inp.task_queue}"'
+        )
+        async for execution in self.client.list_workflows(query):
+            if execution.id in report.retried:
+                continue
+            state = await self._workflow_state(execution.id)
+            if state is None:
+                continue
+            if state["stuck"]:
+                await self._retry(execution.id, run, report)
+            elif state["parked"]:
+                report.parked.append(execution.id)
+
+    async def _stale_unmatched(self, inp: ReconcileInput, report: ReconcileReport) -> None:
+        async with self.sessions() as s:
+            cases = await s.scalars(
+                select(ReconciliationCase).where(
+                    ReconciliationCase.state == "open",
+                    ReconciliationCase.kind == "unmatched",
+                    ReconciliationCase.opened_at
+                    < func.now() - timedelta(seconds=inp.unmatched_alert_seconds),
+                )
+            )
+            for case in cases:
+                report.stale_unmatched.append(
+                    {
+                        "provider": case.provider,
+                        "transaction_id": case.transaction_id,
+                        "amount": case.amount,
+                        "currency": case.currency,
+                        "opened_at": case.opened_at.isoformat(),
+                    }
+                )

@@ -1,0 +1,178 @@
+"""`paysaga admin check`: the financial invariants, verified against a live database.
+
+Rules (each violation names its rule):
+- `paid_order_payment`: an order `paid` has exactly one `paid` payment, of its own amount and
+  currency; and no order of any status has more than one `paid` payment.
+- `stored_not_paid`: a `paid` payment whose order still awaits payment, with no confirmation
+  workflow running to finish it.
+- `unique_transaction`: at most one payment per (provider, transaction id).
+- `status_change_audited`: every order `paid` has its `order.status_changed` audit entry, or
+  the entry is pending in its confirmation workflow (the 6a fallback).
+- `ticket_for_unpaid_order`: no ticket for an order that was never paid.
+- `payment_without_order_has_case`: every confirmation parked without an order (unmatched,
+  amount mismatch) has an open case; every one resolved or refunded has a resolved case.
+The Temporal parts are scoped to one task queue, so a shared server is checked per stack.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError
+
+from domain.payments import confirmation_workflow_id
+
+
+@dataclass(frozen=True)
+class Violation:
+    rule: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.rule}: {self.detail}"
+
+
+PAID_ORDER_PAYMENT = text(
+    """
+    SELECT o.id, o.status, o.amount, o.currency,
+           count(p.id) FILTER (WHERE p.status = 'paid') AS paid,
+           count(p.id) FILTER (WHERE p.status = 'paid' AND p.amount = o.amount
+                                 AND p.currency = o.currency) AS matching
+    FROM orders o LEFT JOIN payments p ON p.order_id = o.id
+    GROUP BY o.id
+    HAVING (o.status = 'paid' AND (count(p.id) FILTER (WHERE p.status = 'paid') <> 1
+            OR count(p.id) FILTER (WHERE p.status = 'paid' AND p.amount = o.amount
+                                     AND p.currency = o.currency) <> 1))
+        OR count(p.id) FILTER (WHERE p.status = 'paid') > 1
+    """
+)
+STORED_NOT_PAID = text(
+    """
+    SELECT p.provider, p.transaction_id, p.order_id FROM payments p
+    JOIN orders o ON o.id = p.order_id
+    WHERE p.status = 'paid' AND o.status = 'awaiting_payment'
+    """
+)
+UNIQUE_TRANSACTION = text(
+    """
+    SELECT provider, transaction_id, count(*) FROM payments
+    WHERE transaction_id IS NOT NULL GROUP BY provider, transaction_id HAVING count(*) > 1
+    """
+)
+UNAUDITED_PAID = text(
+    """
+    SELECT o.id, p.provider, p.transaction_id FROM orders o
+    LEFT JOIN payments p ON p.order_id = o.id AND p.status = 'paid'
+    WHERE o.status = 'paid' AND NOT EXISTS (
+        SELECT 1 FROM audit_log a
+        WHERE a.dedupe_key = 'order.status_changed:' || o.id::text || ':' || 'paid')
+    """
+)
+TICKET_UNPAID = text(
+    """
+    SELECT t.order_id, o.status FROM tickets t JOIN orders o ON o.id = t.order_id
+    WHERE o.status NOT IN ('paid', 'refunded')
+    """
+)
+CASES = text("SELECT provider, transaction_id, state FROM reconciliation_cases")
+
+
+async def check_invariants(
+    sessions: async_sessionmaker[AsyncSession], client: Client | None, task_queue: str
+) -> list[Violation]:
+    found: list[Violation] = []
+    async with sessions() as s:
+        for order_id, status, amount, currency, paid, matching in await s.execute(
+            PAID_ORDER_PAYMENT
+        ):
+            found.append(
+                Violation(
+                    "paid_order_payment",
+                    f"order {order_id} ({status}, {amount} {currency}) has {paid} paid "
+                    f"payment(s), {matching} of its amount and currency",
+                )
+            )
+        for provider, transaction_id, count in await s.execute(UNIQUE_TRANSACTION):
+            found.append(
+                Violation("unique_transaction", f"{count} payments for {provider} {transaction_id}")
+            )
+        for order_id, status in await s.execute(TICKET_UNPAID):
+            found.append(Violation("ticket_for_unpaid_order", f"order {order_id} is {status}"))
+        stored_not_paid = (await s.execute(STORED_NOT_PAID)).all()
+        unaudited = (await s.execute(UNAUDITED_PAID)).all()
+        cases: dict[tuple[str, str], set[str]] = {}
+        for provider, transaction_id, state in await s.execute(CASES):
+            cases.setdefault((provider, transaction_id), set()).add(state)
+
+    for provider, transaction_id, order_id in stored_not_paid:
+        state = await _running_state(client, confirmation_workflow_id(provider, transaction_id))
+        if state is None:
+            found.append(
+                Violation(
+                    "stored_not_paid",
+                    f"payment {provider} {transaction_id} is paid, order {order_id} is not, "
+                    "and no confirmation is running",
+                )
+            )
+    for order_id, provider, transaction_id in unaudited:
+        key = f"order.status_changed:{order_id}:paid"
+        state = (
+            await _running_state(client, confirmation_workflow_id(provider, transaction_id))
+            if provider
+            else None
+        )
+        if state is None or key not in state.get("pending_audit", []):
+            found.append(
+                Violation(
+                    "status_change_audited",
+                    f"order {order_id} is paid without its audit entry or a pending fallback",
+                )
+            )
+    found += await _parked_have_cases(client, task_queue, cases)
+    return found
+
+
+async def _running_state(client: Client | None, workflow_id: str) -> dict[str, Any] | None:
+    if client is None:
+        return None
+    handle = client.get_workflow_handle(workflow_id)
+    try:
+        if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+            return None
+        state: dict[str, Any] = await handle.query("state")
+        return state
+    except RPCError:
+        return None
+
+
+async def _parked_have_cases(
+    client: Client | None, task_queue: str, cases: dict[tuple[str, str], set[str]]
+) -> list[Violation]:
+    if client is None:
+        return [Violation("payment_without_order_has_case", "Temporal unreachable: not checked")]
+    found: list[Violation] = []
+    query = (
+        f'WorkflowType = "ConfirmPayment" AND TaskQueue = "{task_queue}" AND PaymentState IN '
+        '("unmatched", "amount_mismatch", "resolved", "refunded")'
+    )
+    async for execution in client.list_workflows(query):
+        attributes = {
+            k.name: v for k, v in ((p.key, p.value) for p in execution.typed_search_attributes)
+        }
+        provider = execution.id.split("-", 2)[1]
+        transaction_id = str(attributes.get("TransactionId", execution.id.split("-", 2)[2]))
+        state = str(attributes.get("PaymentState"))
+        have = cases.get((provider, transaction_id), set())
+        need = "open" if state in ("unmatched", "amount_mismatch") else "resolved"
+        if need not in have:
+            found.append(
+                Violation(
+                    "payment_without_order_has_case",
+                    f"{execution.id} is {state} but has no {need} case",
+                )
+            )
+    return found
