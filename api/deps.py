@@ -28,7 +28,7 @@ class Deps:
             async with self._lock:
                 if self._client is None:
                     try:
-                        self._client = await connect(self.settings)
+                        self._client = await connect(self.settings, wait_seconds=0)
                     except RuntimeError as exc:  # the SDK's "failed client connect"
                         raise Unavailable(f"workflow service unreachable: {exc}") from exc
         return self._client

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from datetime import timedelta
 from typing import Literal
 
 from fastapi import APIRouter, Request
@@ -40,6 +41,7 @@ log = logging.getLogger("paysaga.webhooks")
 router = APIRouter()
 
 MAX_BODY = 256 * 1024
+START_TIMEOUT = timedelta(seconds=5)
 Result = dict[str, Literal["accepted", "duplicate", "ignored"]]
 
 
@@ -93,6 +95,8 @@ async def start_confirmation(deps: Deps, c: Confirmation) -> Literal["accepted",
             # A completed confirmation is never run again; a running one is joined.
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            # A gateway waits seconds, not minutes: answer 503 (it retries) rather than hang.
+            rpc_timeout=START_TIMEOUT,
             search_attributes=TypedSearchAttributes(
                 [
                     SearchAttributePair(PAYMENT_STATE, PaymentState.RECEIVED.value),

@@ -14,13 +14,12 @@ import sys
 import uuid
 from typing import Any
 
-from temporalio.client import Client
-
 from db.session import make_engine, make_sessionmaker
 from domain.payments import ADMIN_ACTIONS, PROVIDERS, AdminRequest
 from paysaga.invariants import check_invariants
 from paysaga.operations import ActionRefused, list_cases, send_admin_action
 from paysaga.settings import Settings
+from paysaga.temporal import connect
 
 
 def add_admin_parser(sub: Any) -> None:
@@ -51,9 +50,7 @@ async def run_admin(settings: Settings, args: argparse.Namespace) -> int:
             for case in await list_cases(sessions, include_resolved=args.all):
                 print(json.dumps(case))
             return 0
-        client = await Client.connect(
-            settings.temporal_address, namespace=settings.temporal_namespace
-        )
+        client = await connect(settings, wait_seconds=10)
         if args.admin_command == "check":
             violations = await check_invariants(sessions, client, settings.task_queue)
             for violation in violations:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import sys
 
 from paysaga.settings import Settings
 
@@ -54,7 +56,12 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "admin":
         from paysaga.admin_cli import run_admin
 
-        raise SystemExit(asyncio.run(run_admin(settings, args)))
+        code = asyncio.run(run_admin(settings, args))
+        # Exit at once: letting the interpreter finalise under the Temporal client's runtime
+        # threads can abort the process (SIGABRT) after the work is done.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     elif args.command == "token":
         from api.auth import make_token
 

