@@ -24,14 +24,15 @@ def main(argv: list[str] | None = None) -> None:
     token = sub.add_parser("token", help="mint a bearer token with PAYSAGA_JWT_SECRET")
     token.add_argument("sub")
     token.add_argument("--admin", action="store_true")
+    bench = sub.add_parser("bench", help="the benchmark suite (writes bench/results/)")
+    bench.add_argument("--quick", action="store_true", help="short runs, under 5 minutes")
     from paysaga.admin_cli import add_admin_parser
 
     add_admin_parser(sub)
     args = parser.parse_args(argv)
     # The dev stack prints its own summary; its children log to PAYSAGA_DATA_DIR/logs.
-    level = (
-        logging.WARNING if args.command in ("dev", "migrate", "token", "admin") else logging.INFO
-    )
+    quiet = ("dev", "migrate", "token", "admin", "bench")
+    level = logging.WARNING if args.command in quiet else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings.from_env()
 
@@ -53,6 +54,10 @@ def main(argv: list[str] | None = None) -> None:
         from db.migrate import upgrade
 
         upgrade(settings.require_database_url())
+    elif args.command == "bench":
+        from bench.run import main as bench_main
+
+        bench_main(["--quick"] if args.quick else [])
     elif args.command == "admin":
         from paysaga.admin_cli import run_admin
 

@@ -63,6 +63,45 @@ def temporal_binary() -> str:
     return found
 
 
+def temporal_dev_args(
+    db_file: Path,
+    port: int,
+    *,
+    namespace: str = "default",
+    ui_port: int | None = None,
+    log_level: str = "warn",
+) -> list[str]:
+    """`temporal server start-dev` on a persistent SQLite file, with our search attributes.
+
+    WAL with synchronous=NORMAL: durable across a server crash or restart (the fault tests
+    restart it), without an fsync per history write, which made the default mode the
+    benchmark's bottleneck.
+    """
+    args = [
+        temporal_binary(),
+        "server",
+        "start-dev",
+        "--db-filename",
+        str(db_file),
+        "--sqlite-pragma",
+        "journal_mode=wal",
+        "--sqlite-pragma",
+        "synchronous=normal",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--namespace",
+        namespace,
+        "--log-level",
+        log_level,
+    ]
+    args += ["--ui-port", str(ui_port)] if ui_port is not None else ["--headless"]
+    for name, kind in SEARCH_ATTRIBUTES.items():
+        args += ["--search-attribute", f"{name}={kind}"]
+    return args
+
+
 def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -121,25 +160,12 @@ def run_dev() -> None:
                 env["PAYSAGA_DATABASE_URL"] = pg.url("paysaga")
             ui = None
             if not os.environ.get("PAYSAGA_TEMPORAL_ADDRESS"):
-                args = [
-                    temporal_binary(),
-                    "server",
-                    "start-dev",
-                    "--db-filename",
-                    str(data_dir / "temporal.db"),
-                    "--ip",
-                    "127.0.0.1",
-                    "--port",
-                    str(settings.temporal_port),
-                    "--ui-port",
-                    str(settings.temporal_ui_port),
-                    "--namespace",
-                    settings.temporal_namespace,
-                    "--log-level",
-                    "warn",
-                ]
-                for name, kind in SEARCH_ATTRIBUTES.items():
-                    args += ["--search-attribute", f"{name}={kind}"]
+                args = temporal_dev_args(
+                    data_dir / "temporal.db",
+                    settings.temporal_port,
+                    namespace=settings.temporal_namespace,
+                    ui_port=settings.temporal_ui_port,
+                )
                 temporal = _spawn(stack, args, env, logs / "temporal.log")
                 wait_for_port("127.0.0.1", settings.temporal_port, 60, temporal)
                 env["PAYSAGA_TEMPORAL_ADDRESS"] = f"127.0.0.1:{settings.temporal_port}"
