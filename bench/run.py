@@ -397,9 +397,23 @@ async def engine_ceiling(stack: Stack, plan: Plan, progress: Progress) -> dict[s
     return {"workflows": plan.burst, "throughput": round(plan.burst / elapsed, 1)}
 
 
+async def settle(stack: Stack, limit: float) -> int:
+    """Waits until no confirmation is running (what an overloaded phase left behind)."""
+    client = await Client.connect(stack.temporal_address)
+    query = 'WorkflowType = "ConfirmPayment" AND ExecutionStatus = "Running"'
+    deadline = time.monotonic() + limit
+    while True:
+        running = (await client.count_workflows(query)).count
+        if running == 0 or time.monotonic() > deadline:
+            return running
+        await asyncio.sleep(1)
+
+
 async def paysaga_saturation(
     stack: Stack, engine: AsyncEngine, plan: Plan, progress: Progress, memory: Memory
 ) -> dict[str, Any]:
+    progress.show("waiting for the backlog to drain")
+    backlog = await settle(stack, plan.drain * 3)
     items = await make_orders(engine, plan.burst)
     progress.show("paysaga saturation")
     results = await asyncio.to_thread(
@@ -408,6 +422,7 @@ async def paysaga_saturation(
     done = await completions(engine, [i[0] for i in items], plan.drain * 2, memory)
     first = min(r[0] for r in results)
     return {
+        "backlog_at_start": backlog,
         "confirmations": plan.burst,
         "completed": len(done),
         "throughput": round(len(done) / max(max(done.values(), default=first) - first, 1e-9), 1),

