@@ -22,11 +22,11 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
-from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.client import Client
 
 from db.models import AuditEntry, Event, Order, Payment, ReconciliationCase
 from domain.payments import AdminRequest, OrderStatus, PaymentStatus, confirmation_workflow_id
+from paysaga.operations import running_state
 
 log = logging.getLogger("paysaga.reconciliation")
 ACTOR = "system:reconciliation"
@@ -72,20 +72,6 @@ class ReconciliationActivities:
             )
         return report
 
-    async def _workflow_state(self, workflow_id: str) -> dict[str, Any] | None:
-        """The confirmation's `state` query if it is running, else None."""
-        handle = self.client.get_workflow_handle(workflow_id)
-        try:
-            description = await handle.describe()
-            if description.status != WorkflowExecutionStatus.RUNNING:
-                return None
-            state: dict[str, Any] = await handle.query("state")
-            return state
-        except RPCError as exc:
-            if exc.status == RPCStatusCode.NOT_FOUND:
-                return None
-            raise
-
     async def _retry(self, workflow_id: str, run: str, report: ReconcileReport) -> None:
         request = AdminRequest(request_id=f"{run}:{workflow_id}", admin=ACTOR)
         await self.client.get_workflow_handle(workflow_id).signal("retry", request)
@@ -109,7 +95,7 @@ class ReconciliationActivities:
         for provider, transaction_id, order_id in rows:
             assert transaction_id is not None  # a paid payment has its transaction
             workflow_id = confirmation_workflow_id(provider, transaction_id)
-            state = await self._workflow_state(workflow_id)
+            state = await running_state(self.client, workflow_id)
             if state is None:
                 if await self._mark_paid(provider, transaction_id, order_id):
                     report.orders_repaired.append(str(order_id))
@@ -167,7 +153,7 @@ class ReconciliationActivities:
         async for execution in self.client.list_workflows(query):
             if execution.id in report.retried:
                 continue
-            state = await self._workflow_state(execution.id)
+            state = await running_state(self.client, execution.id)
             if state is None:
                 continue
             if state["stuck"]:

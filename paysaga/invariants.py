@@ -21,10 +21,11 @@ from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client
 from temporalio.service import RPCError
 
 from domain.payments import confirmation_workflow_id
+from paysaga.operations import running_state
 
 
 @dataclass(frozen=True)
@@ -139,13 +140,9 @@ async def check_invariants(
 async def _running_state(client: Client | None, workflow_id: str) -> dict[str, Any] | None:
     if client is None:
         return None
-    handle = client.get_workflow_handle(workflow_id)
     try:
-        if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
-            return None
-        state: dict[str, Any] = await handle.query("state")
-        return state
-    except RPCError:
+        return await running_state(client, workflow_id)
+    except RPCError:  # unreachable: nothing can be confirmed pending, so it counts against
         return None
 
 

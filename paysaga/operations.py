@@ -76,6 +76,20 @@ async def send_admin_action(
     return Delivered(workflow_id, request.request_id, state["state"])
 
 
+async def running_state(client: Client, workflow_id: str) -> dict[str, Any] | None:
+    """A confirmation's `state` query while it runs; None once it finished or never existed."""
+    handle = client.get_workflow_handle(workflow_id)
+    try:
+        if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+            return None
+        state: dict[str, Any] = await handle.query(ConfirmPaymentWorkflow.state)
+        return state
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+
+
 def case_view(c: ReconciliationCase) -> dict[str, Any]:
     return {
         "id": c.id,
