@@ -151,3 +151,65 @@ async def test_resolve_ends_a_parked_confirmation_without_touching_orders(
     assert outcome.outcome == "resolved"
     assert {step for step, _ in fake.effects} == {"validate", "open_case", "close_cases"}
     assert list(fake.audit.values()) == ["admin.resolve"]
+
+
+class FlakyStore(FakeActivities):
+    """Matched at once; the store fails `failures` times before it succeeds."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+        self.store_attempts = 0
+
+    @activity.defn(name="validate_confirmation")
+    async def validate(self, inp: ValidateInput) -> Validation:
+        return Validation("matched", order_id="order-1", payment_id=7)
+
+    @activity.defn(name="store_payment")
+    async def store(self, inp: StoreInput) -> bool:
+        self.store_attempts += 1
+        if self.store_attempts <= self.failures:
+            raise RuntimeError(f"database blip {self.store_attempts}")
+        return await super().store(inp)
+
+
+async def scheduled_activities(env: WorkflowEnvironment, queue: str) -> list[str]:
+    """Activity types the server scheduled (local activities never appear as scheduled)."""
+    history = await env.client.get_workflow_handle(f"wf-{queue}").fetch_history()
+    return [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+
+
+async def run_flaky(env: WorkflowEnvironment, fake: FlakyStore) -> tuple[ConfirmationOutcome, str]:
+    queue = str(uuid.uuid4())
+    async with Worker(
+        env.client, task_queue=queue, workflows=[ConfirmPaymentWorkflow], activities=fake.all()
+    ):
+        outcome = await env.client.execute_workflow(
+            ConfirmPaymentWorkflow.run, CONFIRMATION, id=f"wf-{queue}", task_queue=queue
+        )
+    return outcome, queue
+
+
+async def test_steps_run_locally_and_a_blip_is_absorbed_without_the_server(
+    temporal_env: WorkflowEnvironment,
+) -> None:
+    fake = FlakyStore(failures=2)
+    outcome, queue = await run_flaky(temporal_env, fake)
+    assert (outcome.outcome, outcome.cases) == ("paid", [])
+    assert fake.store_attempts == 3
+    assert await scheduled_activities(temporal_env, queue) == []
+
+
+async def test_a_step_still_failing_after_its_local_attempts_goes_on_with_server_retries(
+    temporal_env: WorkflowEnvironment,
+) -> None:
+    fake = FlakyStore(failures=4)  # three local attempts fail, then the server's retries
+    outcome, queue = await run_flaky(temporal_env, fake)
+    assert (outcome.outcome, outcome.cases) == ("paid", [])
+    assert fake.store_attempts == 5
+    assert ("store", "7") in fake.effects
+    assert await scheduled_activities(temporal_env, queue) == ["store_payment"]
