@@ -1,6 +1,6 @@
 """The reference point "engine ceiling": a workflow with the same activities as the
-confirmation (validate, store, mark paid, then audit and ticket side by side), each a no-op,
-no database. Its worker runs as its own process: `python -m bench.noop ADDRESS TASK_QUEUE`.
+confirmation's happy path (validate, store, mark paid, then audit and ticket side by side),
+local activities as there, each a no-op, no database. Its worker runs as its own process: `python -m bench.noop ADDRESS TASK_QUEUE`.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ class NoopWorkflow:
     async def run(self, tx: str) -> str:
         timeout = timedelta(seconds=10)
         for step in ("validate", "store", "mark_paid"):
-            await workflow.execute_activity(noop, step, start_to_close_timeout=timeout)
+            await workflow.execute_local_activity(noop, step, start_to_close_timeout=timeout)
         await asyncio.gather(
-            workflow.execute_activity(noop, "audit", start_to_close_timeout=timeout),
-            workflow.execute_activity(noop, "ticket", start_to_close_timeout=timeout),
+            workflow.execute_local_activity(noop, "audit", start_to_close_timeout=timeout),
+            workflow.execute_local_activity(noop, "ticket", start_to_close_timeout=timeout),
         )
         return tx
 
