@@ -12,9 +12,14 @@ from paysaga.temporal import build_worker, connect, ensure_reconciliation_schedu
 
 
 async def run_worker(settings: Settings) -> None:
-    engine = make_engine(settings.require_database_url())
+    engine = make_engine(settings.require_database_url(), pre_ping=False)
     client = await connect(settings)
-    worker = build_worker(client, make_sessionmaker(engine), settings.task_queue)
+    worker = build_worker(
+        client,
+        make_sessionmaker(engine),
+        settings.task_queue,
+        sandboxed=settings.workflow_sandbox,
+    )
     await ensure_reconciliation_schedule(client, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

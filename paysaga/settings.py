@@ -36,6 +36,7 @@ class Settings:
     recovery: RecoveryTiming
     reconcile_every_seconds: int
     unmatched_alert_seconds: int
+    workflow_sandbox: bool
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -67,6 +68,8 @@ class Settings:
             ),
             reconcile_every_seconds=int(e.get("PAYSAGA_RECONCILE_EVERY_SECONDS", "60")),
             unmatched_alert_seconds=int(e.get("PAYSAGA_UNMATCHED_ALERT_SECONDS", "3600")),
+            workflow_sandbox=e.get("PAYSAGA_WORKFLOW_SANDBOX", "false").lower()
+            in ("1", "true", "yes", "on"),
         )
 
     def require_database_url(self) -> str:

@@ -26,13 +26,12 @@ from domain.payments import ConfirmationOutcome
 from paysaga.invariants import check_invariants
 from paysaga.postgres import EmbeddedPostgres
 from paysaga.settings import Settings
-from paysaga.temporal import build_worker
+from paysaga.temporal import build_worker, replay_failures
 from tests.helpers import SECRETS
 from workflows.payment_confirmation import (
     ORDER_ID,
     PAYMENT_STATE,
     TRANSACTION_ID,
-    ConfirmPaymentWorkflow,
 )
 
 BIN = Path(sys.executable).parent
@@ -145,7 +144,7 @@ class Stack:
 
     async def result(self, workflow_id: str) -> ConfirmationOutcome:
         """The workflow's outcome: waits for the saga itself, not for a guessed time."""
-        handle = self.client.get_workflow_handle_for(ConfirmPaymentWorkflow.run, workflow_id)
+        handle = self.client.get_workflow_handle(workflow_id, result_type=ConfirmationOutcome)
         return await asyncio.wait_for(handle.result(), timeout=60)
 
     async def wait_state(
@@ -179,7 +178,7 @@ async def stack(
     settings = settings_for(database_url, task_queue, **stack_env)
     app = create_app(settings, temporal=client)
     async with (
-        build_worker(client, sessions, task_queue),
+        build_worker(client, sessions, task_queue, sandboxed=settings.workflow_sandbox),
         httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://paysaga/api/v1"
         ) as http,
@@ -188,6 +187,9 @@ async def stack(
         # Every integration test ends with the financial invariants holding.
         violations = await check_invariants(sessions, client, task_queue)
         assert violations == [], "\n".join(map(str, violations))
+        # ... and every history it made replays through the workflow sandbox.
+        _, failures = await replay_failures(client, f'TaskQueue = "{task_queue}"')
+        assert failures == {}
 
 
 @pytest.fixture
