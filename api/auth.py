@@ -25,7 +25,7 @@ def make_token(secret: str, sub: str, *, admin: bool = False) -> str:
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
-def current_caller(request: Request, deps: Annotated[Deps, Depends(get_deps)]) -> Caller:
+async def current_caller(request: Request, deps: Annotated[Deps, Depends(get_deps)]) -> Caller:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
@@ -43,7 +43,7 @@ def current_caller(request: Request, deps: Annotated[Deps, Depends(get_deps)]) -
     return Caller(sub=sub, is_admin=claims.get("role") == "admin")
 
 
-def admin_caller(caller: Annotated[Caller, Depends(current_caller)]) -> Caller:
+async def admin_caller(caller: Annotated[Caller, Depends(current_caller)]) -> Caller:
     if not caller.is_admin:
         raise Forbidden("admin role required")
     return caller

@@ -43,6 +43,6 @@ class Deps:
         return gateway_for(provider, secrets)
 
 
-def get_deps(request: Request) -> Deps:
+async def get_deps(request: Request) -> Deps:  # async: no thread-pool hop per request
     deps: Deps = request.app.state.deps
     return deps

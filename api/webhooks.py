@@ -78,6 +78,8 @@ async def start_confirmation(deps: Deps, c: Confirmation) -> Literal["accepted",
     """Starts (or joins) `payment-{provider}-{transaction_id}`; shared by every entry point."""
     try:
         async with deps.sessions() as s:
+            # One read, outside a transaction: no BEGIN and ROLLBACK round trips on the ack path.
+            await s.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
             # 3a after the workflow's retention expired: the database key still says "done".
             if await payment_already_confirmed(s, c.provider, c.transaction_id):
                 return "duplicate"
