@@ -173,11 +173,9 @@ class ConfirmPaymentWorkflow:
         await self._set_state(PaymentState.PAID)
         self._queue_audit(*_confirmation_audit(c, store.order_id))
         if self._cases:
-            await workflow.execute_activity_method(
+            await self._record(
                 ConfirmationActivities.close_cases,
                 CloseCasesInput(c.provider, c.transaction_id, f"attached to order {attach_to}"),
-                start_to_close_timeout=SHORT_DB_CALL,
-                retry_policy=DATABASE_RETRY,
             )
         # 8: the ticket, retried on its own (8a): it never rolls back payment or status.
         self._ticket_code = await self._durably(
@@ -282,20 +280,32 @@ class ConfirmPaymentWorkflow:
         del self._stuck[step]
         if case is not None:
             # Keep the history: the case ends resolved, whether or not it could be opened.
-            await workflow.execute_activity_method(
+            await self._record(
                 ConfirmationActivities.open_case,
                 CaseInput(
                     self._c,
                     Validation(case, order_id=self._order_id, reason=failure),
                     resolution=f"recovered automatically after {attempts} slow attempt(s)",
                 ),
-                start_to_close_timeout=SHORT_DB_CALL,
-                retry_policy=DATABASE_RETRY,
             )
             if case not in self._cases:
                 self._cases.append(case)
             await self._set_state(resume_state)
         return result
+
+    async def _record(self, fn: Any, arg: Any) -> Any:
+        """Bookkeeping in our own database (cases, refunds): a local activity first, then
+        server-side retries until the database takes it; nothing is in flight to lose."""
+        if workflow.patched(LOCAL_FIRST):
+            try:
+                return await workflow.execute_local_activity_method(
+                    fn, arg, start_to_close_timeout=SHORT_DB_CALL, retry_policy=LOCAL_RETRY
+                )
+            except LOCAL_FAILURES:
+                pass
+        return await workflow.execute_activity_method(
+            fn, arg, start_to_close_timeout=SHORT_DB_CALL, retry_policy=DATABASE_RETRY
+        )
 
     def _retry_requested_since(self, generation: int) -> Callable[[], bool]:
         return lambda: self._retry_generation != generation
@@ -342,12 +352,7 @@ class ConfirmPaymentWorkflow:
     # -- parked money and admin decisions --------------------------------------------------
 
     async def _park(self, c: Confirmation, v: Validation) -> tuple[str, AdminRequest]:
-        await workflow.execute_activity_method(
-            ConfirmationActivities.open_case,
-            CaseInput(c, v),
-            start_to_close_timeout=SHORT_DB_CALL,
-            retry_policy=DATABASE_RETRY,
-        )
+        await self._record(ConfirmationActivities.open_case, CaseInput(c, v))
         if v.outcome not in self._cases:
             self._cases.append(v.outcome)
         parked_as = {
@@ -362,21 +367,17 @@ class ConfirmPaymentWorkflow:
 
     async def _resolve(self, c: Confirmation, request: AdminRequest) -> ConfirmationOutcome:
         note = request.note or ""
-        await workflow.execute_activity_method(
+        await self._record(
             ConfirmationActivities.close_cases,
             CloseCasesInput(c.provider, c.transaction_id, f"resolved by {request.admin}: {note}"),
-            start_to_close_timeout=SHORT_DB_CALL,
-            retry_policy=DATABASE_RETRY,
         )
         await self._set_state(PaymentState.RESOLVED)
         return ConfirmationOutcome("resolved", self._order_id, None, list(self._cases))
 
     async def _refund(self, c: Confirmation, request: AdminRequest) -> ConfirmationOutcome:
-        reference = await workflow.execute_activity_method(
+        reference = await self._record(
             ConfirmationActivities.record_refund,
             RefundInput(c, self._order_id, request.admin, request.reason or ""),
-            start_to_close_timeout=SHORT_DB_CALL,
-            retry_policy=DATABASE_RETRY,
         )
         self._queue_audit(
             AuditInput(
