@@ -47,9 +47,9 @@ def main(argv: list[str] | None = None) -> None:
 
         uvicorn.run(create_app(settings), host=args.host, port=settings.api_port, log_level="info")
     elif args.command == "worker":
-        from worker import run_worker
+        from worker import main as worker_main
 
-        asyncio.run(run_worker(settings))
+        worker_main(settings)
     elif args.command == "migrate":
         from db.migrate import upgrade
 
