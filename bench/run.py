@@ -52,8 +52,10 @@ class Plan:
     drain: float  # how long to wait for stragglers after the sender stops
 
 
-FULL = Plan(60, 30, 3000, 10_000, 100, 30, 60)
-QUICK = Plan(5, 4, 150, 500, 100, 4, 20)
+# The parked-workflow probe runs at 50/s, within what one worker completes, so that it shows
+# the parked workflows' effect and not the growth of an overload backlog.
+FULL = Plan(60, 30, 3000, 10_000, 50, 30, 60)
+QUICK = Plan(5, 4, 150, 500, 50, 4, 20)
 
 
 # -- progress ----------------------------------------------------------------------------
@@ -476,10 +478,17 @@ async def run_all(stack: Stack, plan: Plan, progress: Progress) -> dict[str, Any
             sweep.append(
                 await paysaga_rate(stack, engine, rate, plan.duration, plan, progress, memory)
             )
-        # The top rate is above what one worker completes: its completion rate is the
-        # sustained throughput at saturation.
+        # Sustained: the best completion rate of a phase that left nothing incomplete. The top
+        # rate, four times what one worker completes, shows throughput under overload.
+        kept_up = [s for s in sweep if s["incomplete"] == 0 and s["errors"] == 0]
+        best = max(kept_up, key=lambda s: s["completion_rate"], default=sweep[0])
         top = sweep[-1]
-        saturation = {"offered_rate": top["offered_rate"], "throughput": top["completion_rate"]}
+        saturation = {
+            "offered_rate": best["offered_rate"],
+            "throughput": best["completion_rate"],
+            "overload_offered_rate": top["offered_rate"],
+            "overload_throughput": top["completion_rate"],
+        }
         progress.show("waiting for the backlog to drain")
         saturation["backlog_left"] = await settle(stack, plan.drain * 4)
         parked = await parked_phase(stack, engine, plan, progress, memory)
@@ -521,6 +530,9 @@ def derive(r: dict[str, Any]) -> dict[str, Any]:
         "throughput_vs_engine_ceiling": round(
             r["saturation"]["throughput"] / r["engine_ceiling"]["throughput"], 3
         ),
+        "overload_throughput_vs_engine_ceiling": round(
+            r["saturation"]["overload_throughput"] / r["engine_ceiling"]["throughput"], 3
+        ),
         "throughput_vs_plain_handler": round(
             r["saturation"]["throughput"] / r["plain"]["throughput"], 3
         ),
@@ -559,12 +571,14 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "| | confirmations/s |",
         "|---|---|",
-        f"| paysaga (completions at {r['saturation']['offered_rate']:g}/s offered, webhook to paid + ticket) | {r['saturation']['throughput']} |",
+        f"| paysaga sustained (best sweep phase with nothing left incomplete: {r['saturation']['offered_rate']:g}/s offered; webhook to paid + ticket) | {r['saturation']['throughput']} |",
+        f"| paysaga under overload ({r['saturation']['overload_offered_rate']:g}/s offered) | {r['saturation']['overload_throughput']} |",
         f"| engine ceiling (same activities, no-ops, no database) | {r['engine_ceiling']['throughput']} |",
         f"| plain transactional handler (one request, one transaction) | {r['plain']['throughput']} |",
         "",
         f"- Highest offered rate with p99 end-to-end under 2 s, nothing lost: **{d['sustained_rate_p99_e2e_under_2s']}/s**",
-        f"- paysaga throughput as a fraction of the engine ceiling: **{d['throughput_vs_engine_ceiling']:.0%}**; of the plain handler: **{d['throughput_vs_plain_handler']:.0%}**",
+        f"- paysaga sustained throughput as a fraction of the engine ceiling: **{d['throughput_vs_engine_ceiling']:.0%}** "
+        f"(under overload: {d['overload_throughput_vs_engine_ceiling']:.0%}); of the plain handler: **{d['throughput_vs_plain_handler']:.0%}**",
         f"- paysaga ack p99 as a multiple of the plain handler's, per offered rate: {d['ack_p99_multiple_of_plain']}",
         "",
         "## Memory",
