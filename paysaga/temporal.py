@@ -38,15 +38,13 @@ async def connect(settings: Settings, wait_seconds: float = 60.0) -> Client:
             await asyncio.sleep(0.5)
 
 
-def precompile_workflows() -> list[str]:
+def precompile_workflows() -> None:
     """Writes bytecode for the workflow modules, whatever PYTHONDONTWRITEBYTECODE says.
 
     The sandbox executes a workflow's module afresh for every workflow run. Without bytecode
     on disk that means compiling its source every time: a tenth of the worker's CPU under
-    load. Returns the modules it could not write bytecode for (a read-only install; pip
-    has usually compiled those already).
+    load. Where it cannot write (a read-only install), pip has usually compiled them already.
     """
-    failed = []
     for module in sorted({cls.__module__ for cls in WORKFLOWS}):
         spec = importlib.util.find_spec(module)
         if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
@@ -57,8 +55,6 @@ def precompile_workflows() -> list[str]:
             )
         except (OSError, py_compile.PyCompileError) as err:
             logging.getLogger("paysaga.worker").warning("no bytecode for %s: %s", module, err)
-            failed.append(module)
-    return failed
 
 
 def build_worker(

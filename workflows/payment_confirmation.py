@@ -202,21 +202,9 @@ class ConfirmPaymentWorkflow:
         """Runs one step until it succeeds: fast retries first, then the slow, signalled loop."""
         t = self._timing
         first_phase = t.first_phase if step != "audit" else min(t.first_phase, 60.0)
-        if workflow.patched(LOCAL_FIRST):
-            # The common case: a short database call that succeeds, run in the worker without a
-            # round trip through the server per step. Bounded by attempts, not by a
-            # schedule-to-close timeout: with temporalio 1.35 a failing local activity with a
-            # 1 s schedule-to-close was still retrying after 30 s, inside one workflow task.
-            try:
-                return await workflow.execute_local_activity_method(
-                    fn,
-                    arg,
-                    start_to_close_timeout=SHORT_DB_CALL,
-                    retry_policy=LOCAL_RETRY,
-                )
-            except LOCAL_FAILURES as err:
-                if _stopped_for_good(err):
-                    raise
+        done, result = await self._try_locally(fn, arg)
+        if done:
+            return result
         # Still failing: the server holds the retries (visible in the UI as a pending activity)
         # for the rest of the first phase.
         try:
@@ -293,16 +281,32 @@ class ConfirmPaymentWorkflow:
             await self._set_state(resume_state)
         return result
 
+    async def _try_locally(self, fn: Any, arg: Any) -> tuple[bool, Any]:
+        """The common case: a short database call that succeeds, run in the worker without a
+        round trip through the server. (True, result), or (False, None) once the local
+        attempts are spent; a failure that no retry can mend is raised.
+
+        Bounded by attempts, not by a schedule-to-close timeout: with temporalio 1.35 a
+        failing local activity with a 1 s schedule-to-close was still retrying after 30 s,
+        inside one workflow task.
+        """
+        if not workflow.patched(LOCAL_FIRST):
+            return False, None
+        try:
+            return True, await workflow.execute_local_activity_method(
+                fn, arg, start_to_close_timeout=SHORT_DB_CALL, retry_policy=LOCAL_RETRY
+            )
+        except LOCAL_FAILURES as err:
+            if _stopped_for_good(err):
+                raise
+            return False, None
+
     async def _record(self, fn: Any, arg: Any) -> Any:
         """Bookkeeping in our own database (cases, refunds): a local activity first, then
         server-side retries until the database takes it; nothing is in flight to lose."""
-        if workflow.patched(LOCAL_FIRST):
-            try:
-                return await workflow.execute_local_activity_method(
-                    fn, arg, start_to_close_timeout=SHORT_DB_CALL, retry_policy=LOCAL_RETRY
-                )
-            except LOCAL_FAILURES:
-                pass
+        done, result = await self._try_locally(fn, arg)
+        if done:
+            return result
         return await workflow.execute_activity_method(
             fn, arg, start_to_close_timeout=SHORT_DB_CALL, retry_policy=DATABASE_RETRY
         )
