@@ -218,15 +218,7 @@ class ConfirmationActivities:
     @activity.defn
     async def close_cases(self, inp: CloseCasesInput) -> None:
         async with self.sessions.begin() as s:
-            await s.execute(
-                update(ReconciliationCase)
-                .where(
-                    ReconciliationCase.provider == inp.provider,
-                    ReconciliationCase.transaction_id == inp.transaction_id,
-                    ReconciliationCase.state == "open",
-                )
-                .values(state="resolved", resolution=inp.resolution, resolved_at=func.now())
-            )
+            await _close_open_cases(s, inp.provider, inp.transaction_id, inp.resolution)
 
     @activity.defn
     async def record_refund(self, inp: RefundInput) -> str:
@@ -237,18 +229,11 @@ class ConfirmationActivities:
             "rfnd_" + hashlib.sha256(f"{c.provider}:{c.transaction_id}".encode()).hexdigest()[:20]
         )
         async with self.sessions.begin() as s:
-            await s.execute(
-                update(ReconciliationCase)
-                .where(
-                    ReconciliationCase.provider == c.provider,
-                    ReconciliationCase.transaction_id == c.transaction_id,
-                    ReconciliationCase.state == "open",
-                )
-                .values(
-                    state="resolved",
-                    resolution=f"refunded by {inp.admin} ({reference}): {inp.reason}",
-                    resolved_at=func.now(),
-                )
+            await _close_open_cases(
+                s,
+                c.provider,
+                c.transaction_id,
+                f"refunded by {inp.admin} ({reference}): {inp.reason}",
             )
             await _emit(
                 s,
@@ -392,6 +377,20 @@ class ConfirmationActivities:
             self.write_audit,
             self.issue_ticket,
         ]
+
+
+async def _close_open_cases(
+    s: AsyncSession, provider: str, transaction_id: str, resolution: str
+) -> None:
+    await s.execute(
+        update(ReconciliationCase)
+        .where(
+            ReconciliationCase.provider == provider,
+            ReconciliationCase.transaction_id == transaction_id,
+            ReconciliationCase.state == "open",
+        )
+        .values(state="resolved", resolution=resolution, resolved_at=func.now())
+    )
 
 
 async def _emit(
