@@ -12,7 +12,8 @@ from typing import Any
 
 from temporalio import activity
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+from temporalio.worker import Worker, WorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.confirmation import (
     AuditInput,
@@ -89,12 +90,22 @@ Signal = tuple[Any, AdminRequest]
 
 
 async def run_with_signals(
-    env: WorkflowEnvironment, fake: FakeActivities, signals: list[Signal]
+    env: WorkflowEnvironment,
+    fake: FakeActivities,
+    signals: list[Signal],
+    *,
+    queue: str | None = None,
+    runner: WorkflowRunner | None = None,
 ) -> ConfirmationOutcome:
-    """Starts the workflow on its own queue, sends the admin signals, returns its outcome."""
-    queue = str(uuid.uuid4())
+    """Starts the workflow on its own queue (workflow id `wf-{queue}`), sends the admin
+    signals, returns its outcome. The worker runs in the sandbox unless given another runner."""
+    queue = queue or str(uuid.uuid4())
     async with Worker(
-        env.client, task_queue=queue, workflows=[ConfirmPaymentWorkflow], activities=fake.all()
+        env.client,
+        task_queue=queue,
+        workflows=[ConfirmPaymentWorkflow],
+        activities=fake.all(),
+        workflow_runner=runner or SandboxedWorkflowRunner(),
     ):
         handle = await env.client.start_workflow(
             ConfirmPaymentWorkflow.run, CONFIRMATION, id=f"wf-{queue}", task_queue=queue
@@ -183,22 +194,12 @@ async def scheduled_activities(env: WorkflowEnvironment, queue: str) -> list[str
     ]
 
 
-async def run_flaky(env: WorkflowEnvironment, fake: FlakyStore) -> tuple[ConfirmationOutcome, str]:
-    queue = str(uuid.uuid4())
-    async with Worker(
-        env.client, task_queue=queue, workflows=[ConfirmPaymentWorkflow], activities=fake.all()
-    ):
-        outcome = await env.client.execute_workflow(
-            ConfirmPaymentWorkflow.run, CONFIRMATION, id=f"wf-{queue}", task_queue=queue
-        )
-    return outcome, queue
-
-
 async def test_steps_run_locally_and_a_blip_is_absorbed_without_the_server(
     temporal_env: WorkflowEnvironment,
 ) -> None:
     fake = FlakyStore(failures=2)
-    outcome, queue = await run_flaky(temporal_env, fake)
+    queue = str(uuid.uuid4())
+    outcome = await run_with_signals(temporal_env, fake, [], queue=queue)
     assert (outcome.outcome, outcome.cases) == ("paid", [])
     assert fake.store_attempts == 3
     assert await scheduled_activities(temporal_env, queue) == []
@@ -208,7 +209,8 @@ async def test_a_step_still_failing_after_its_local_attempts_goes_on_with_server
     temporal_env: WorkflowEnvironment,
 ) -> None:
     fake = FlakyStore(failures=4)  # three local attempts fail, then the server's retries
-    outcome, queue = await run_flaky(temporal_env, fake)
+    queue = str(uuid.uuid4())
+    outcome = await run_with_signals(temporal_env, fake, [], queue=queue)
     assert (outcome.outcome, outcome.cases) == ("paid", [])
     assert fake.store_attempts == 5
     assert ("store", "7") in fake.effects

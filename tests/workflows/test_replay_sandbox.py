@@ -13,7 +13,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from domain.payments import AdminRequest
 from paysaga.temporal import replay_failures
 from tests.workflows.forbidden import ReadsTheClock
-from tests.workflows.test_payment_confirmation import CONFIRMATION, FakeActivities
+from tests.workflows.test_payment_confirmation import FakeActivities, run_with_signals
 from workflows.payment_confirmation import ConfirmPaymentWorkflow
 
 
@@ -41,18 +41,9 @@ async def test_confirmation_histories_from_the_unsandboxed_worker_replay_cleanly
     temporal_env: WorkflowEnvironment,
 ) -> None:
     queue = str(uuid.uuid4())
-    fake = FakeActivities()
-    async with Worker(
-        temporal_env.client,
-        task_queue=queue,
-        workflows=[ConfirmPaymentWorkflow],
-        activities=fake.all(),
-        workflow_runner=UnsandboxedWorkflowRunner(),
-    ):
-        handle = await temporal_env.client.start_workflow(
-            ConfirmPaymentWorkflow.run, CONFIRMATION, id=f"wf-{queue}", task_queue=queue
-        )
-        attach = AdminRequest("r1", "admin:ops", order_id="order-1")
-        await handle.signal(ConfirmPaymentWorkflow.attach, attach)
-        assert (await handle.result()).outcome == "paid"
+    attach = (ConfirmPaymentWorkflow.attach, AdminRequest("r1", "admin:ops", order_id="order-1"))
+    outcome = await run_with_signals(
+        temporal_env, FakeActivities(), [attach], queue=queue, runner=UnsandboxedWorkflowRunner()
+    )
+    assert outcome.outcome == "paid"
     assert await replay_failures(temporal_env.client, f'TaskQueue = "{queue}"') == (1, {})
