@@ -3,6 +3,9 @@
 Every write is idempotent: conditional UPDATEs (`WHERE status = ...`) and inserts keyed by a
 natural dedupe key with ON CONFLICT DO NOTHING, so a retried or replayed activity, or a second
 workflow for the same payment after retention expired, changes nothing twice.
+
+Data the database refuses as such (not because of its state) is raised as a non-retryable
+`Unprocessable` error: retrying it would loop silently, so the workflow parks it as a case.
 """
 
 from __future__ import annotations
@@ -11,18 +14,33 @@ import hashlib
 import logging
 import secrets
 import uuid
-from dataclasses import asdict, dataclass, field
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from db.models import AuditEntry, Event, Order, Payment, ReconciliationCase, SecurityEvent, Ticket
-from domain.payments import CaseKind, Confirmation, OrderStatus, PaymentStatus
+from db import journal
+from db.journal import as_uuid
+from db.models import Order, Payment, ReconciliationCase, SecurityEvent, Ticket
+from db.orders import NotPayable, mark_paid
+from domain import keys
+from domain.confirmation import AuditRecord
+from domain.money import BIGINT_MAX
+from domain.payments import (
+    NOT_PAYABLE,
+    UNPROCESSABLE,
+    CaseKind,
+    Confirmation,
+    OrderStatus,
+    PaymentStatus,
+)
 
 log = logging.getLogger("paysaga.activities")
 
@@ -68,26 +86,32 @@ class StoreInput:
 
 
 @dataclass(frozen=True)
-class AuditInput:
-    order_id: str | None
-    actor: str
-    action: str
-    dedupe_key: str
-    detail: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class CloseCasesInput:
     provider: str
     transaction_id: str
     resolution: str
 
 
-def _uuid(value: str) -> uuid.UUID | None:
+@asynccontextmanager
+async def _refusing_bad_data(
+    sessions: async_sessionmaker[AsyncSession], *, begin: bool = True
+) -> AsyncIterator[AsyncSession]:
+    """A session whose data errors (a NUL byte, a lone surrogate, a number out of range) are
+    raised as `Unprocessable`: the same data will be refused on every retry."""
     try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None
+        async with sessions.begin() if begin else sessions() as s:
+            yield s
+    except (DataError, UnicodeError) as exc:
+        raise ApplicationError(
+            f"the database refuses this confirmation's data: {exc}"[:500],
+            type=UNPROCESSABLE,
+            non_retryable=True,
+        ) from exc
+
+
+def _printable(value: object, limit: int = 255) -> str:
+    """A value as a case row can always hold it (escaped, ASCII, bounded)."""
+    return ascii(value)[:limit]
 
 
 class ConfirmationActivities:
@@ -98,7 +122,7 @@ class ConfirmationActivities:
     async def validate_confirmation(self, inp: ValidateInput) -> Validation:
         """UC-35 step 2: a known order and intent, with the order's own amount and currency."""
         c = inp.confirmation
-        async with self.sessions() as s:
+        async with _refusing_bad_data(self.sessions, begin=False) as s:
             already = await s.scalar(
                 select(Payment).where(
                     Payment.provider == c.provider, Payment.transaction_id == c.transaction_id
@@ -108,7 +132,7 @@ class ConfirmationActivities:
                 # 3a once the workflow id no longer guards (retention expired): the row decides.
                 payment: Payment | None = already
             elif inp.attach_order_id is not None:
-                order_uuid = _uuid(inp.attach_order_id)
+                order_uuid = as_uuid(inp.attach_order_id)
                 payment = (
                     None
                     if order_uuid is None
@@ -157,30 +181,39 @@ class ConfirmationActivities:
         """2a/2b/4a/5a: keep the money's record for an admin (never dropped); 2a also a
         security event. With a resolution the case is recorded (or closed) as resolved."""
         c, v = inp.confirmation, inp.validation
-        async with self.sessions.begin() as s:
+        resolved = (
+            {"state": "resolved", "resolution": inp.resolution, "resolved_at": func.now()}
+            if inp.resolution
+            else {}
+        )
+        if v.outcome == CaseKind.UNPROCESSABLE:
+            # The data itself is what the database refused: the case keeps it escaped.
+            values: dict[str, Any] = {
+                "transaction_id": _printable(c.transaction_id),
+                "amount": c.amount if 0 <= c.amount <= BIGINT_MAX else 0,
+                "currency": "XXX",  # ISO 4217: no currency
+                "detail": {"reason": v.reason, "confirmation": _printable(asdict(c), 4000)},
+            }
+        else:
+            values = {
+                "transaction_id": c.transaction_id,
+                "amount": c.amount,
+                "currency": c.currency,
+                "detail": {"reason": v.reason, "confirmation": asdict(c)},
+            }
+        async with _refusing_bad_data(self.sessions) as s:
             case = insert(ReconciliationCase).values(
                 kind=v.outcome,
                 provider=c.provider,
-                transaction_id=c.transaction_id,
-                order_id=_uuid(v.order_id) if v.order_id else None,
-                amount=c.amount,
-                currency=c.currency,
-                detail={"reason": v.reason, "confirmation": asdict(c)},
-                **(
-                    {"state": "resolved", "resolution": inp.resolution, "resolved_at": func.now()}
-                    if inp.resolution
-                    else {}
-                ),
+                order_id=as_uuid(v.order_id),
+                **values,
+                **resolved,
             )
             if inp.resolution:
                 await s.execute(
                     case.on_conflict_do_update(
                         constraint="uq_cases_provider_tx_kind",
-                        set_={
-                            "state": "resolved",
-                            "resolution": inp.resolution,
-                            "resolved_at": func.now(),
-                        },
+                        set_=resolved,
                         where=ReconciliationCase.state == "open",
                     )
                 )
@@ -188,7 +221,7 @@ class ConfirmationActivities:
                     "reconciliation case resolved: kind=%s provider=%s transaction_id=%s: %s",
                     v.outcome,
                     c.provider,
-                    c.transaction_id,
+                    values["transaction_id"],
                     inp.resolution,
                 )
                 return
@@ -201,7 +234,7 @@ class ConfirmationActivities:
                         provider=c.provider,
                         transaction_id=c.transaction_id,
                         detail={"reason": v.reason, "order_id": v.order_id},
-                        dedupe_key=f"amount_mismatch:{c.provider}:{c.transaction_id}",
+                        dedupe_key=keys.amount_mismatch(c.provider, c.transaction_id),
                     )
                     .on_conflict_do_nothing(index_elements=["dedupe_key"])
                 )
@@ -210,7 +243,7 @@ class ConfirmationActivities:
             "reconciliation case opened: kind=%s provider=%s transaction_id=%s order_id=%s: %s",
             v.outcome,
             c.provider,
-            c.transaction_id,
+            values["transaction_id"],
             v.order_id,
             v.reason,
         )
@@ -228,18 +261,18 @@ class ConfirmationActivities:
         reference = (
             "rfnd_" + hashlib.sha256(f"{c.provider}:{c.transaction_id}".encode()).hexdigest()[:20]
         )
-        async with self.sessions.begin() as s:
+        async with _refusing_bad_data(self.sessions) as s:
             await _close_open_cases(
                 s,
                 c.provider,
                 c.transaction_id,
                 f"refunded by {inp.admin} ({reference}): {inp.reason}",
             )
-            await _emit(
+            await journal.emit(
                 s,
                 "PaymentRefunded",
                 inp.order_id,
-                f"PaymentRefunded:{c.provider}:{c.transaction_id}",
+                keys.event("PaymentRefunded", c.provider, c.transaction_id),
                 {
                     "provider": c.provider,
                     "transaction_id": c.transaction_id,
@@ -257,7 +290,7 @@ class ConfirmationActivities:
         """UC-35 step 4. False: the order's payment was taken by another transaction."""
         c = inp.confirmation
         try:
-            async with self.sessions.begin() as s:
+            async with _refusing_bad_data(self.sessions) as s:
                 stored = await s.scalar(
                     update(Payment)
                     .where(Payment.id == inp.payment_id, Payment.status == PaymentStatus.PENDING)
@@ -276,11 +309,11 @@ class ConfirmationActivities:
                         and row.status == PaymentStatus.PAID
                         and (row.provider, row.transaction_id) == (c.provider, c.transaction_id)
                     )
-                await _emit(
+                await journal.emit(
                     s,
                     "PaymentConfirmed",
                     inp.order_id,
-                    f"PaymentConfirmed:{c.provider}:{c.transaction_id}",
+                    keys.event("PaymentConfirmed", c.provider, c.transaction_id),
                     {
                         "provider": c.provider,
                         "transaction_id": c.transaction_id,
@@ -295,62 +328,21 @@ class ConfirmationActivities:
 
     @activity.defn
     async def mark_order_paid(self, inp: StoreInput) -> bool:
-        """UC-35 step 5, only once the paid payment row exists. True if this call changed it."""
+        """UC-35 step 5. True if this call changed the order."""
         c = inp.confirmation
-        order_uuid = uuid.UUID(inp.order_id)
-        async with self.sessions.begin() as s:
-            payment_stored = exists().where(
-                and_(
-                    Payment.order_id == order_uuid,
-                    Payment.status == PaymentStatus.PAID,
-                    Payment.provider == c.provider,
-                    Payment.transaction_id == c.transaction_id,
-                )
-            )
-            changed = await s.scalar(
-                update(Order)
-                .where(
-                    Order.id == order_uuid,
-                    Order.status == OrderStatus.AWAITING_PAYMENT,
-                    payment_stored,
-                )
-                .values(status=OrderStatus.PAID, paid_at=func.now(), updated_at=func.now())
-                .returning(Order.id)
-            )
-            if changed is not None:
-                await _emit(
-                    s,
-                    "OrderPaid",
-                    inp.order_id,
-                    f"OrderPaid:{inp.order_id}",
-                    {"provider": c.provider, "transaction_id": c.transaction_id},
-                )
-                return True
-            status = await s.scalar(select(Order.status).where(Order.id == order_uuid))
-        if status == OrderStatus.PAID:
-            return False
-        raise ApplicationError(
-            f"order {inp.order_id} is {status}, cannot be marked paid",
-            type="OrderNotPayable",
-            non_retryable=True,
-        )
+        try:
+            async with _refusing_bad_data(self.sessions) as s:
+                return await mark_paid(s, uuid.UUID(inp.order_id), c.provider, c.transaction_id)
+        except NotPayable as exc:
+            raise ApplicationError(
+                f"order {inp.order_id}: {exc}", type=NOT_PAYABLE, non_retryable=True
+            ) from exc
 
     @activity.defn
-    async def write_audit(self, entries: list[AuditInput]) -> None:
+    async def write_audit(self, records: list[AuditRecord]) -> None:
         """UC-35 step 6: append-only, one row per dedupe key however often it is retried."""
-        async with self.sessions.begin() as s:
-            for e in entries:
-                await s.execute(
-                    insert(AuditEntry)
-                    .values(
-                        order_id=_uuid(e.order_id) if e.order_id else None,
-                        actor=e.actor,
-                        action=e.action,
-                        detail=e.detail,
-                        dedupe_key=e.dedupe_key,
-                    )
-                    .on_conflict_do_nothing(index_elements=["dedupe_key"])
-                )
+        async with _refusing_bad_data(self.sessions) as s:
+            await journal.write_audit(s, records)
 
     @activity.defn
     async def issue_ticket(self, order_id: str) -> str:
@@ -390,20 +382,4 @@ async def _close_open_cases(
             ReconciliationCase.state == "open",
         )
         .values(state="resolved", resolution=resolution, resolved_at=func.now())
-    )
-
-
-async def _emit(
-    s: AsyncSession, type_: str, order_id: str | None, dedupe_key: str, payload: dict[str, Any]
-) -> None:
-    """Appends to the event log in the same transaction as the change it reports (an outbox)."""
-    await s.execute(
-        insert(Event)
-        .values(
-            type=type_,
-            order_id=_uuid(order_id) if order_id else None,
-            payload=payload,
-            dedupe_key=dedupe_key,
-        )
-        .on_conflict_do_nothing(index_elements=["dedupe_key"])
     )

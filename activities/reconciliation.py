@@ -2,10 +2,13 @@
 
 Safe to repair automatically:
 - a payment stored `paid` whose order still awaits payment and whose confirmation workflow is
-  no longer running (terminated, or forgotten after retention): the order is marked paid with
-  the same conditional update, event and audit key the workflow uses, so it happens once;
-- a confirmation workflow stuck in its slow loop (`needs_reconciliation` with a failing step):
-  it gets a `retry` signal, the same an admin would send.
+  no longer running (terminated, or forgotten after retention): the order is marked paid by
+  the same guarded code the workflow's activity runs (`db.orders.mark_paid`), with the same
+  event and audit keys, so it happens once;
+- a confirmation whose failing step the server will not try again within the sweep's period
+  (a long backoff): it gets `retry`, as an admin would send it. One that is retrying on its
+  own (an attempt running, or the next one due before the next sweep) is left alone, so the
+  sweep adds nothing to its history.
 Reported, never guessed: money parked for an admin (unmatched, amount mismatch, already paid,
 late payment) and unmatched cases older than the alert threshold.
 """
@@ -18,15 +21,18 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.client import Client
 
-from db.models import AuditEntry, Event, Order, Payment, ReconciliationCase
+from db import journal
+from db.models import Order, Payment, ReconciliationCase
+from db.orders import NotPayable, mark_paid
+from domain import keys
+from domain.confirmation import AuditRecord, ConfirmationState
 from domain.payments import AdminRequest, OrderStatus, PaymentStatus, confirmation_workflow_id
-from paysaga.operations import running_state
+from workflows.confirmation_client import next_attempt_within, running_state
 
 log = logging.getLogger("paysaga.reconciliation")
 ACTOR = "system:reconciliation"
@@ -37,6 +43,7 @@ class ReconcileInput:
     task_queue: str
     unmatched_alert_seconds: int = 3600
     settle_seconds: int = 60  # younger stored-not-paid payments are a confirmation in flight
+    every_seconds: int = 60  # the sweep's period: a step retried sooner is left to the server
 
 
 @dataclass
@@ -72,7 +79,18 @@ class ReconciliationActivities:
             )
         return report
 
-    async def _retry(self, workflow_id: str, run: str, report: ReconcileReport) -> None:
+    async def _retry_if_waiting(
+        self,
+        inp: ReconcileInput,
+        workflow_id: str,
+        state: ConfirmationState,
+        run: str,
+        report: ReconcileReport,
+    ) -> None:
+        if not state.stuck or workflow_id in report.retried:
+            return
+        if await next_attempt_within(self.client, workflow_id, inp.every_seconds):
+            return  # retrying on its own
         request = AdminRequest(request_id=f"{run}:{workflow_id}", admin=ACTOR)
         await self.client.get_workflow_handle(workflow_id).signal("retry", request)
         report.retried.append(workflow_id)
@@ -99,41 +117,29 @@ class ReconciliationActivities:
             if state is None:
                 if await self._mark_paid(provider, transaction_id, order_id):
                     report.orders_repaired.append(str(order_id))
-            elif state["stuck"]:
-                await self._retry(workflow_id, run, report)
+            else:
+                await self._retry_if_waiting(inp, workflow_id, state, run, report)
 
     async def _mark_paid(self, provider: str, transaction_id: str, order_id: uuid.UUID) -> bool:
-        """5 for a confirmation whose workflow is gone: same guard, same event and audit keys."""
+        """5 for a confirmation whose workflow is gone: the workflow's own guarded update."""
+        source = {"provider": provider, "transaction_id": transaction_id}
         async with self.sessions.begin() as s:
-            changed = await s.scalar(
-                update(Order)
-                .where(Order.id == order_id, Order.status == OrderStatus.AWAITING_PAYMENT)
-                .values(status=OrderStatus.PAID, paid_at=func.now(), updated_at=func.now())
-                .returning(Order.id)
-            )
-            if changed is None:
-                return False
-            source = {"provider": provider, "transaction_id": transaction_id}
-            await s.execute(
-                insert(Event)
-                .values(
-                    type="OrderPaid",
-                    order_id=order_id,
-                    payload=source,
-                    dedupe_key=f"OrderPaid:{order_id}",
-                )
-                .on_conflict_do_nothing(index_elements=["dedupe_key"])
-            )
-            await s.execute(
-                insert(AuditEntry)
-                .values(
-                    order_id=order_id,
-                    actor=ACTOR,
-                    action="order.status_changed",
-                    detail=source | {"from": "awaiting_payment", "to": "paid", "repair": True},
-                    dedupe_key=f"order.status_changed:{order_id}:paid",
-                )
-                .on_conflict_do_nothing(index_elements=["dedupe_key"])
+            try:
+                if not await mark_paid(s, order_id, provider, transaction_id):
+                    return False
+            except NotPayable:
+                return False  # cancelled meanwhile: a case for an admin, not a repair
+            await journal.write_audit(
+                s,
+                [
+                    AuditRecord(
+                        str(order_id),
+                        ACTOR,
+                        "order.status_changed",
+                        keys.status_changed(str(order_id), "paid"),
+                        source | {"from": "awaiting_payment", "to": "paid", "repair": True},
+                    )
+                ],
             )
         log.warning(
             "reconciliation marked order %s paid (payment %s %s)",
@@ -151,14 +157,11 @@ class ReconciliationActivities:
             f'AND PaymentState = "needs_reconciliation" AND TaskQueue = "{inp.task_queue}"'
         )
         async for execution in self.client.list_workflows(query):
-            if execution.id in report.retried:
-                continue
             state = await running_state(self.client, execution.id)
             if state is None:
                 continue
-            if state["stuck"]:
-                await self._retry(execution.id, run, report)
-            elif state["parked"]:
+            await self._retry_if_waiting(inp, execution.id, state, run, report)
+            if state.parked:
                 report.parked.append(execution.id)
 
     async def _stale_unmatched(self, inp: ReconcileInput, report: ReconcileReport) -> None:

@@ -11,9 +11,10 @@ from sqlalchemy import select
 
 from api.auth import AdminCaller, DepsDep
 from api.errors import BadRequest, Conflict, NotFound
+from db.cases import list_cases
 from db.models import AuditEntry
 from domain.payments import AdminRequest
-from paysaga.operations import ActionRefused, list_cases, send_admin_action
+from workflows.confirmation_client import ActionRefused, send_admin_action
 
 router = APIRouter(prefix="/admin")
 
@@ -42,8 +43,15 @@ async def payment_action(
     deps: DepsDep,
     body: Annotated[ActionIn | None, Body()] = None,
 ) -> dict[str, str]:
-    """Delivers the signal of the same name to `payment-{provider}-{transaction_id}`."""
+    """Delivers the action to `payment-{provider}-{transaction_id}` as the update of the same
+    name (the signals of these names are for the Temporal UI and CLI); the workflow decides,
+    and a refusal is its reason, answered 409."""
     body = body or ActionIn()
+    if action == "attach":  # the shape of the input; whether it may act is the workflow's call
+        try:
+            uuid.UUID(body.order_id or "")
+        except ValueError as exc:
+            raise BadRequest("attach needs an order_id naming an order") from exc
     request = AdminRequest(
         request_id=body.request_id or str(uuid.uuid4()),
         admin=f"admin:{caller.sub}",
@@ -52,18 +60,13 @@ async def payment_action(
         reason=body.reason,
     )
     try:
-        delivered = await send_admin_action(
+        decision = await send_admin_action(
             await deps.temporal(), provider, transaction_id, action, request
         )
     except ActionRefused as exc:
-        error = {400: BadRequest, 404: NotFound, 409: Conflict}[exc.status]
+        error = {404: NotFound, 409: Conflict}[exc.status]
         raise error(str(exc)) from exc
-    return {
-        "status": "signalled",
-        "workflow_id": delivered.workflow_id,
-        "request_id": delivered.request_id,
-        "state": delivered.state,
-    }
+    return decision.view()
 
 
 @router.get("/audit")

@@ -7,41 +7,26 @@ body (400), then the workflow (503 if it cannot be started, so the gateway retri
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
-from datetime import timedelta
 from typing import Literal
 
 from fastapi import APIRouter, Request
 from sqlalchemy.exc import DBAPIError, InterfaceError
-from temporalio.client import WorkflowHandle
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from api.auth import DepsDep
 from api.deps import Deps
 from api.errors import BadRequest, PayloadTooLarge, Unauthorized, UnsupportedMediaType
 from db.models import SecurityEvent
 from db.orders import payment_already_confirmed
-from domain.payments import Confirmation, PaymentState, confirmation_workflow_id
+from domain.payments import Confirmation
 from gateways import MalformedEvent, SignatureError
-from workflows.payment_confirmation import (
-    PAYMENT_STATE,
-    TRANSACTION_ID,
-    ConfirmPaymentWorkflow,
-)
+from workflows.confirmation_client import start_confirmation
 
 log = logging.getLogger("paysaga.webhooks")
 router = APIRouter()
 
 MAX_BODY = 256 * 1024
-START_TIMEOUT = timedelta(seconds=5)
 Result = dict[str, Literal["accepted", "duplicate", "ignored"]]
 
 
@@ -74,8 +59,8 @@ async def _record_rejection(deps: Deps, provider: str, request: Request, reason:
     log.warning("rejected %s webhook: %s", provider, reason)
 
 
-async def start_confirmation(deps: Deps, c: Confirmation) -> Literal["accepted", "duplicate"]:
-    """Starts (or joins) `payment-{provider}-{transaction_id}`; shared by every entry point."""
+async def confirm(deps: Deps, c: Confirmation) -> Literal["accepted", "duplicate"]:
+    """Starts `payment-{provider}-{transaction_id}`, or says it is a duplicate."""
     try:
         async with deps.sessions() as s:
             # One read, outside a transaction: no BEGIN and ROLLBACK round trips on the ack path.
@@ -87,30 +72,10 @@ async def start_confirmation(deps: Deps, c: Confirmation) -> Literal["accepted",
         # Best effort: with the database down the confirmation is still taken durably by
         # Temporal; the workflow id and the database keys keep it exactly once.
         log.warning("duplicate pre-check skipped, database unavailable: %s", exc)
-    client = await deps.temporal()
-    try:
-        handle: WorkflowHandle[ConfirmPaymentWorkflow, object] = await client.start_workflow(
-            ConfirmPaymentWorkflow.run,
-            dataclasses.replace(c, recovery=deps.settings.recovery),
-            id=confirmation_workflow_id(c.provider, c.transaction_id),
-            task_queue=deps.settings.task_queue,
-            # A completed confirmation is never run again; a running one is joined.
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            # A gateway waits seconds, not minutes: answer 503 (it retries) rather than hang.
-            rpc_timeout=START_TIMEOUT,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(PAYMENT_STATE, PaymentState.RECEIVED.value),
-                    SearchAttributePair(TRANSACTION_ID, c.transaction_id),
-                ]
-            ),
-        )
-    except WorkflowAlreadyStartedError:
-        return "duplicate"
-    # With USE_EXISTING the server says whether this call started the run or joined one.
-    response = getattr(handle, "_start_workflow_response", None)
-    return "duplicate" if response is not None and not response.started else "accepted"
+    settings = deps.settings
+    return await start_confirmation(
+        await deps.temporal(), settings.task_queue, c, settings.recovery
+    )
 
 
 async def _handle(provider: str, request: Request, deps: Deps) -> Result:
@@ -131,7 +96,7 @@ async def _handle(provider: str, request: Request, deps: Deps) -> Result:
     if event.confirmation is None:
         log.info("ignored %s event %s (%s)", provider, event.event_id, event.event_type)
         return {"result": "ignored"}
-    return {"result": await start_confirmation(deps, event.confirmation)}
+    return {"result": await confirm(deps, event.confirmation)}
 
 
 @router.post("/webhooks/razorpay")

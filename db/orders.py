@@ -6,16 +6,26 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import Event, Order, OrderItem, Payment, Product, Ticket
+from db import journal
+from db.models import Order, OrderItem, Payment, Product, Ticket
+from domain import keys
 from domain.payments import OrderStatus, PaymentStatus
 
 
 class OutOfStock(Exception):
     pass
+
+
+class NotPayable(Exception):
+    """The order is neither awaiting payment nor paid (cancelled, refunded)."""
+
+    def __init__(self, status: str | None) -> None:
+        super().__init__(f"order is {status or 'missing'}, cannot be marked paid")
+        self.status = status
 
 
 class MixedCurrencies(Exception):
@@ -92,15 +102,51 @@ async def create_order(s: AsyncSession, new: NewOrder) -> uuid.UUID:
             currency=currency,
         )
     )
-    s.add(
-        Event(
-            type="OrderCreated",
-            order_id=order_id,
-            payload={"amount": amount, "currency": currency, "customer_id": new.customer_id},
-            dedupe_key=f"OrderCreated:{order_id}",
-        )
+    await journal.emit(
+        s,
+        "OrderCreated",
+        order_id,
+        keys.event("OrderCreated", order_id),
+        {"amount": amount, "currency": currency, "customer_id": new.customer_id},
     )
     return order_id
+
+
+async def mark_paid(
+    s: AsyncSession, order_id: uuid.UUID, provider: str, transaction_id: str
+) -> bool:
+    """UC-35 step 5, the one place an order becomes paid: only once this transaction's paid
+    payment row exists, only from `awaiting_payment`, with its `OrderPaid` event.
+
+    True if this call changed the order, False if it was paid already; NotPayable otherwise.
+    """
+    payment_stored = exists().where(
+        and_(
+            Payment.order_id == order_id,
+            Payment.status == PaymentStatus.PAID,
+            Payment.provider == provider,
+            Payment.transaction_id == transaction_id,
+        )
+    )
+    changed = await s.scalar(
+        update(Order)
+        .where(Order.id == order_id, Order.status == OrderStatus.AWAITING_PAYMENT, payment_stored)
+        .values(status=OrderStatus.PAID, paid_at=func.now(), updated_at=func.now())
+        .returning(Order.id)
+    )
+    if changed is not None:
+        await journal.emit(
+            s,
+            "OrderPaid",
+            order_id,
+            keys.event("OrderPaid", order_id),
+            {"provider": provider, "transaction_id": transaction_id},
+        )
+        return True
+    status = await s.scalar(select(Order.status).where(Order.id == order_id))
+    if status == OrderStatus.PAID:
+        return False
+    raise NotPayable(status)
 
 
 async def order_view(s: AsyncSession, order_id: uuid.UUID) -> dict[str, Any] | None:

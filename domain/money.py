@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import re
 
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
+# What PostgreSQL's BIGINT holds; larger amounts could never be stored, so they are refused
+# where they arrive instead of failing in the workflow.
+BIGINT_MAX = 2**63 - 1
+# ASCII letters only: "ßd".upper() is "SSD", and `$` would let "usd\n" through.
+_CURRENCY = re.compile(r"[A-Za-z]{3}", re.ASCII)
 
 
 def normalise_currency(code: object) -> str:
     """Upper-cases a currency code and checks its shape (Stripe sends lower case)."""
-    if not isinstance(code, str) or not _CURRENCY.match(code.upper()):
+    if not isinstance(code, str) or not _CURRENCY.fullmatch(code):
         raise ValueError(f"currency must be a 3-letter ISO 4217 code, got {code!r}")
     return code.upper()
 
 
 def minor_units(value: object) -> int:
-    """An amount in minor units: a non-negative integer, never a float or a bool."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"amount must be a non-negative integer in minor units, got {value!r}")
+    """An amount in minor units: a non-negative integer that fits BIGINT; never a float or a
+    bool."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"amount must be an integer in minor units, got {type(value).__name__}")
+    if not 0 <= value <= BIGINT_MAX:
+        # Not the value itself: a 5,000-digit integer has no str() in Python 3.11.
+        raise ValueError(f"amount must be from 0 to {BIGINT_MAX} in minor units")
     return value

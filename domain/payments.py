@@ -34,6 +34,12 @@ class CaseKind(StrEnum):
     LATE_PAYMENT = "late_payment"
     STORE_FAILED = "store_failed"  # 4a: the payment could not be written for a whole first phase
     STATUS_UPDATE_FAILED = "status_update_failed"  # 5a: stored, but the order not yet marked paid
+    UNPROCESSABLE = "unprocessable"  # the database refuses the confirmation's data itself
+
+
+# Errors no retry mends, raised by activities as non-retryable ApplicationError types.
+NOT_PAYABLE = "OrderNotPayable"  # the order is cancelled (or refunded): it cannot become paid
+UNPROCESSABLE = "Unprocessable"  # the database refuses the data itself, not its state
 
 
 class PaymentState(StrEnum):
@@ -51,13 +57,6 @@ class PaymentState(StrEnum):
     REFUNDED = "refunded"
 
 
-# Where an admin's attach, refund or resolve can act: money that could not be applied.
-PARKED_STATES = frozenset(
-    {PaymentState.UNMATCHED, PaymentState.AMOUNT_MISMATCH, PaymentState.NEEDS_RECONCILIATION}
-)
-ADMIN_ACTIONS = ("retry", "attach", "refund", "resolve")
-
-
 @dataclass(frozen=True)
 class RecoveryTiming:
     """How the confirmation waits out a failing database (4a, 5a, 6a, 8a), in seconds.
@@ -65,8 +64,7 @@ class RecoveryTiming:
     First phase: the activity's own retry policy, fast backoff up to `fast_max`, for
     `first_phase` seconds. Then the workflow marks itself `needs_reconciliation`, opens a case
     (best effort) and keeps trying every `slow_initial`..`slow_max` seconds, or at once on a
-    `retry` signal. Carried in the confirmation (the workflow input), so a run keeps the
-    timing it started with.
+    `retry`. Part of the workflow's input, so a run keeps the timing it started with.
     """
 
     first_phase: float = 300.0
@@ -87,8 +85,6 @@ class Confirmation:
     event_id: str
     event_type: str
     order_id: str | None = None  # an order reference the gateway echoed back, if any
-    # How this run waits out failures; None: the defaults. Set by whoever starts the workflow.
-    recovery: RecoveryTiming | None = None
 
 
 def confirmation_workflow_id(provider: str, transaction_id: str) -> str:

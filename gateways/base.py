@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 import secrets
 import string
 from abc import ABC, abstractmethod
@@ -48,8 +49,9 @@ def constant_time_in(candidate: str, expected: list[str]) -> bool:
 def load_json_object(body: bytes) -> dict[str, Any]:
     try:
         data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedEvent(f"body is not valid JSON: {exc}") from exc
+    # ValueError: also bad UTF-8 and integers past Python's 4,300-digit conversion limit.
+    except (ValueError, RecursionError) as exc:
+        raise MalformedEvent(f"body is not valid JSON: {exc}"[:300]) from exc
     if not isinstance(data, dict):
         raise MalformedEvent("body must be a JSON object")
     return data
@@ -67,9 +69,29 @@ def dig(data: Mapping[str, Any], *path: str) -> Any:
 
 def text(data: Mapping[str, Any], *path: str) -> str:
     value = dig(data, *path)
-    if not isinstance(value, str) or not value or len(value) > 255:
-        raise MalformedEvent(f"field {'.'.join(path)} must be a non-empty string")
+    if not isinstance(value, str) or not value or len(value) > 255 or not value.isprintable():
+        raise MalformedEvent(f"field {'.'.join(path)} must be a non-empty printable string")
     return value
+
+
+# Gateways' ids are visible ASCII (pay_..., pi_..., order_...). Anything else (a NUL byte, a
+# lone surrogate, a newline) could never be stored, and would only loop in the workflow.
+_IDENTIFIER = re.compile(r"[\x21-\x7e]{1,255}", re.ASCII)
+
+
+def identifier(value: object, field: str) -> str:
+    if not isinstance(value, str) or not _IDENTIFIER.fullmatch(value):
+        raise MalformedEvent(f"{field} must be 1 to 255 visible ASCII characters")
+    return value
+
+
+def hint(value: object) -> str | None:
+    """An optional reference (an order id echoed in metadata): kept only if it is an id."""
+    return value if isinstance(value, str) and _IDENTIFIER.fullmatch(value) else None
+
+
+def identifier_at(data: Mapping[str, Any], *path: str) -> str:
+    return identifier(dig(data, *path), ".".join(path))
 
 
 def money(

@@ -16,6 +16,7 @@ from gateways.base import (
     GatewayEvent,
     SignatureError,
     constant_time_in,
+    identifier_at,
     load_json_object,
     money,
     random_id,
@@ -46,8 +47,8 @@ class RazorpayGateway(Gateway):
         amount, currency = money(data, (*payment, "amount"), (*payment, "currency"))
         confirmation = Confirmation(
             provider=self.name,
-            transaction_id=text(data, *payment, "id"),
-            intent_id=text(data, *payment, "order_id"),
+            transaction_id=identifier_at(data, *payment, "id"),
+            intent_id=identifier_at(data, *payment, "order_id"),
             amount=amount,
             currency=currency,
             event_id=event_id,

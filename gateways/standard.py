@@ -13,9 +13,10 @@ from domain.payments import Confirmation
 from gateways.base import (
     Gateway,
     GatewayEvent,
-    MalformedEvent,
     SignatureError,
     constant_time_in,
+    hint,
+    identifier_at,
     load_json_object,
     money,
     random_id,
@@ -65,18 +66,15 @@ class StandardWebhooksGateway(Gateway):
         if event_type not in CONFIRMING_EVENTS:
             return GatewayEvent(event_id, event_type, None)
         amount, currency = money(data, ("data", "amount"), ("data", "currency"))
-        order_id = data["data"].get("order_id")
-        if order_id is not None and not isinstance(order_id, str):
-            raise MalformedEvent("data.order_id must be a string")
         confirmation = Confirmation(
             provider=self.name,
-            transaction_id=text(data, "data", "transaction_id"),
-            intent_id=text(data, "data", "intent_id"),
+            transaction_id=identifier_at(data, "data", "transaction_id"),
+            intent_id=identifier_at(data, "data", "intent_id"),
             amount=amount,
             currency=currency,
             event_id=event_id,
             event_type=event_type,
-            order_id=order_id,
+            order_id=hint(data["data"].get("order_id")),
         )
         return GatewayEvent(event_id, event_type, confirmation)
 

@@ -16,6 +16,8 @@ from gateways.base import (
     GatewayEvent,
     SignatureError,
     constant_time_in,
+    hint,
+    identifier_at,
     load_json_object,
     money,
     random_id,
@@ -53,13 +55,13 @@ class StripeGateway(Gateway):
     def parse(self, body: bytes, headers: Mapping[str, str]) -> GatewayEvent:
         data = load_json_object(body)
         event_type = text(data, "type")
-        event_id = text(data, "id")
+        event_id = identifier_at(data, "id")
         if event_type not in CONFIRMING_EVENTS:
             return GatewayEvent(event_id, event_type, None)
         intent = ("data", "object")
         # amount_received is what was actually captured, not what was asked for.
         amount, currency = money(data, (*intent, "amount_received"), (*intent, "currency"))
-        intent_id = text(data, *intent, "id")
+        intent_id = identifier_at(data, *intent, "id")
         metadata = data["data"]["object"].get("metadata")
         order_id = metadata.get("order_id") if isinstance(metadata, dict) else None
         confirmation = Confirmation(
@@ -70,7 +72,7 @@ class StripeGateway(Gateway):
             currency=currency,
             event_id=event_id,
             event_type=event_type,
-            order_id=order_id if isinstance(order_id, str) else None,
+            order_id=hint(order_id),
         )
         return GatewayEvent(event_id, event_type, confirmation)
 

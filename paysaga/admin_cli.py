@@ -14,12 +14,14 @@ import sys
 import uuid
 from typing import Any
 
+from db.cases import list_cases
+from db.invariants import check_invariants
 from db.session import make_engine, make_sessionmaker
-from domain.payments import ADMIN_ACTIONS, PROVIDERS, AdminRequest
-from paysaga.invariants import check_invariants
-from paysaga.operations import ActionRefused, list_cases, send_admin_action
+from domain.confirmation import AdminAction
+from domain.payments import PROVIDERS, AdminRequest
 from paysaga.settings import Settings
 from paysaga.temporal import connect
+from workflows.confirmation_client import ActionRefused, send_admin_action
 
 
 def add_admin_parser(sub: Any) -> None:
@@ -28,8 +30,8 @@ def add_admin_parser(sub: Any) -> None:
     cases = commands.add_parser("cases", help="list open reconciliation cases (JSON lines)")
     cases.add_argument("--all", action="store_true", help="include resolved cases")
     commands.add_parser("check", help="verify the financial invariants; exit 1 on a violation")
-    for action in ADMIN_ACTIONS:
-        cmd = commands.add_parser(action, help=f"send `{action}` to a payment's workflow")
+    for action in AdminAction:
+        cmd = commands.add_parser(action, help=f"ask a payment's workflow to {action}")
         cmd.add_argument("provider", choices=PROVIDERS)
         cmd.add_argument("transaction_id")
         if action == "attach":
@@ -66,22 +68,13 @@ async def run_admin(settings: Settings, args: argparse.Namespace) -> int:
             reason=getattr(args, "reason", None),
         )
         try:
-            delivered = await send_admin_action(
+            decision = await send_admin_action(
                 client, args.provider, args.transaction_id, args.admin_command, request
             )
         except ActionRefused as exc:
             print(f"refused: {exc}", file=sys.stderr)
             return 2
-        print(
-            json.dumps(
-                {
-                    "status": "signalled",
-                    "workflow_id": delivered.workflow_id,
-                    "request_id": delivered.request_id,
-                    "state": delivered.state,
-                }
-            )
-        )
+        print(json.dumps(decision.view()))
         return 0
     finally:
         await engine.dispose()

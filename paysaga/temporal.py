@@ -113,6 +113,10 @@ async def replay_failures(
 async def ensure_reconciliation_schedule(client: Client, settings: Settings) -> None:
     await ensure_schedule(
         client,
-        ReconcileInput(settings.task_queue, settings.unmatched_alert_seconds),
+        ReconcileInput(
+            settings.task_queue,
+            settings.unmatched_alert_seconds,
+            every_seconds=settings.reconcile_every_seconds,
+        ),
         settings.reconcile_every_seconds,
     )

@@ -20,10 +20,11 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from api.auth import make_token
+from db.invariants import check_invariants
 from db.migrate import upgrade
 from db.session import make_engine, make_sessionmaker
+from domain.confirmation import ConfirmationState
 from domain.payments import ConfirmationOutcome
-from paysaga.invariants import check_invariants
 from paysaga.postgres import EmbeddedPostgres
 from paysaga.settings import Settings
 from paysaga.temporal import build_worker, replay_failures
@@ -32,6 +33,7 @@ from workflows.payment_confirmation import (
     ORDER_ID,
     PAYMENT_STATE,
     TRANSACTION_ID,
+    ConfirmPaymentWorkflow,
 )
 
 BIN = Path(sys.executable).parent
@@ -148,16 +150,28 @@ class Stack:
         return await asyncio.wait_for(handle.result(), timeout=60)
 
     async def wait_state(
-        self, workflow_id: str, state: str, until: Callable[[dict[str, Any]], bool] | None = None
-    ) -> dict[str, Any]:
+        self,
+        workflow_id: str,
+        state: str,
+        until: Callable[[ConfirmationState], bool] | None = None,
+    ) -> ConfirmationState:
         """Polls the `state` query until the workflow reports `state` (parked workflows)."""
-        handle = self.client.get_workflow_handle(workflow_id)
-        for _ in range(300):
-            current: dict[str, Any] = await handle.query("state")
-            if current["state"] == state and (until is None or until(current)):
-                return current
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"{workflow_id} never reached {state}: {current}")
+        return await wait_state(self.client, workflow_id, state, until)
+
+
+async def wait_state(
+    client: Client,
+    workflow_id: str,
+    state: str,
+    until: Callable[[ConfirmationState], bool] | None = None,
+) -> ConfirmationState:
+    handle = client.get_workflow_handle(workflow_id)
+    for _ in range(300):
+        current = await handle.query(ConfirmPaymentWorkflow.state)
+        if current.state == state and (until is None or until(current)):
+            return current
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{workflow_id} never reached {state}: {current}")
 
 
 @pytest.fixture

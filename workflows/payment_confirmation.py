@@ -1,34 +1,37 @@
 """UC-35 as one saga: `payment-{provider}-{transaction_id}`.
 
-Read top to bottom it is the use case: 2 validate, 3 idempotency, 4 store, 5 mark paid,
-6 audit, 8 ticket; extensions 2a (mismatch), 2b (no order) and 3a (duplicates) are named
-where they happen. Money that cannot be applied is parked here, with an open reconciliation
-case, until an admin `attach`es it to an order, `refund`s or `resolve`s it.
+Read `_advance` top to bottom and it is the use case: 2 validate, 3 idempotency, 4 store,
+5 mark paid, 8 ticket, with 6 (the audit trail) written beside it; extensions 2a (mismatch),
+2b (no order) and 3a (duplicates) are named where they happen. Money that cannot be applied is
+parked here, with an open reconciliation case, until an admin `attach`es it to an order,
+`refund`s or `resolve`s it.
 
-Failure paths (4a, 5a, 6a, 8a) share one pattern, `_durably`: the activity's retry policy
-retries fast for a first phase; then the workflow itself is the durable failure record. It
-says `PaymentState = needs_reconciliation` (4a, 5a), opens a case if the database lets it, and
-keeps trying at a slower pace, or at once when an admin (or the reconciliation schedule)
-sends `retry`. Nothing is given up: giving up would lose a payment that really happened.
+Failure paths (4a, 5a, 6a, 8a): each step names its policy where it is called, and one runner
+(`workflows.steps`) retries it fast, then hands it to the server to retry slowly, without end,
+while this workflow says `needs_reconciliation` and keeps a case open. Nothing is given up.
+
+Bounded through an outage of any length: the server's slow retries add no history events, and
+a run whose history passes HISTORY_BUDGET (retry floods, long parks) continues as new with its
+one typed state, `ConfirmationState`, which is also what the `state` query answers.
+
+Admin actions are decided here and only here (`ConfirmationState.may`): as updates, whose
+validators refuse synchronously (the API's 409), and as signals of the same names for the
+Temporal UI and CLI, where a refusal leaves an `admin.<action>.ignored` audit entry.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
-from dataclasses import asdict
-from datetime import timedelta
+from dataclasses import asdict, replace
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError
-from temporalio.exceptions import TimeoutError as ActivityTimeout
+from temporalio.common import SearchAttributeKey
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.confirmation import (
-        AuditInput,
         CaseInput,
         CloseCasesInput,
         ConfirmationActivities,
@@ -37,478 +40,495 @@ with workflow.unsafe.imports_passed_through():
         ValidateInput,
         Validation,
     )
+    from domain import keys
+    from domain.confirmation import (
+        AdminAction,
+        AdminDecision,
+        AuditRecord,
+        ConfirmationRun,
+        ConfirmationState,
+        Phase,
+        QueuedRequest,
+    )
     from domain.payments import (
+        NOT_PAYABLE,
         AdminRequest,
         CaseKind,
-        Confirmation,
         ConfirmationOutcome,
         PaymentState,
         RecoveryTiming,
     )
+    from workflows.steps import StepPolicy, StepRunner, unmendable
 
 PAYMENT_STATE = SearchAttributeKey.for_keyword("PaymentState")
 ORDER_ID = SearchAttributeKey.for_keyword("OrderId")
 TRANSACTION_ID = SearchAttributeKey.for_keyword("TransactionId")
 
-# Reads and writes of our own database where nothing is in flight yet (opening a case when
-# the database is known to be up, closing cases): waited out, never given up on.
-DATABASE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-)
-# One attempt: the workflow's own slow loop decides when the next one happens.
-ONE_ATTEMPT = RetryPolicy(maximum_attempts=1)
-# An order that is no longer payable (cancelled meanwhile) will not become payable by retrying.
-NOT_RETRYABLE = ["OrderNotPayable"]
-# Once the money is applied (or settled), attach, refund and resolve have nothing to act on.
-APPLIED = frozenset(
-    {
-        PaymentState.STORED,
-        PaymentState.PAID,
-        PaymentState.COMPLETED,
-        PaymentState.RESOLVED,
-        PaymentState.REFUNDED,
-    }
-)
-SHORT_DB_CALL = timedelta(seconds=10)
-# First attempts of each step run as local activities: three tries within about 0.3 s.
-LOCAL_FIRST = "local-activity-first"
-LOCAL_FAILURES = (ActivityError, ApplicationError, ActivityTimeout)
-LOCAL_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=100),
-    backoff_coefficient=2.0,
-    maximum_attempts=3,
-    non_retryable_error_types=NOT_RETRYABLE,
-)
+# The server suggests continue-as-new at 4,096 events (its default); a run continues well
+# before, so a burst of signals inside one workflow task cannot carry it past the hint.
+HISTORY_BUDGET = 2_000
 AUDIT_FALLBACK = "AUDIT_FALLBACK"
+REFUSED = "ActionRefused"
 
-
-def _stopped_for_good(err: FailureError) -> bool:
-    # A regular activity's failure arrives as ActivityError wrapping the cause; a local
-    # activity's arrives as the cause itself.
-    cause = err.cause if isinstance(err, ActivityError) else err
-    return isinstance(cause, ApplicationError) and cause.type in NOT_RETRYABLE
-
-
-def _describe(err: BaseException) -> str:
-    while err.__cause__ is not None or getattr(err, "cause", None) is not None:
-        err = getattr(err, "cause", None) or err.__cause__  # type: ignore[assignment]
-    return f"{type(err).__name__}: {err}"[:500]
+# 6a: the audit trail gets a shorter first phase; then its entries go to the log, marked.
+AUDIT = StepPolicy("audit", first_phase_cap=60.0, log_fallback=True)
 
 
 @workflow.defn(name="ConfirmPayment")
 class ConfirmPaymentWorkflow:
     @workflow.init
-    def __init__(self, c: Confirmation) -> None:
-        self._c = c
-        self._timing = c.recovery or RecoveryTiming()
-        self._state = PaymentState.RECEIVED
-        self._order_id: str | None = None
-        self._ticket_code: str | None = None
-        self._cases: list[str] = []
-        self._parked = False
-        self._requests: list[tuple[str, AdminRequest]] = []
-        self._seen_request_ids: set[str] = set()
-        self._ignored: list[dict[str, Any]] = []
-        self._stuck: dict[str, str] = {}
-        self._retry_generation = 0
-        self._audit_queue: list[AuditInput] = []
-        self._audit_fallback_logged: set[str] = set()
-        self._finished = False
+    def __init__(self, inp: ConfirmationRun) -> None:
+        self._inp = inp
+        self._c = inp.confirmation
+        self._s = inp.carried or ConfirmationState()
+        self._steps = StepRunner(inp.recovery or RecoveryTiming(), self)
+        self._case_tasks: dict[str, asyncio.Task[None]] = {}
 
     @workflow.run
-    async def run(self, c: Confirmation) -> ConfirmationOutcome:
+    async def run(self, inp: ConfirmationRun) -> ConfirmationOutcome:
+        s = self._s
+        saga = asyncio.create_task(self._saga())
         # 6: the audit trail is written beside the saga, never in its way (6a).
-        audit_writer = asyncio.create_task(self._write_audit_trail())
-        attach_to: str | None = None
-        while True:
-            # 2: authenticity was checked at the edge; here the order, intent and amount.
-            validation: Validation = await self._durably(
-                "validate",
-                ConfirmationActivities.validate_confirmation,
-                ValidateInput(c, attach_to),
-                case=CaseKind.STORE_FAILED,
-            )
-            if validation.outcome == "matched":
-                assert validation.order_id is not None and validation.payment_id is not None
-                await self._set_state(PaymentState.VALIDATED, validation.order_id)
-                # 3a: the workflow id admits one run per payment; behind it the database
-                # keys (provider, transaction_id) and one-paid-payment-per-order decide.
-                # 4: store the payment (4a: waited out). False: this order's payment went to
-                # another transaction.
-                store = StoreInput(c, validation.order_id, validation.payment_id)
-                if await self._durably(
-                    "store",
-                    ConfirmationActivities.store_payment,
-                    store,
-                    case=CaseKind.STORE_FAILED,
-                ):
-                    self._drop_requests()
-                    break
-                validation = Validation(
-                    CaseKind.ALREADY_PAID,
-                    order_id=validation.order_id,
-                    reason="the order's payment was taken by another transaction",
-                )
-            # 2a (amount or currency mismatch), 2b (no matching order), or money for an order
-            # that is already paid or cancelled: keep it as a case and wait for an admin.
-            action, request = await self._park(c, validation)
-            if action in ("resolve", "refund"):
-                outcome = await (self._resolve if action == "resolve" else self._refund)(c, request)
-                return await self._finish(audit_writer, outcome)
-            # attach: validate against the admin's order; retry: validate afresh (the order
-            # may have been created, or fixed, since).
-            attach_to = request.order_id if action == "attach" else None
-
-        await self._set_state(PaymentState.STORED)
-        # 5: Paid/Confirmed, only once the payment row exists and only if the order still
-        # awaits payment (5a: waited out, the order ends paid once).
-        await self._durably(
-            "mark_paid",
-            ConfirmationActivities.mark_order_paid,
-            store,
-            case=CaseKind.STATUS_UPDATE_FAILED,
-        )
-        await self._set_state(PaymentState.PAID)
-        self._queue_audit(*_confirmation_audit(c, store.order_id))
-        if self._cases:
-            await self._record(
-                ConfirmationActivities.close_cases,
-                CloseCasesInput(c.provider, c.transaction_id, f"attached to order {attach_to}"),
-            )
-        # 8: the ticket, retried on its own (8a): it never rolls back payment or status.
-        self._ticket_code = await self._durably(
-            "ticket", ConfirmationActivities.issue_ticket, store.order_id, case=None
-        )
-        return await self._finish(
-            audit_writer,
-            ConfirmationOutcome("paid", store.order_id, self._ticket_code, list(self._cases)),
-        )
-
-    async def _finish(
-        self, audit_writer: asyncio.Task[None], outcome: ConfirmationOutcome
-    ) -> ConfirmationOutcome:
-        # The pending audit entries stay in this workflow until they are written.
-        self._finished = True
-        await audit_writer
-        if outcome.outcome == "paid":
+        audit = asyncio.create_task(self._write_audit_trail())
+        await workflow.wait_condition(lambda: saga.done() or self._history_full())
+        if saga.done():
+            saga.result()  # an unexpected error fails the workflow task, visibly
+            await workflow.wait_condition(lambda: audit.done() or self._history_full())
+        if not audit.done():
+            await self._continue_as_new(saga, audit)
+        audit.result()
+        if s.outcome == "paid":
             await self._set_state(PaymentState.COMPLETED)
-        return outcome
+        assert s.outcome is not None
+        return ConfirmationOutcome(s.outcome, s.order_id, s.ticket_code, list(s.cases))
 
-    # -- failure paths -------------------------------------------------------------------
-
-    async def _durably(self, step: str, fn: Any, arg: Any, *, case: CaseKind | None) -> Any:
-        """Runs one step until it succeeds: fast retries first, then the slow, signalled loop."""
-        t = self._timing
-        first_phase = t.first_phase if step != "audit" else min(t.first_phase, 60.0)
-        done, result = await self._try_locally(fn, arg)
-        if done:
-            return result
-        # Still failing: the server holds the retries (visible in the UI as a pending activity)
-        # for the rest of the first phase.
-        try:
-            return await workflow.execute_activity_method(
-                fn,
-                arg,
-                start_to_close_timeout=SHORT_DB_CALL,
-                schedule_to_close_timeout=timedelta(seconds=first_phase),
-                retry_policy=RetryPolicy(
-                    initial_interval=timedelta(seconds=min(1.0, t.fast_max)),
-                    backoff_coefficient=2.0,
-                    maximum_interval=timedelta(seconds=t.fast_max),
-                    non_retryable_error_types=NOT_RETRYABLE,
-                ),
-            )
-        except ActivityError as err:
-            if _stopped_for_good(err):
-                raise
-            failure = _describe(err)
-        # The first phase is spent. From here the workflow is the failure record.
-        self._stuck[step] = failure
-        workflow.logger.warning(
-            "%s step %s still failing after %.0f s: %s",
-            self._c.provider,
-            step,
-            first_phase,
-            failure,
-        )
-        if step == "audit":
-            self._log_audit_fallback()
-        resume_state = self._state
-        case_recorded = False
-        if case is not None:
-            await self._set_state(PaymentState.NEEDS_RECONCILIATION)
-            case_recorded = await self._try_open_case(case, failure)
-        delay = t.slow_initial
-        attempts = 0
-        while True:
+    async def _saga(self) -> None:
+        s = self._s
+        while s.phase != Phase.DONE:
             try:
-                await workflow.wait_condition(
-                    self._retry_requested_since(self._retry_generation),
-                    timeout=timedelta(seconds=delay),
-                )
-            except TimeoutError:
-                pass
-            attempts += 1
-            if case is not None and not case_recorded:
-                case_recorded = await self._try_open_case(case, failure)
-            try:
-                result = await workflow.execute_activity_method(
-                    fn, arg, start_to_close_timeout=SHORT_DB_CALL, retry_policy=ONE_ATTEMPT
-                )
-                break
-            except ActivityError as err:
-                if _stopped_for_good(err):
+                await self._advance()
+            except (ActivityError, ApplicationError) as err:
+                cause = unmendable(err)
+                if cause is None:
                     raise
-                self._stuck[step] = failure = _describe(err)
-                if step == "audit":
-                    self._log_audit_fallback()
-                delay = min(delay * 2, t.slow_max)
-        del self._stuck[step]
-        if case is not None:
-            # Keep the history: the case ends resolved, whether or not it could be opened.
-            await self._record(
-                ConfirmationActivities.open_case,
-                CaseInput(
-                    self._c,
-                    Validation(case, order_id=self._order_id, reason=failure),
-                    resolution=f"recovered automatically after {attempts} slow attempt(s)",
-                ),
+                # No retry mends it: the money is kept as a case an admin sees, never looped
+                # on in silence. Not payable: the order was cancelled before the money came.
+                kind = (
+                    CaseKind.LATE_PAYMENT if cause.type == NOT_PAYABLE else CaseKind.UNPROCESSABLE
+                )
+                await self._park(Validation(kind, order_id=s.order_id, reason=cause.message))
+
+    async def _advance(self) -> None:
+        """One step of UC-35, from wherever the saga stands (a continued run resumes here)."""
+        c, s = self._c, self._s
+        if s.phase == Phase.VALIDATE:
+            # 2: authenticity was checked at the edge; here the order, intent and amount.
+            v = await self._steps.run(
+                StepPolicy("validate", case=CaseKind.STORE_FAILED),
+                ConfirmationActivities.validate_confirmation,
+                ValidateInput(c, s.attach_to),
             )
-            if case not in self._cases:
-                self._cases.append(case)
-            await self._set_state(resume_state)
-        return result
-
-    async def _try_locally(self, fn: Any, arg: Any) -> tuple[bool, Any]:
-        """The common case: a short database call that succeeds, run in the worker without a
-        round trip through the server. (True, result), or (False, None) once the local
-        attempts are spent; a failure that no retry can mend is raised.
-
-        Bounded by attempts, not by a schedule-to-close timeout: with temporalio 1.35 a
-        failing local activity with a 1 s schedule-to-close was still retrying after 30 s,
-        inside one workflow task.
-        """
-        if not workflow.patched(LOCAL_FIRST):
-            return False, None
-        try:
-            return True, await workflow.execute_local_activity_method(
-                fn, arg, start_to_close_timeout=SHORT_DB_CALL, retry_policy=LOCAL_RETRY
+            if v.outcome != "matched":
+                # 2a (amount or currency mismatch), 2b (no matching order), or money for an
+                # order already paid or cancelled: kept as a case, waiting for an admin.
+                await self._park(v)
+                return
+            s.payment_id = v.payment_id
+            await self._set_state(PaymentState.VALIDATED, v.order_id)
+            s.phase = Phase.STORE
+        elif s.phase == Phase.STORE:
+            # 3a: the workflow id admits one run per payment; behind it the database keys
+            # (provider, transaction_id) and one-paid-payment-per-order decide.
+            # 4: store the payment (4a: waited out).
+            if await self._steps.run(
+                StepPolicy("store", case=CaseKind.STORE_FAILED),
+                ConfirmationActivities.store_payment,
+                self._store_input(),
+            ):
+                self._drop_requests()
+                await self._set_state(PaymentState.STORED)
+                s.phase = Phase.MARK_PAID
+            else:
+                reason = "the order's payment was taken by another transaction"
+                await self._park(Validation(CaseKind.ALREADY_PAID, s.order_id, reason=reason))
+        elif s.phase == Phase.PARKED:
+            await self._decide()
+        elif s.phase == Phase.MARK_PAID:
+            # 5: Paid/Confirmed, only once the payment row exists and only if the order still
+            # awaits payment (5a: waited out, the order ends paid once).
+            await self._steps.run(
+                StepPolicy("mark_paid", case=CaseKind.STATUS_UPDATE_FAILED),
+                ConfirmationActivities.mark_order_paid,
+                self._store_input(),
             )
-        except LOCAL_FAILURES as err:
-            if _stopped_for_good(err):
-                raise
-            return False, None
+            await self._set_state(PaymentState.PAID)
+            self._queue_audit(*self._confirmation_audit())
+            if s.cases:
+                await self._steps.record(
+                    ConfirmationActivities.close_cases,
+                    CloseCasesInput(
+                        c.provider, c.transaction_id, f"attached to order {s.order_id}"
+                    ),
+                )
+            s.phase = Phase.TICKET
+        elif s.phase == Phase.TICKET:
+            # 8: the ticket, retried on its own (8a): it never rolls back payment or status.
+            assert s.order_id is not None
+            s.ticket_code = await self._steps.run(
+                StepPolicy("ticket"), ConfirmationActivities.issue_ticket, s.order_id
+            )
+            s.outcome, s.phase = "paid", Phase.DONE
 
-    async def _record(self, fn: Any, arg: Any) -> Any:
-        """Bookkeeping in our own database (cases, refunds): a local activity first, then
-        server-side retries until the database takes it; nothing is in flight to lose."""
-        done, result = await self._try_locally(fn, arg)
-        if done:
-            return result
-        return await workflow.execute_activity_method(
-            fn, arg, start_to_close_timeout=SHORT_DB_CALL, retry_policy=DATABASE_RETRY
+    def _store_input(self) -> StoreInput:
+        s = self._s
+        assert s.order_id is not None and s.payment_id is not None
+        return StoreInput(self._c, s.order_id, s.payment_id)
+
+    # -- bounded history ---------------------------------------------------------------------
+
+    def _history_full(self) -> bool:
+        info = workflow.info()
+        return (
+            info.get_current_history_length() >= HISTORY_BUDGET
+            or info.is_continue_as_new_suggested()
         )
 
-    def _retry_requested_since(self, generation: int) -> Callable[[], bool]:
-        return lambda: self._retry_generation != generation
+    async def _continue_as_new(self, *tasks: asyncio.Task[None]) -> None:
+        """Stops what is in flight (every step is idempotent, so the next run redoes it) and
+        continues as new with the state; the workflow id, and so every handle, stays."""
+        s = self._s
+        s.history_suggested = s.history_suggested or workflow.info().is_continue_as_new_suggested()
+        pending = [*tasks, *self._case_tasks.values()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        workflow.continue_as_new(replace(self._inp, carried=replace(s, runs=s.runs + 1)))
 
-    async def _try_open_case(self, case: CaseKind, reason: str) -> bool:
-        """Best effort: the database may be the thing that is down."""
-        try:
-            await workflow.execute_activity_method(
-                ConfirmationActivities.open_case,
-                CaseInput(self._c, Validation(case, order_id=self._order_id, reason=reason)),
-                start_to_close_timeout=SHORT_DB_CALL,
-                retry_policy=ONE_ATTEMPT,
-            )
-        except ActivityError:
-            return False
-        if case not in self._cases:
-            self._cases.append(case)
-        return True
+    # -- failures past their first phase (the runner's Escalation) -------------------------
 
-    # -- 6: the audit trail ----------------------------------------------------------------
+    def is_escalated(self, policy: StepPolicy) -> bool:
+        return policy.name in self._s.stuck
 
-    def _queue_audit(self, *entries: AuditInput) -> None:
-        self._audit_queue.extend(entries)
+    async def escalated(self, policy: StepPolicy, failure: str) -> None:
+        c, s = self._c, self._s
+        if failure:
+            s.stuck[policy.name] = failure
+        if policy.log_fallback:
+            self._log_audit_fallback()
+        if policy.case is None:
+            return
+        if s.state != PaymentState.NEEDS_RECONCILIATION:
+            s.resume_state = s.state
+        await self._set_state(PaymentState.NEEDS_RECONCILIATION)
+        if policy.case not in s.cases:
+            s.cases.append(policy.case)
+        # Beside the step, not before it: the database may be the thing that is down.
+        case = Validation(policy.case, order_id=s.order_id, reason=s.stuck[policy.name])
+        self._case_tasks[policy.name] = asyncio.create_task(
+            self._steps.record(ConfirmationActivities.open_case, CaseInput(c, case))
+        )
+
+    async def recovered(self, policy: StepPolicy) -> None:
+        c, s = self._c, self._s
+        failure = s.stuck.pop(policy.name)
+        if policy.case is None:
+            return
+        opening = self._case_tasks.pop(policy.name, None)
+        if opening is not None:
+            opening.cancel()  # the upsert below records the case either way
+        # Keep the history: the case ends resolved, whether or not it could be opened.
+        await self._steps.record(
+            ConfirmationActivities.open_case,
+            CaseInput(
+                c,
+                Validation(policy.case, order_id=s.order_id, reason=failure),
+                resolution="recovered automatically once the database took it again",
+            ),
+        )
+        if s.resume_state is not None and not self._case_tasks:
+            await self._set_state(s.resume_state)
+            s.resume_state = None
+
+    # -- 6: the audit trail ------------------------------------------------------------------
+
+    def _queue_audit(self, *entries: AuditRecord) -> None:
+        self._s.pending_audit.extend(entries)
+        if AUDIT.name in self._s.stuck:
+            self._log_audit_fallback()
+
+    def _queue_audit_coalesced(self, entry: AuditRecord) -> None:
+        """Repeatable requests (retry, refused ones) while the trail is behind: one entry with
+        a count, so a flood cannot grow the state without bound."""
+        pending = self._s.pending_audit
+        for i, e in enumerate(pending):
+            if e.action == entry.action and e.actor == entry.actor:
+                pending[i] = replace(
+                    e, detail=e.detail | {"repeats": e.detail.get("repeats", 1) + 1}
+                )
+                return
+        self._queue_audit(entry)
 
     async def _write_audit_trail(self) -> None:
+        s = self._s
         while True:
-            await workflow.wait_condition(lambda: bool(self._audit_queue) or self._finished)
-            if not self._audit_queue:
+            await workflow.wait_condition(lambda: bool(s.pending_audit) or s.phase == Phase.DONE)
+            if not s.pending_audit:
                 return
-            batch = list(self._audit_queue)
-            await self._durably("audit", ConfirmationActivities.write_audit, batch, case=None)
-            del self._audit_queue[: len(batch)]
+            batch = list(s.pending_audit)
+            await self._steps.run(AUDIT, ConfirmationActivities.write_audit, batch)
+            del s.pending_audit[: len(batch)]
+            written = {e.dedupe_key for e in batch}
+            s.audit_logged = [k for k in s.audit_logged if k not in written]
 
     def _log_audit_fallback(self) -> None:
         """6a: entries the database refused go to the log, marked, once each; they stay queued."""
-        for entry in self._audit_queue:
-            if entry.dedupe_key in self._audit_fallback_logged:
+        s = self._s
+        for entry in s.pending_audit:
+            if entry.dedupe_key in s.audit_logged:
                 continue
-            self._audit_fallback_logged.add(entry.dedupe_key)
+            s.audit_logged.append(entry.dedupe_key)
             workflow.logger.error(
                 "%s %s", AUDIT_FALLBACK, json.dumps(asdict(entry), sort_keys=True, default=str)
             )
 
-    # -- parked money and admin decisions --------------------------------------------------
+    def _confirmation_audit(self) -> tuple[AuditRecord, AuditRecord]:
+        c, order_id = self._c, self._s.order_id
+        assert order_id is not None
+        source = {"provider": c.provider, "transaction_id": c.transaction_id}
+        return (
+            AuditRecord(
+                order_id,
+                f"gateway:{c.provider}",
+                "payment.confirmed",
+                keys.payment_confirmed(c.provider, c.transaction_id),
+                source
+                | {
+                    "amount": c.amount,
+                    "currency": c.currency,
+                    "event_id": c.event_id,
+                    "event_type": c.event_type,
+                },
+            ),
+            AuditRecord(
+                order_id,
+                "paysaga",
+                "order.status_changed",
+                keys.status_changed(order_id, "paid"),
+                source | {"from": "awaiting_payment", "to": "paid"},
+            ),
+        )
 
-    async def _park(self, c: Confirmation, v: Validation) -> tuple[str, AdminRequest]:
-        await self._record(ConfirmationActivities.open_case, CaseInput(c, v))
-        if v.outcome not in self._cases:
-            self._cases.append(v.outcome)
+    # -- parked money and admin decisions ----------------------------------------------------
+
+    async def _park(self, v: Validation) -> None:
+        s = self._s
+        await self._steps.record(ConfirmationActivities.open_case, CaseInput(self._c, v))
+        if v.outcome not in s.cases:
+            s.cases.append(v.outcome)
         parked_as = {
             CaseKind.UNMATCHED: PaymentState.UNMATCHED,
             CaseKind.AMOUNT_MISMATCH: PaymentState.AMOUNT_MISMATCH,
         }.get(CaseKind(v.outcome), PaymentState.NEEDS_RECONCILIATION)
         await self._set_state(parked_as, v.order_id)
-        self._parked = True
-        await workflow.wait_condition(lambda: bool(self._requests))
-        self._parked = False
-        return self._requests.pop(0)
+        s.parked_as, s.phase = v.outcome, Phase.PARKED
 
-    async def _resolve(self, c: Confirmation, request: AdminRequest) -> ConfirmationOutcome:
-        note = request.note or ""
-        await self._record(
+    async def _decide(self) -> None:
+        """Parked: the next admin request decides what happens to the money."""
+        s = self._s
+        await workflow.wait_condition(lambda: bool(s.pending_requests))
+        queued = s.pending_requests.pop(0)
+        request = queued.request
+        if queued.action == AdminAction.REFUND:
+            await self._refund(request)
+        elif queued.action == AdminAction.RESOLVE:
+            await self._resolve(request)
+        else:
+            # attach: validate against the admin's order; retry: validate afresh (the order
+            # may have been created, or fixed, since).
+            s.attach_to = request.order_id if queued.action == AdminAction.ATTACH else None
+            s.phase = Phase.VALIDATE
+
+    async def _resolve(self, request: AdminRequest) -> None:
+        c, s = self._c, self._s
+        await self._steps.record(
             ConfirmationActivities.close_cases,
-            CloseCasesInput(c.provider, c.transaction_id, f"resolved by {request.admin}: {note}"),
+            CloseCasesInput(
+                c.provider, c.transaction_id, f"resolved by {request.admin}: {request.note or ''}"
+            ),
         )
         await self._set_state(PaymentState.RESOLVED)
-        return ConfirmationOutcome("resolved", self._order_id, None, list(self._cases))
+        s.outcome, s.phase = "resolved", Phase.DONE
+        self._drop_requests()
 
-    async def _refund(self, c: Confirmation, request: AdminRequest) -> ConfirmationOutcome:
-        reference = await self._record(
+    async def _refund(self, request: AdminRequest) -> None:
+        c, s = self._c, self._s
+        reason = request.reason or ""
+        reference = await self._steps.record(
             ConfirmationActivities.record_refund,
-            RefundInput(c, self._order_id, request.admin, request.reason or ""),
+            RefundInput(c, s.order_id, request.admin, reason),
         )
         self._queue_audit(
-            AuditInput(
-                self._order_id,
+            AuditRecord(
+                s.order_id,
                 request.admin,
                 "payment.refunded",
-                f"payment.refunded:{c.provider}:{c.transaction_id}",
+                keys.payment_refunded(c.provider, c.transaction_id),
                 {
                     "provider": c.provider,
                     "transaction_id": c.transaction_id,
                     "amount": c.amount,
                     "currency": c.currency,
-                    "reason": request.reason or "",
+                    "reason": reason,
                     "refund_reference": reference,
                 },
             )
         )
         await self._set_state(PaymentState.REFUNDED)
-        return ConfirmationOutcome("refunded", self._order_id, None, list(self._cases))
+        s.outcome, s.phase = "refunded", Phase.DONE
+        self._drop_requests()
 
     async def _set_state(self, state: PaymentState, order_id: str | None = None) -> None:
-        self._state = state
+        s = self._s
+        s.state = state
         updates = [PAYMENT_STATE.value_set(state.value)]
-        if order_id is not None and order_id != self._order_id:
-            self._order_id = order_id
+        if order_id is not None and order_id != s.order_id:
+            s.order_id = order_id
             updates.append(ORDER_ID.value_set(order_id))
         workflow.upsert_search_attributes(updates)
 
-    def _admin(self, action: str, request: AdminRequest) -> None:
-        """Every admin signal acts at most once (request id) and leaves an audit entry."""
-        if request.request_id in self._seen_request_ids:
-            return
-        self._seen_request_ids.add(request.request_id)
-        if action == "retry" and self._stuck:
-            self._retry_generation += 1  # every stuck step tries again now
-            acted = True
-        elif self._parked or (action != "retry" and self._state not in APPLIED):
-            # Queued: acted on when the payment parks (at once if it is parked already).
-            self._requests.append((action, request))
-            acted = True
+    def _refusal(self, action: AdminAction, request: AdminRequest) -> str | None:
+        if action != AdminAction.RETRY and self._s.seen(request.request_id):
+            return None  # a repeat is answered with what the first one did, not refused
+        return self._s.may(action)
+
+    def _act(self, action: AdminAction, request: AdminRequest) -> AdminDecision:
+        """An admin request that may act. `retry` is harmless to repeat and keeps no id;
+        `attach`, `refund` and `resolve` act once per request id."""
+        s = self._s
+        if action != AdminAction.RETRY:
+            if s.seen(request.request_id):
+                return self._decision(action, request, acted=False)
+            s.remember(request.request_id)
+        if action == AdminAction.RETRY and s.stuck:
+            self._steps.nudge()  # every escalated step tries again now
+        if s.parked:
+            s.pending_requests.append(QueuedRequest(action, request))
+        self._audit_request(action, request)
+        return self._decision(action, request, acted=True)
+
+    def _decision(self, action: AdminAction, request: AdminRequest, acted: bool) -> AdminDecision:
+        wf = workflow.info().workflow_id
+        return AdminDecision(wf, action, request.request_id, self._s.state, acted)
+
+    def _signalled(self, action: AdminAction, request: AdminRequest) -> None:
+        refusal = self._refusal(action, request)
+        if refusal is None:
+            self._act(action, request)
         else:
-            acted = False
-            self._ignored.append(asdict(request) | {"action": action, "state": self._state.value})
-        self._audit_request(action, request, "" if acted else ".ignored")
+            self._audit_request(action, request, refusal)
+
+    def _check(self, action: AdminAction, request: AdminRequest) -> None:
+        refusal = self._refusal(action, request)
+        if refusal is not None:
+            raise ApplicationError(refusal, type=REFUSED, non_retryable=True)
 
     def _drop_requests(self) -> None:
-        """The payment is applied: queued attach/refund/resolve requests can no longer act."""
-        for action, request in self._requests:
-            self._ignored.append(asdict(request) | {"action": action, "state": "stored"})
-            self._audit_request(action, request, ".ignored")
-        self._requests.clear()
+        """The money is applied or settled: queued requests can no longer act."""
+        s = self._s
+        for queued in s.pending_requests:
+            self._audit_request(queued.action, queued.request, f"the payment is {s.state}")
+        s.pending_requests.clear()
 
-    def _audit_request(self, action: str, request: AdminRequest, suffix: str) -> None:
-        c = self._c
-        detail = {
+    def _audit_request(
+        self, action: AdminAction, request: AdminRequest, refusal: str | None = None
+    ) -> None:
+        c, s = self._c, self._s
+        name = f"admin.{action}" + (".ignored" if refusal else "")
+        detail: dict[str, Any] = {
             "provider": c.provider,
             "transaction_id": c.transaction_id,
-            "state": self._state.value,
+            "state": s.state.value,
         }
         detail |= {k: v for k, v in asdict(request).items() if v is not None and k != "admin"}
-        self._queue_audit(
-            AuditInput(
-                request.order_id or self._order_id,
-                request.admin,
-                f"admin.{action}{suffix}",
-                f"admin.{action}{suffix}:{c.provider}:{c.transaction_id}:{request.request_id}",
-                detail,
-            )
+        if refusal:
+            detail["refused"] = refusal
+        entry = AuditRecord(
+            request.order_id or s.order_id,
+            request.admin,
+            name,
+            keys.admin_request(name, c.provider, c.transaction_id, request.request_id),
+            detail,
         )
+        if action == AdminAction.RETRY or refusal:
+            self._queue_audit_coalesced(entry)
+        else:
+            self._queue_audit(entry)
 
-    @workflow.signal
+    # Signals, for the Temporal UI and CLI (payload `{request_id, admin, ...}`).
+
+    @workflow.signal(name="retry")
     def retry(self, request: AdminRequest) -> None:
         """Try the failing step now (4a/5a/6a/8a), or validate a parked payment afresh."""
-        self._admin("retry", request)
+        self._signalled(AdminAction.RETRY, request)
 
-    @workflow.signal
+    @workflow.signal(name="attach")
     def attach(self, request: AdminRequest) -> None:
         """2b: an admin names the order this payment belongs to."""
-        self._admin("attach", request)
+        self._signalled(AdminAction.ATTACH, request)
 
-    @workflow.signal
+    @workflow.signal(name="refund")
     def refund(self, request: AdminRequest) -> None:
         """Parked money goes back to the payer; the cases close with the reason."""
-        self._admin("refund", request)
+        self._signalled(AdminAction.REFUND, request)
 
-    @workflow.signal
+    @workflow.signal(name="resolve")
     def resolve(self, request: AdminRequest) -> None:
         """Closes the open cases with the admin's note (e.g. settled outside paysaga)."""
-        self._admin("resolve", request)
+        self._signalled(AdminAction.RESOLVE, request)
+
+    # Updates of the same names, for the API: a refusal is the validator's, synchronous.
+
+    @workflow.update(name="retry")
+    def request_retry(self, request: AdminRequest) -> AdminDecision:
+        return self._act(AdminAction.RETRY, request)
+
+    @request_retry.validator
+    def _check_retry(self, request: AdminRequest) -> None:
+        self._check(AdminAction.RETRY, request)
+
+    @workflow.update(name="attach")
+    def request_attach(self, request: AdminRequest) -> AdminDecision:
+        return self._act(AdminAction.ATTACH, request)
+
+    @request_attach.validator
+    def _check_attach(self, request: AdminRequest) -> None:
+        self._check(AdminAction.ATTACH, request)
+
+    @workflow.update(name="refund")
+    def request_refund(self, request: AdminRequest) -> AdminDecision:
+        return self._act(AdminAction.REFUND, request)
+
+    @request_refund.validator
+    def _check_refund(self, request: AdminRequest) -> None:
+        self._check(AdminAction.REFUND, request)
+
+    @workflow.update(name="resolve")
+    def request_resolve(self, request: AdminRequest) -> AdminDecision:
+        return self._act(AdminAction.RESOLVE, request)
+
+    @request_resolve.validator
+    def _check_resolve(self, request: AdminRequest) -> None:
+        self._check(AdminAction.RESOLVE, request)
 
     @workflow.query
-    def state(self) -> dict[str, Any]:
-        return {
-            "state": self._state.value,
-            "order_id": self._order_id,
-            "ticket_code": self._ticket_code,
-            "cases": list(self._cases),
-            "parked": self._parked,
-            "stuck": dict(self._stuck),
-            "pending_audit": [e.dedupe_key for e in self._audit_queue],
-            "pending_requests": [asdict(r) | {"action": a} for a, r in self._requests],
-            "ignored_requests": list(self._ignored),
-            "request_ids": sorted(self._seen_request_ids),
-        }
+    def state(self) -> ConfirmationState:
+        return self._s
 
 
-def _confirmation_audit(c: Confirmation, order_id: str) -> tuple[AuditInput, AuditInput]:
-    source = {"provider": c.provider, "transaction_id": c.transaction_id}
-    return (
-        AuditInput(
-            order_id,
-            f"gateway:{c.provider}",
-            "payment.confirmed",
-            f"payment.confirmed:{c.provider}:{c.transaction_id}",
-            source
-            | {
-                "amount": c.amount,
-                "currency": c.currency,
-                "event_id": c.event_id,
-                "event_type": c.event_type,
-            },
-        ),
-        AuditInput(
-            order_id,
-            "paysaga",
-            "order.status_changed",
-            f"order.status_changed:{order_id}:paid",
-            source | {"from": "awaiting_payment", "to": "paid"},
-        ),
-    )
+UPDATES = {
+    AdminAction.RETRY: ConfirmPaymentWorkflow.request_retry,
+    AdminAction.ATTACH: ConfirmPaymentWorkflow.request_attach,
+    AdminAction.REFUND: ConfirmPaymentWorkflow.request_refund,
+    AdminAction.RESOLVE: ConfirmPaymentWorkflow.request_resolve,
+}

@@ -21,9 +21,9 @@ import pytest
 from sqlalchemy import select, text, update
 
 from activities.reconciliation import ReconcileInput
+from db.invariants import check_invariants
 from db.models import AuditEntry, Event, Payment, ReconciliationCase, Ticket
 from domain.payments import AdminRequest, confirmation_workflow_id
-from paysaga.invariants import check_invariants
 from tests.conftest import BIN, Refuse, Stack
 from tests.helpers import ONE_CONFIRMATION, count, effects, razorpay_payment_event, razorpay_request
 from workflows.payment_confirmation import AUDIT_FALLBACK
@@ -133,7 +133,7 @@ async def test_4a_failed_store_parks_then_retry_recovers_it(
     order, workflow_id = await confirm(stack, tx)
 
     state = await stack.wait_state(workflow_id, "needs_reconciliation")
-    assert "store" in state["stuck"] and "refused" in state["stuck"]["store"]
+    assert "store" in state.stuck and "refused" in state.stuck["store"]
     assert (await stack.order(order["id"]))["status"] == "awaiting_payment"  # never paid first
     cases = (await stack.http.get("/admin/reconciliation", headers=stack.admin)).json()
     assert [(c["kind"], c["transaction_id"]) for c in cases] == [("store_failed", tx)]
@@ -167,7 +167,7 @@ async def test_5a_status_update_waits_and_ends_paid_once(stack: Stack, refuse: R
     order, workflow_id = await confirm(stack, tx)
 
     state = await stack.wait_state(workflow_id, "needs_reconciliation")
-    assert list(state["stuck"]) == ["mark_paid"]
+    assert list(state.stuck) == ["mark_paid"]
     async with stack.sessions() as s:
         payment = await s.scalar(select(Payment))
     assert payment is not None and payment.status == "paid"  # stored; order not yet
@@ -200,10 +200,10 @@ async def test_6a_unwritable_audit_holds_nothing_back_and_arrives_later(
     order, workflow_id = await confirm(stack, tx)
 
     state = await stack.wait_state(
-        workflow_id, "paid", until=lambda s: s["ticket_code"] is not None and "audit" in s["stuck"]
+        workflow_id, "paid", until=lambda s: s.ticket_code is not None and "audit" in s.stuck
     )
     keys = {f"payment.confirmed:razorpay:{tx}", f"order.status_changed:{order['id']}:paid"}
-    assert set(state["pending_audit"]) == keys
+    assert set(state.pending_audit_keys) == keys
     assert (await stack.order(order["id"]))["status"] == "paid"
     assert await count(stack.sessions, AuditEntry) == 0
     # The fallback: one marked log line per pending entry, and the check accepts them.
@@ -229,8 +229,8 @@ async def test_8a_ticket_failure_never_rolls_back_the_payment(stack: Stack, refu
     tx = f"pay_{uuid.uuid4().hex[:12]}"
     order, workflow_id = await confirm(stack, tx)
 
-    state = await stack.wait_state(workflow_id, "paid", until=lambda s: "ticket" in s["stuck"])
-    assert state["cases"] == []  # a ticket failure is not a payment case
+    state = await stack.wait_state(workflow_id, "paid", until=lambda s: "ticket" in s.stuck)
+    assert state.cases == []  # a ticket failure is not a payment case
     paid = await stack.order(order["id"])
     assert paid["status"] == "paid" and paid["payment"]["status"] == "paid"
     assert await count(stack.sessions, Ticket) == 0

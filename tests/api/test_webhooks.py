@@ -16,6 +16,7 @@ from temporalio.service import RPCError
 
 from api.app import create_app
 from db.models import AuditEntry, Order, Payment, ReconciliationCase, SecurityEvent
+from domain.confirmation import ConfirmationRun
 from domain.payments import Confirmation, confirmation_workflow_id
 from tests.conftest import Stack, settings_for
 from tests.helpers import (
@@ -293,14 +294,16 @@ async def test_database_key_decides_after_workflow_retention(stack: Stack) -> No
     # And if a confirmation workflow runs again anyway, it finds the row and adds nothing.
     again = await stack.client.execute_workflow(
         ConfirmPaymentWorkflow.run,
-        Confirmation(
-            "razorpay",
-            tx,
-            order["payment"]["intent_id"],
-            order["amount"],
-            order["currency"],
-            "evt_replayed",
-            "payment.captured",
+        ConfirmationRun(
+            Confirmation(
+                "razorpay",
+                tx,
+                order["payment"]["intent_id"],
+                order["amount"],
+                order["currency"],
+                "evt_replayed",
+                "payment.captured",
+            )
         ),
         id=f"{workflow_id}-rerun",
         task_queue=stack.task_queue,
@@ -320,7 +323,7 @@ async def test_second_payment_for_a_paid_order_is_kept_as_a_case(stack: Stack) -
     state = await stack.wait_state(
         confirmation_workflow_id("standard", "txn_second"), "needs_reconciliation"
     )
-    assert state["cases"] == ["already_paid"]
+    assert state.cases == ["already_paid"]
     assert await effects(stack.sessions, order["id"]) == ONE_CONFIRMATION
     async with stack.sessions() as s:
         order_row = await s.get(Order, uuid.UUID(order["id"]))

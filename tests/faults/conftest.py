@@ -27,11 +27,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
 from api.app import create_app
+from db.invariants import check_invariants
 from db.migrate import upgrade
 from db.models import AuditEntry, Event, Order, Payment, Ticket
 from db.session import make_engine, make_sessionmaker
 from paysaga.devstack import temporal_dev_args
-from paysaga.invariants import check_invariants
 from paysaga.postgres import EmbeddedPostgres
 from paysaga.settings import Settings
 from paysaga.temporal import connect

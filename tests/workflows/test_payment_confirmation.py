@@ -6,23 +6,25 @@ It runs on the dev server, not the time-skipping one: the time-skipping server
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 from temporalio import activity
+from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.confirmation import (
-    AuditInput,
     CaseInput,
     CloseCasesInput,
     StoreInput,
     ValidateInput,
     Validation,
 )
+from domain.confirmation import AuditRecord, ConfirmationRun
 from domain.payments import AdminRequest, Confirmation, ConfirmationOutcome
 from workflows.payment_confirmation import ConfirmPaymentWorkflow
 
@@ -67,7 +69,7 @@ class FakeActivities:
         return True
 
     @activity.defn(name="write_audit")
-    async def write_audit(self, entries: list[AuditInput]) -> None:
+    async def write_audit(self, entries: list[AuditRecord]) -> None:
         self.audit |= {e.dedupe_key: e.action for e in entries}
 
     @activity.defn(name="issue_ticket")
@@ -98,7 +100,10 @@ async def run_with_signals(
     runner: WorkflowRunner | None = None,
 ) -> ConfirmationOutcome:
     """Starts the workflow on its own queue (workflow id `wf-{queue}`), sends the admin
-    signals, returns its outcome. The worker runs in the sandbox unless given another runner."""
+    signals, returns its outcome. The worker runs in the sandbox unless given another runner.
+
+    Admin actions act on parked money, so each new request waits until the workflow is parked;
+    a repeated request id follows its first at once."""
     queue = queue or str(uuid.uuid4())
     async with Worker(
         env.client,
@@ -108,11 +113,26 @@ async def run_with_signals(
         workflow_runner=runner or SandboxedWorkflowRunner(),
     ):
         handle = await env.client.start_workflow(
-            ConfirmPaymentWorkflow.run, CONFIRMATION, id=f"wf-{queue}", task_queue=queue
+            ConfirmPaymentWorkflow.run,
+            ConfirmationRun(CONFIRMATION),
+            id=f"wf-{queue}",
+            task_queue=queue,
         )
+        sent: set[str] = set()
         for signal, request in signals:
+            if request.request_id not in sent:
+                await until_parked(handle)
+            sent.add(request.request_id)
             await handle.signal(signal, request)
         return await handle.result()
+
+
+async def until_parked(handle: WorkflowHandle[ConfirmPaymentWorkflow, Any]) -> None:
+    for _ in range(400):
+        if (await handle.query(ConfirmPaymentWorkflow.state)).parked:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the confirmation never parked")
 
 
 async def test_unmatched_waits_for_attach_and_acts_once_per_request(

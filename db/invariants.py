@@ -17,15 +17,16 @@ The Temporal parts are scoped to one task queue, so a shared server is checked p
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from domain import keys
+from domain.confirmation import ConfirmationState
 from domain.payments import confirmation_workflow_id
-from paysaga.operations import running_state
+from workflows.confirmation_client import running_state
 
 
 @dataclass(frozen=True)
@@ -70,9 +71,9 @@ UNAUDITED_PAID = text(
     LEFT JOIN payments p ON p.order_id = o.id AND p.status = 'paid'
     WHERE o.status = 'paid' AND NOT EXISTS (
         SELECT 1 FROM audit_log a
-        WHERE a.dedupe_key = 'order.status_changed:' || o.id::text || ':' || 'paid')
+        WHERE a.dedupe_key = replace(:paid_key, '{order_id}', o.id::text))
     """
-)
+).bindparams(paid_key=keys.status_changed("{order_id}", "paid"))
 TICKET_UNPAID = text(
     """
     SELECT t.order_id, o.status FROM tickets t JOIN orders o ON o.id = t.order_id
@@ -120,13 +121,13 @@ async def check_invariants(
                 )
             )
     for order_id, provider, transaction_id in unaudited:
-        key = f"order.status_changed:{order_id}:paid"
+        key = keys.status_changed(str(order_id), "paid")
         state = (
             await _running_state(client, confirmation_workflow_id(provider, transaction_id))
             if provider
             else None
         )
-        if state is None or key not in state.get("pending_audit", []):
+        if state is None or key not in state.pending_audit_keys:
             found.append(
                 Violation(
                     "status_change_audited",
@@ -137,7 +138,7 @@ async def check_invariants(
     return found
 
 
-async def _running_state(client: Client | None, workflow_id: str) -> dict[str, Any] | None:
+async def _running_state(client: Client | None, workflow_id: str) -> ConfirmationState | None:
     if client is None:
         return None
     try:

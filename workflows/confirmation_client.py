@@ -1,0 +1,163 @@
+"""Talking to `payment-{provider}-{transaction_id}` from outside: start it, read its state, and
+deliver admin actions. The API, `paysaga admin` and the reconciliation sweep all come here, as
+reference-app-orders-go keeps its workflow-id helpers and client calls beside its API.
+
+The rules of what an action may do live in the workflow alone (`ConfirmationState.may`); this
+module delivers the action as an update and answers with the workflow's decision.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from domain.confirmation import AdminAction, AdminDecision, ConfirmationRun, ConfirmationState
+from domain.payments import (
+    PROVIDERS,
+    AdminRequest,
+    Confirmation,
+    PaymentState,
+    RecoveryTiming,
+    confirmation_workflow_id,
+)
+from workflows.payment_confirmation import (
+    PAYMENT_STATE,
+    REFUSED,
+    TRANSACTION_ID,
+    UPDATES,
+    ConfirmPaymentWorkflow,
+)
+
+# A gateway waits seconds, not minutes: answer 503 (it retries) rather than hang.
+START_TIMEOUT = timedelta(seconds=5)
+# An update needs the worker to decide; an admin waits this long before a 503.
+UPDATE_TIMEOUT = timedelta(seconds=15)
+
+
+async def start_confirmation(
+    client: Client, task_queue: str, c: Confirmation, recovery: RecoveryTiming | None = None
+) -> Literal["accepted", "duplicate"]:
+    """Starts the confirmation, or says it is a duplicate: one is running, or one completed.
+
+    Conflict policy FAIL rather than USE_EXISTING: the server's "already started" is the
+    public way to tell a duplicate from a first delivery (USE_EXISTING hides it in a private
+    field of the handle). Either way no second run starts; the gateway gets its 200.
+    """
+    try:
+        await client.start_workflow(
+            ConfirmPaymentWorkflow.run,
+            ConfirmationRun(c, recovery),
+            id=confirmation_workflow_id(c.provider, c.transaction_id),
+            task_queue=task_queue,
+            # A completed confirmation is never run again; a running one is not started twice.
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            rpc_timeout=START_TIMEOUT,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(PAYMENT_STATE, PaymentState.RECEIVED.value),
+                    SearchAttributePair(TRANSACTION_ID, c.transaction_id),
+                ]
+            ),
+        )
+    except WorkflowAlreadyStartedError:
+        return "duplicate"
+    return "accepted"
+
+
+async def running_state(client: Client, workflow_id: str) -> ConfirmationState | None:
+    """A confirmation's state while it runs; None once it finished or never existed."""
+    handle = client.get_workflow_handle_for(ConfirmPaymentWorkflow.run, workflow_id)
+    try:
+        if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+            return None
+        return await handle.query(ConfirmPaymentWorkflow.state)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+
+
+async def next_attempt_within(client: Client, workflow_id: str, seconds: float) -> bool:
+    """True if the server is already retrying one of this confirmation's steps on its own:
+    an attempt is running, or the next one is due within `seconds`."""
+    description = await client.get_workflow_handle(workflow_id).describe()
+    horizon = datetime.now(UTC) + timedelta(seconds=seconds)
+    for pending in description.raw_description.pending_activities:
+        if pending.state != PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED:
+            return True  # an attempt is running (or the activity is being cancelled)
+        if not pending.HasField("next_attempt_schedule_time"):
+            return True  # due now, waiting for a worker
+        if pending.next_attempt_schedule_time.ToDatetime(UTC) <= horizon:
+            return True
+    return False
+
+
+class ActionRefused(Exception):
+    """The action cannot act; `status` is the HTTP status the API answers with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+async def send_admin_action(
+    client: Client, provider: str, transaction_id: str, action: str, request: AdminRequest
+) -> AdminDecision:
+    """Delivers `action` as the update of that name; the workflow's validator decides."""
+    if provider not in PROVIDERS:
+        raise ActionRefused(404, f"unknown provider {provider}")
+    try:
+        admin_action = AdminAction(action)
+    except ValueError as exc:
+        known = ", ".join(AdminAction)
+        raise ActionRefused(404, f"unknown action {action}; one of {known}") from exc
+    workflow_id = confirmation_workflow_id(provider, transaction_id)
+    handle = client.get_workflow_handle_for(ConfirmPaymentWorkflow.run, workflow_id)
+    # A second try covers an update that met the run as it continued as new.
+    for attempt in range(2):
+        try:
+            return await handle.execute_update(
+                UPDATES[admin_action], request, id=request.request_id, rpc_timeout=UPDATE_TIMEOUT
+            )
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            if isinstance(cause, ApplicationError) and cause.type == REFUSED:
+                raise ActionRefused(409, f"{workflow_id}: {cause.message}") from exc
+            raise
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            status = await _status(client, workflow_id)
+            if status is None:
+                raise ActionRefused(404, f"no confirmation {workflow_id}") from exc
+            if status != WorkflowExecutionStatus.RUNNING or attempt:
+                name = status.name.lower()
+                raise ActionRefused(
+                    409, f"confirmation {workflow_id} has finished ({name})"
+                ) from exc
+    raise AssertionError("unreachable")
+
+
+async def _status(client: Client, workflow_id: str) -> WorkflowExecutionStatus | None:
+    try:
+        return (await client.get_workflow_handle(workflow_id).describe()).status
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
