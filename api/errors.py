@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError
+from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError
 
 log = logging.getLogger("paysaga.api")
@@ -68,7 +69,8 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": "database unavailable, retry later"}, status_code=503)
 
     @app.exception_handler(RPCError)
-    async def _temporal_down(_: Request, exc: RPCError) -> JSONResponse:
+    @app.exception_handler(WorkflowUpdateRPCTimeoutOrCancelledError)
+    async def _temporal_down(_: Request, exc: Exception) -> JSONResponse:
         log.error("temporal unavailable: %s", exc)
         return JSONResponse(
             {"detail": "workflow service unavailable, retry later"}, status_code=503

@@ -17,7 +17,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -32,8 +31,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
 from db.migrate import upgrade
-from db.session import make_engine
-from paysaga.devstack import temporal_dev_args, wait_for_port
+from db.orders import NewOrder, create_order, create_product
+from db.session import make_engine, make_sessionmaker
+from paysaga.devstack import free_port, spawn, temporal_dev_args, wait_for_port, wait_http
 from paysaga.postgres import EmbeddedPostgres
 
 RESULTS = Path(__file__).parent / "results"
@@ -85,15 +85,6 @@ class Progress:
 # -- the stack ----------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @dataclass
 class Stack:
     root: Path
@@ -103,38 +94,6 @@ class Stack:
     api_url: str
     worker: subprocess.Popen[bytes]
     api: subprocess.Popen[bytes]
-
-
-def spawn(
-    stack: ExitStack, args: list[str], env: dict[str, str], log: Path
-) -> subprocess.Popen[bytes]:
-    out = stack.enter_context(log.open("ab"))
-    proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-    def stop() -> None:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-    stack.callback(stop)
-    return proc
-
-
-def wait_http(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:  # noqa: S310 (our own URL)
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"{url} did not answer")
 
 
 @contextmanager
@@ -162,7 +121,7 @@ def dev_stack(root: Path) -> Iterator[Stack]:
         worker = spawn(stack, [*cli, "worker"], env, root / "worker.log")
         api = spawn(stack, [*cli, "api"], env, root / "api.log")
         api_url = f"http://127.0.0.1:{api_port}"
-        wait_http(f"{api_url}/readyz")
+        wait_http(f"{api_url}/readyz", children={"worker": worker, "api": api})
         yield Stack(root, env, url, f"127.0.0.1:{port}", f"{api_url}/api/v1", worker, api)
 
 
@@ -170,24 +129,19 @@ def dev_stack(root: Path) -> Iterator[Stack]:
 
 
 async def make_orders(engine: AsyncEngine, n: int) -> list[list[Any]]:
-    """Orders awaiting payment with their pending payments, inserted in bulk."""
-    rows = [(uuid.uuid4(), f"order_{uuid.uuid4().hex[:14]}") for _ in range(n)]
-    async with engine.begin() as conn:
-        await conn.execute(
-            text(
-                "INSERT INTO orders (id, customer_id, status, amount, currency) "
-                "VALUES (:id, 'bench', 'awaiting_payment', 4900, 'EUR')"
-            ),
-            [{"id": order_id} for order_id, _ in rows],
+    """Orders awaiting payment with their pending payments, made by the API's own
+    `create_order` (stock reserved, event written), in one transaction."""
+    sessions = make_sessionmaker(engine)
+    sku = f"BENCH-{uuid.uuid4().hex[:8]}"
+    intents = [f"order_{uuid.uuid4().hex[:14]}" for _ in range(n)]
+    async with sessions.begin() as s:
+        await create_product(
+            s,
+            {"sku": sku, "name": "Bench seat", "unit_amount": 4900, "currency": "EUR", "stock": n},
         )
-        await conn.execute(
-            text(
-                "INSERT INTO payments (order_id, provider, intent_id, status, amount, currency) "
-                "VALUES (:id, 'razorpay', :intent, 'pending', 4900, 'EUR')"
-            ),
-            [{"id": order_id, "intent": intent} for order_id, intent in rows],
-        )
-    return [[intent, f"pay_{uuid.uuid4().hex[:14]}", 4900, "EUR"] for _, intent in rows]
+        for intent in intents:
+            await create_order(s, NewOrder("bench", {sku: 1}, "razorpay", intent, None, None))
+    return [[intent, f"pay_{uuid.uuid4().hex[:14]}", 4900, "EUR"] for intent in intents]
 
 
 def unmatched(n: int) -> list[list[Any]]:

@@ -154,7 +154,9 @@ async def _parked_have_cases(
         return [Violation("payment_without_order_has_case", "Temporal unreachable: not checked")]
     found: list[Violation] = []
     query = (
-        f'WorkflowType = "ConfirmPayment" AND TaskQueue = "{task_queue}" AND PaymentState IN '
+        # A run that continued as new keeps its last PaymentState; only the latest run counts.
+        f'WorkflowType = "ConfirmPayment" AND TaskQueue = "{task_queue}" '
+        'AND ExecutionStatus != "ContinuedAsNew" AND PaymentState IN '
         '("unmatched", "amount_mismatch", "resolved", "refunded")'
     )
     async for execution in client.list_workflows(query):

@@ -6,8 +6,6 @@ list in it is bounded: a confirmation stuck for a month, or sent any number of r
 fit in one run's input.
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any

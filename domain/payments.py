@@ -1,9 +1,9 @@
 """The normalised confirmation every gateway adapter produces, and the workflow's vocabulary.
 
-These dataclasses cross the Temporal boundary, so they hold only plain JSON-able values.
+These dataclasses cross the Temporal boundary, so they hold only plain JSON-able values. No
+`from __future__ import annotations` here: the SDK reads a dataclass's type hints for every
+payload it decodes (each admin signal), and string annotations are compiled on every read.
 """
-
-from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Mapping
 from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
@@ -102,10 +103,18 @@ def temporal_dev_args(
     return args
 
 
-def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen[bytes]) -> None:
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(
+    host: str, port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
+        if proc is not None and proc.poll() is not None:
             raise SystemExit(f"{proc.args!r} exited with {proc.returncode}")
         with socket.socket() as s:
             s.settimeout(0.5)
@@ -115,7 +124,35 @@ def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen[b
     raise SystemExit(f"nothing answered on {host}:{port} within {timeout:.0f} s")
 
 
-def _stop_process(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+def wait_http(
+    url: str, timeout: float = 120, children: Mapping[str, subprocess.Popen[bytes]] | None = None
+) -> None:
+    """Until `url` answers 200; stops early if one of `children` exits meanwhile."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for name, child in (children or {}).items():
+            if child.poll() is not None:
+                raise SystemExit(f"{name} exited with {child.returncode} while starting")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (our own URL)
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise SystemExit(f"{url} did not answer 200 within {timeout:.0f} s")
+
+
+def start_process(args: list[str], env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """A child in its own session (a terminal's Ctrl-C reaches only us, and we stop children
+    in order), its output appended to `log`."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
     if proc.poll() is not None:
         return
     proc.send_signal(signal.SIGTERM)
@@ -126,15 +163,12 @@ def _stop_process(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
         proc.wait()
 
 
-def _spawn(
-    stack: ExitStack, args: list[str], env: dict[str, str], log: Path
+def spawn(
+    stack: ExitStack, args: list[str], env: Mapping[str, str], log: Path
 ) -> subprocess.Popen[bytes]:
-    out = stack.enter_context(log.open("ab"))
-    # Own session: a terminal's Ctrl-C reaches only us, and we stop children in order.
-    proc = subprocess.Popen(
-        args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    stack.callback(_stop_process, proc)
+    """`start_process`, stopped when `stack` closes."""
+    proc = start_process(args, env, log)
+    stack.callback(stop_process, proc)
     return proc
 
 
@@ -166,19 +200,19 @@ def run_dev() -> None:
                     namespace=settings.temporal_namespace,
                     ui_port=settings.temporal_ui_port,
                 )
-                temporal = _spawn(stack, args, env, logs / "temporal.log")
+                temporal = spawn(stack, args, env, logs / "temporal.log")
                 wait_for_port("127.0.0.1", settings.temporal_port, 60, temporal)
                 env["PAYSAGA_TEMPORAL_ADDRESS"] = f"127.0.0.1:{settings.temporal_port}"
                 ui = f"http://127.0.0.1:{settings.temporal_ui_port}"
             upgrade(env["PAYSAGA_DATABASE_URL"])
             cli = [sys.executable, "-m", "paysaga.cli"]
             children = {
-                name: _spawn(stack, [*cli, name], env, logs / f"{name}.log")
+                name: spawn(stack, [*cli, name], env, logs / f"{name}.log")
                 for name in ("worker", "api")
             }
             api = f"http://127.0.0.1:{settings.api_port}"
             _announce(env, api, ui, logs)
-            _wait_ready(f"{api}/readyz", children)
+            wait_http(f"{api}/readyz", children=children)
             print("paysaga ready", flush=True)
             while all(child.poll() is None for child in children.values()):
                 time.sleep(0.5)
@@ -191,22 +225,6 @@ def run_dev() -> None:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
     print("paysaga stopped", flush=True)
-
-
-def _wait_ready(url: str, children: dict[str, subprocess.Popen[bytes]]) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        for name, child in children.items():
-            if child.poll() is not None:
-                raise SystemExit(f"{name} exited with {child.returncode} while starting")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (our own URL)
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise SystemExit(f"{url} did not answer 200 within 120 s")
 
 
 def _announce(env: dict[str, str], api: str, ui: str | None, logs: Path) -> None:

@@ -8,6 +8,7 @@ module delivers the action as an update and answers with the workflow's decision
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -47,6 +48,8 @@ from workflows.payment_confirmation import (
 START_TIMEOUT = timedelta(seconds=5)
 # An update needs the worker to decide; an admin waits this long before a 503.
 UPDATE_TIMEOUT = timedelta(seconds=15)
+UPDATE_TRIES = 6
+BUSY = (RPCStatusCode.UNAVAILABLE, RPCStatusCode.RESOURCE_EXHAUSTED, RPCStatusCode.ABORTED)
 
 
 async def start_confirmation(
@@ -129,8 +132,10 @@ async def send_admin_action(
         raise ActionRefused(404, f"unknown action {action}; one of {known}") from exc
     workflow_id = confirmation_workflow_id(provider, transaction_id)
     handle = client.get_workflow_handle_for(ConfirmPaymentWorkflow.run, workflow_id)
-    # A second try covers an update that met the run as it continued as new.
-    for attempt in range(2):
+    # The server may turn an update away while the workflow is busy: a signal met its
+    # speculative workflow task, the run was continuing as new, or 10 updates were in flight.
+    # The update id is the request id, so trying again cannot act twice.
+    for attempt in range(UPDATE_TRIES):
         try:
             return await handle.execute_update(
                 UPDATES[admin_action], request, id=request.request_id, rpc_timeout=UPDATE_TIMEOUT
@@ -141,16 +146,17 @@ async def send_admin_action(
                 raise ActionRefused(409, f"{workflow_id}: {cause.message}") from exc
             raise
         except RPCError as exc:
-            if exc.status != RPCStatusCode.NOT_FOUND:
+            last = attempt == UPDATE_TRIES - 1
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                status = await _status(client, workflow_id)
+                if status is None:
+                    raise ActionRefused(404, f"no confirmation {workflow_id}") from exc
+                if status != WorkflowExecutionStatus.RUNNING:
+                    ended = f"confirmation {workflow_id} has finished ({status.name.lower()})"
+                    raise ActionRefused(409, ended) from exc
+            elif exc.status not in BUSY or last:
                 raise
-            status = await _status(client, workflow_id)
-            if status is None:
-                raise ActionRefused(404, f"no confirmation {workflow_id}") from exc
-            if status != WorkflowExecutionStatus.RUNNING or attempt:
-                name = status.name.lower()
-                raise ActionRefused(
-                    409, f"confirmation {workflow_id} has finished ({name})"
-                ) from exc
+            await asyncio.sleep(0.1 * 2**attempt)
     raise AssertionError("unreachable")
 
 

@@ -65,8 +65,9 @@ ORDER_ID = SearchAttributeKey.for_keyword("OrderId")
 TRANSACTION_ID = SearchAttributeKey.for_keyword("TransactionId")
 
 # The server suggests continue-as-new at 4,096 events (its default); a run continues well
-# before, so a burst of signals inside one workflow task cannot carry it past the hint.
-HISTORY_BUDGET = 2_000
+# before, so a burst of signals inside one workflow task cannot carry it past the hint, and a
+# worker that must replay a run from its start (after a restart) replays a short one.
+HISTORY_BUDGET = 1_000
 AUDIT_FALLBACK = "AUDIT_FALLBACK"
 REFUSED = "ActionRefused"
 
@@ -412,8 +413,9 @@ class ConfirmPaymentWorkflow:
             s.remember(request.request_id)
         if action == AdminAction.RETRY and s.stuck:
             self._steps.nudge()  # every escalated step tries again now
-        if s.parked:
-            s.pending_requests.append(QueuedRequest(action, request))
+        queued_retry = any(q.action == AdminAction.RETRY for q in s.pending_requests)
+        if s.parked and not (action == AdminAction.RETRY and queued_retry):
+            s.pending_requests.append(QueuedRequest(action, request))  # a retry queues once
         self._audit_request(action, request)
         return self._decision(action, request, acted=True)
 

@@ -16,7 +16,7 @@ mend (a non-retryable error type) is raised to the workflow, which makes it a vi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
 from temporalio import workflow
@@ -41,6 +41,7 @@ Activity = MethodAsyncSingleParam[Any, In, Out]
 NOT_RETRYABLE = [NOT_PAYABLE, UNPROCESSABLE]
 
 SHORT_DB_CALL = timedelta(seconds=10)
+RETRY_DEBOUNCE = timedelta(seconds=1)
 LOCAL_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=100),
     backoff_coefficient=2.0,
@@ -100,9 +101,15 @@ class StepRunner:
         self._timing = timing
         self._escalation = escalation
         self._generation = 0  # bumped by `retry`: every escalated step tries again now
+        self._issued_at = datetime.min.replace(tzinfo=UTC)  # the last escalated attempt
 
     def nudge(self) -> None:
-        self._generation += 1
+        """`retry`: escalated steps try again now, unless an attempt was issued within the last
+        second (or slow interval, if shorter): that attempt is the answer, so a flood of
+        requests cannot become a flood of cancelled and reissued activities."""
+        debounce = min(RETRY_DEBOUNCE, timedelta(seconds=self._timing.slow_initial))
+        if workflow.now() - self._issued_at >= debounce:
+            self._generation += 1
 
     async def run(self, policy: StepPolicy, activity: Activity[In, Out], arg: In) -> Out:
         """Runs one step until it succeeds; raises only what no retry can mend."""
@@ -176,6 +183,7 @@ class StepRunner:
         )
         while True:
             generation = self._generation
+            self._issued_at = workflow.now()
             handle = workflow.start_activity_method(
                 activity, arg, start_to_close_timeout=SHORT_DB_CALL, retry_policy=policy
             )

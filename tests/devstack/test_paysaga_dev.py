@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,16 +17,11 @@ import psutil
 import pytest
 
 from api.auth import make_token
+from paysaga.devstack import free_port
 from tests.helpers import razorpay_payment_event, razorpay_request
 
 pytestmark = pytest.mark.devstack
 PAYSAGA = str(Path(sys.executable).parent / "paysaga")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start(data_dir: Path, ports: dict[str, int]) -> tuple[subprocess.Popen[str], list[str]]:

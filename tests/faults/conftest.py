@@ -9,7 +9,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,7 +30,13 @@ from db.invariants import check_invariants
 from db.migrate import upgrade
 from db.models import AuditEntry, Event, Order, Payment, Ticket
 from db.session import make_engine, make_sessionmaker
-from paysaga.devstack import temporal_dev_args
+from paysaga.devstack import (
+    free_port,
+    start_process,
+    stop_process,
+    temporal_dev_args,
+    wait_for_port,
+)
 from paysaga.postgres import EmbeddedPostgres
 from paysaga.settings import Settings
 from paysaga.temporal import connect
@@ -40,23 +45,6 @@ from tests.helpers import SECRETS, razorpay_payment_event, razorpay_request
 
 CONFIRMATIONS = 100
 REPORT = Path(os.environ.get("PAYSAGA_FAULT_REPORT", "build/fault-report.jsonl"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def wait_port(port: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise AssertionError(f"nothing on port {port}")
 
 
 class TemporalServer:
@@ -74,18 +62,12 @@ class TemporalServer:
 
     def start(self) -> None:
         args = temporal_dev_args(self.db, self.port, log_level="error")
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
-        wait_port(self.port)
+        self.proc = start_process(args, os.environ, self.log)
+        wait_for_port("127.0.0.1", self.port, 60, self.proc)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc, grace=30)
 
 
 @dataclass
@@ -110,13 +92,8 @@ class FaultStack:
 
     def start_worker(self) -> None:
         self.worker_log = self.directory / "worker.log"
-        with self.worker_log.open("ab") as out:
-            self.worker = subprocess.Popen(
-                [sys.executable, "-m", "paysaga.cli", "worker"],
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        cli = [sys.executable, "-m", "paysaga.cli", "worker"]
+        self.worker = start_process(cli, self.env, self.worker_log)
 
     def kill_worker(self) -> None:
         assert self.worker is not None
@@ -124,13 +101,8 @@ class FaultStack:
         self.worker.wait()
 
     def stop_worker(self) -> None:
-        if self.worker is not None and self.worker.poll() is None:
-            self.worker.send_signal(signal.SIGTERM)
-            try:
-                self.worker.wait(20)
-            except subprocess.TimeoutExpired:
-                self.worker.kill()
-                self.worker.wait()
+        if self.worker is not None:
+            stop_process(self.worker, grace=20)
 
     async def place_orders(self, n: int) -> list[dict[str, Any]]:
         admin = {"Authorization": f"Bearer {_token(admin=True)}"}

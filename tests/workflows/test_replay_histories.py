@@ -1,0 +1,107 @@
+"""Recorded histories of the confirmation workflow replay against today's code.
+
+A change to a running workflow must not change the commands it issues for a history that is
+already written; if it would, it goes behind `workflow.patched(...)` (see the README). These
+files are that promise: each shape the workflow takes (paid, parked then attached, resolved,
+a step escalated and recovered, a run that continued as new) as a real server wrote it.
+
+Record them again, deliberately and only for a new shape, with
+`PAYSAGA_RECORD_HISTORIES=1 .venv/bin/pytest tests/workflows/test_replay_histories.py`.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import WorkflowHandle, WorkflowHistory
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer, Worker
+
+from domain.confirmation import ConfirmationRun
+from domain.payments import AdminRequest, RecoveryTiming
+from tests.workflows.test_payment_confirmation import (
+    CONFIRMATION,
+    FakeActivities,
+    FlakyStore,
+    until_parked,
+)
+from workflows.payment_confirmation import ConfirmPaymentWorkflow
+
+HISTORIES = Path(__file__).parent / "histories"
+RECORD = os.environ.get("PAYSAGA_RECORD_HISTORIES") == "1"
+FAST = RecoveryTiming(first_phase=1.0, fast_max=0.2, slow_initial=0.2, slow_max=0.2)
+
+Handle = WorkflowHandle[ConfirmPaymentWorkflow, Any]
+Drive = Callable[[Handle], Awaitable[None]]
+
+
+async def nothing(_: Handle) -> None:
+    pass
+
+
+async def attach(handle: Handle) -> None:
+    await until_parked(handle)
+    await handle.signal(ConfirmPaymentWorkflow.attach, AdminRequest("r1", "ops", "order-1"))
+
+
+async def resolve(handle: Handle) -> None:
+    await until_parked(handle)
+    await handle.signal(ConfirmPaymentWorkflow.resolve, AdminRequest("r1", "ops", note="x"))
+
+
+async def flood_then_attach(handle: Handle) -> None:
+    """Enough retries on parked money to make the run continue as new, then an attach."""
+    await until_parked(handle)
+    for i in range(160):
+        await handle.signal(ConfirmPaymentWorkflow.retry, AdminRequest(f"f{i}", "ops"))
+        await until_parked(handle)
+    await attach(handle)
+
+
+SCENARIOS: dict[str, tuple[Callable[[], FakeActivities], Drive]] = {
+    "paid": (lambda: FlakyStore(failures=0), nothing),
+    "parked_then_attached": (FakeActivities, attach),
+    "parked_then_resolved": (FakeActivities, resolve),
+    "store_escalated_then_recovered": (lambda: FlakyStore(failures=12), nothing),
+    "continued_as_new": (FakeActivities, flood_then_attach),
+}
+
+
+async def record(env: WorkflowEnvironment, name: str) -> None:
+    make, drive = SCENARIOS[name]
+    queue = str(uuid.uuid4())
+    async with Worker(
+        env.client, task_queue=queue, workflows=[ConfirmPaymentWorkflow], activities=make().all()
+    ):
+        handle: Handle = await env.client.start_workflow(
+            ConfirmPaymentWorkflow.run,
+            ConfirmationRun(CONFIRMATION, FAST),
+            id=f"replay-{name}",
+            task_queue=queue,
+        )
+        await drive(handle)
+        await handle.result()
+    HISTORIES.mkdir(exist_ok=True)
+    runs = [e async for e in env.client.list_workflows(f'TaskQueue = "{queue}"')]
+    for i, run in enumerate(sorted(runs, key=lambda e: e.start_time)):
+        history = await env.client.get_workflow_handle(run.id, run_id=run.run_id).fetch_history()
+        (HISTORIES / f"{name}.run{i + 1}.json").write_text(history.to_json())
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+async def test_recorded_history_replays(temporal_env: WorkflowEnvironment, name: str) -> None:
+    if RECORD:
+        await record(temporal_env, name)
+    files = sorted(HISTORIES.glob(f"{name}.run*.json"))
+    assert files, f"no recorded history for {name}"
+    if name == "continued_as_new":
+        assert len(files) > 1  # the first run ended by continuing as new
+    replayer = Replayer(workflows=[ConfirmPaymentWorkflow])
+    for path in files:
+        history = WorkflowHistory.from_json(f"replay-{name}", path.read_text())
+        await replayer.replay_workflow(history)  # raises on a non-deterministic change
