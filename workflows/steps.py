@@ -15,8 +15,10 @@ mend (a non-retryable error type) is raised to the workflow, which makes it a vi
 
 from __future__ import annotations
 
+import asyncio
+from contextlib import suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, Protocol, TypeVar
 
 from temporalio import workflow
@@ -101,15 +103,12 @@ class StepRunner:
         self._timing = timing
         self._escalation = escalation
         self._generation = 0  # bumped by `retry`: every escalated step tries again now
-        self._issued_at = datetime.min.replace(tzinfo=UTC)  # the last escalated attempt
+        # A retry reissues an escalated step at most this often.
+        self._debounce = min(RETRY_DEBOUNCE, timedelta(seconds=timing.slow_initial))
 
     def nudge(self) -> None:
-        """`retry`: escalated steps try again now, unless an attempt was issued within the last
-        second (or slow interval, if shorter): that attempt is the answer, so a flood of
-        requests cannot become a flood of cancelled and reissued activities."""
-        debounce = min(RETRY_DEBOUNCE, timedelta(seconds=self._timing.slow_initial))
-        if workflow.now() - self._issued_at >= debounce:
-            self._generation += 1
+        """`retry`: every escalated step tries again now (see `_slowly`)."""
+        self._generation += 1
 
     async def run(self, policy: StepPolicy, activity: Activity[In, Out], arg: In) -> Out:
         """Runs one step until it succeeds; raises only what no retry can mend."""
@@ -183,7 +182,7 @@ class StepRunner:
         )
         while True:
             generation = self._generation
-            self._issued_at = workflow.now()
+            issued = workflow.now()
             handle = workflow.start_activity_method(
                 activity, arg, start_to_close_timeout=SHORT_DB_CALL, retry_policy=policy
             )
@@ -191,9 +190,15 @@ class StepRunner:
                 await workflow.wait_condition(
                     lambda: handle.done() or self._generation != generation  # noqa: B023
                 )
+                # `retry`: the next attempt is now, but at most one reissue per debounce, so a
+                # flood of requests is not a flood of cancelled and reissued activities.
+                pause = (issued + self._debounce - workflow.now()).total_seconds()
+                if not handle.done() and pause > 0:
+                    with suppress(asyncio.TimeoutError):
+                        await workflow.wait_condition(handle.done, timeout=pause)
                 if handle.done():
                     return await handle
-                handle.cancel()  # `retry`: the next attempt is now, not after the backoff
+                handle.cancel()
                 try:
                     return await handle  # it succeeded just before the cancel took
                 except ActivityError as err:
