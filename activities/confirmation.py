@@ -19,9 +19,10 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import asyncpg
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -101,12 +102,31 @@ async def _refusing_bad_data(
     try:
         async with sessions.begin() if begin else sessions() as s:
             yield s
-    except (DataError, UnicodeError) as exc:
+    except (DBAPIError, UnicodeError) as exc:
+        if not _is_bad_data(exc):
+            raise
         raise ApplicationError(
             f"the database refuses this confirmation's data: {exc}"[:500],
             type=UNPROCESSABLE,
             non_retryable=True,
         ) from exc
+
+
+def _is_bad_data(exc: BaseException) -> bool:
+    """The database (or its driver) refuses the values themselves: SQLSTATE class 22 (data
+    exception: a NUL byte, a number out of range) or a CHECK violation, asyncpg's own
+    client-side DataError, or text Python cannot encode (a lone surrogate). SQLAlchemy's
+    asyncpg dialect reports most of these as a plain DBAPIError, so the SQLSTATE decides."""
+    if isinstance(exc, UnicodeError):
+        return True
+    orig = getattr(exc, "orig", None)
+    sqlstate = str(getattr(orig, "sqlstate", "") or "")
+    if sqlstate.startswith("22") or sqlstate == "23514":
+        return True
+    return any(
+        isinstance(e, (asyncpg.exceptions.DataError, UnicodeError))
+        for e in (orig, getattr(orig, "__cause__", None), exc.__cause__)
+    )
 
 
 def _printable(value: object, limit: int = 255) -> str:
@@ -225,7 +245,14 @@ class ConfirmationActivities:
                     inp.resolution,
                 )
                 return
-            await s.execute(case.on_conflict_do_nothing(constraint="uq_cases_provider_tx_kind"))
+            # A second outage (or a second park) of the same kind reopens its resolved case.
+            await s.execute(
+                case.on_conflict_do_update(
+                    constraint="uq_cases_provider_tx_kind",
+                    set_={"state": "open", "resolution": None, "resolved_at": None},
+                    where=ReconciliationCase.state == "resolved",
+                )
+            )
             if v.outcome == CaseKind.AMOUNT_MISMATCH:
                 await s.execute(
                     insert(SecurityEvent)
@@ -340,9 +367,30 @@ class ConfirmationActivities:
 
     @activity.defn
     async def write_audit(self, records: list[AuditRecord]) -> None:
-        """UC-35 step 6: append-only, one row per dedupe key however often it is retried."""
-        async with _refusing_bad_data(self.sessions) as s:
-            await journal.write_audit(s, records)
+        """UC-35 step 6: append-only, one row per dedupe key however often it is retried.
+
+        An entry whose text the database refuses as such is written escaped, so one bad
+        entry cannot hold the trail (and the workflow's completion) back for ever."""
+        try:
+            async with _refusing_bad_data(self.sessions) as s:
+                await journal.write_audit(s, records)
+        except ApplicationError as exc:
+            if exc.type != UNPROCESSABLE:
+                raise
+            for record in records:
+                try:
+                    async with _refusing_bad_data(self.sessions) as s:
+                        await journal.write_audit(s, [record])
+                except ApplicationError:
+                    escaped = AuditRecord(
+                        record.order_id if as_uuid(record.order_id) else None,
+                        _printable(record.actor),
+                        _printable(record.action),
+                        _printable(record.dedupe_key, 1000),
+                        {"escaped": _printable(record.detail, 4000)},
+                    )
+                    async with self.sessions.begin() as s:
+                        await journal.write_audit(s, [escaped])
 
     @activity.defn
     async def issue_ticket(self, order_id: str) -> str:

@@ -29,8 +29,7 @@ from temporalio.client import Client
 from db import journal
 from db.models import Order, Payment, ReconciliationCase
 from db.orders import NotPayable, mark_paid
-from domain import keys
-from domain.confirmation import AuditRecord, ConfirmationState
+from domain.confirmation import ConfirmationState, order_paid_record
 from domain.payments import AdminRequest, OrderStatus, PaymentStatus, confirmation_workflow_id
 from workflows.confirmation_client import next_attempt_within, running_state
 
@@ -122,25 +121,14 @@ class ReconciliationActivities:
 
     async def _mark_paid(self, provider: str, transaction_id: str, order_id: uuid.UUID) -> bool:
         """5 for a confirmation whose workflow is gone: the workflow's own guarded update."""
-        source = {"provider": provider, "transaction_id": transaction_id}
         async with self.sessions.begin() as s:
             try:
                 if not await mark_paid(s, order_id, provider, transaction_id):
                     return False
             except NotPayable:
                 return False  # cancelled meanwhile: a case for an admin, not a repair
-            await journal.write_audit(
-                s,
-                [
-                    AuditRecord(
-                        str(order_id),
-                        ACTOR,
-                        "order.status_changed",
-                        keys.status_changed(str(order_id), "paid"),
-                        source | {"from": "awaiting_payment", "to": "paid", "repair": True},
-                    )
-                ],
-            )
+            record = order_paid_record(str(order_id), provider, transaction_id, ACTOR, repair=True)
+            await journal.write_audit(s, [record])
         log.warning(
             "reconciliation marked order %s paid (payment %s %s)",
             order_id,

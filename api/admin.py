@@ -1,4 +1,4 @@
-"""Operators: open reconciliation cases, repair signals to a payment's workflow, audit trail."""
+"""Operators: open reconciliation cases, repairs to a payment's workflow, the audit trail."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pydantic import BaseModel, StringConstraints
 from sqlalchemy import select
 
 from api.auth import AdminCaller, DepsDep
-from api.errors import BadRequest, Conflict, NotFound
+from api.errors import BadRequest, Conflict, NotFound, Unavailable
 from db.cases import list_cases
 from db.models import AuditEntry
 from domain.payments import AdminRequest
@@ -59,12 +59,14 @@ async def payment_action(
         note=body.note,
         reason=body.reason,
     )
+    if problem := request.problem():
+        raise BadRequest(problem)
     try:
         decision = await send_admin_action(
             await deps.temporal(), provider, transaction_id, action, request
         )
     except ActionRefused as exc:
-        error = {404: NotFound, 409: Conflict}[exc.status]
+        error = {404: NotFound, 409: Conflict, 503: Unavailable}[exc.status]
         raise error(str(exc)) from exc
     return decision.view()
 

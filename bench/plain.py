@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request, Response
 from sqlalchemy import text
 
 from db.session import make_engine
+from domain import keys
 
 engine = make_engine(os.environ["PAYSAGA_DATABASE_URL"], pool_size=20)
 SECRET = os.environ["PAYSAGA_RAZORPAY_WEBHOOK_SECRETS"].split(",")[0].encode()
@@ -60,7 +61,7 @@ async def webhook(request: Request) -> Response:
                 "INSERT INTO audit_log (order_id, actor, action, detail, dedupe_key) VALUES "
                 "(:id, 'gateway:razorpay', 'order.status_changed', '{}'::jsonb, :key)"
             ),
-            {"id": row.order_id, "key": f"order.status_changed:{row.order_id}:paid"},
+            {"id": row.order_id, "key": keys.status_changed(str(row.order_id), "paid")},
         )
         await conn.execute(
             text("INSERT INTO tickets (order_id, code) VALUES (:id, :code)"),

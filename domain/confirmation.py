@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from domain import keys
 from domain.payments import AdminRequest, Confirmation, PaymentState, RecoveryTiming
 
 # `attach`, `refund` and `resolve` act once per request id; the ids of this many recent
@@ -44,6 +45,21 @@ class AuditRecord:
     action: str
     dedupe_key: str
     detail: dict[str, Any] = field(default_factory=dict)
+
+
+def order_paid_record(
+    order_id: str, provider: str, transaction_id: str, actor: str, **extra: object
+) -> AuditRecord:
+    """The audit entry of an order becoming paid, whoever made it so (the saga, a repair)."""
+    return AuditRecord(
+        order_id,
+        actor,
+        "order.status_changed",
+        keys.status_changed(order_id, "paid"),
+        {"provider": provider, "transaction_id": transaction_id}
+        | {"from": "awaiting_payment", "to": "paid"}
+        | extra,
+    )
 
 
 @dataclass(frozen=True)
@@ -105,9 +121,11 @@ class ConfirmationState:
             if self.stuck or self.parked:
                 return None
             return f"nothing to retry: the payment is {self.state} and no step is failing"
-        if self.parked:
-            return None
-        return f"{action} acts on parked money; the payment is {self.state}"
+        if not self.parked:
+            return f"{action} acts on parked money; the payment is {self.state}"
+        if any(q.action != AdminAction.RETRY for q in self.pending_requests):
+            return f"another admin decision on this payment is in progress; {action} later"
+        return None
 
     def seen(self, request_id: str) -> bool:
         return request_id in self.recent_request_ids

@@ -5,6 +5,7 @@ These dataclasses cross the Temporal boundary, so they hold only plain JSON-able
 payload it decodes (each admin signal), and string annotations are compiled on every read.
 """
 
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -87,19 +88,42 @@ class Confirmation:
     order_id: str | None = None  # an order reference the gateway echoed back, if any
 
 
+# Gateways' ids are visible ASCII (pay_..., pi_..., order_...). Anything else (a NUL byte, a
+# lone surrogate, a newline) could never be stored, and would only loop in a workflow.
+_IDENTIFIER = re.compile(r"[\x21-\x7e]{1,255}", re.ASCII)
+
+
+def is_identifier(value: object) -> bool:
+    return isinstance(value, str) and _IDENTIFIER.fullmatch(value) is not None
+
+
 def confirmation_workflow_id(provider: str, transaction_id: str) -> str:
     return f"payment-{provider}-{transaction_id}"
 
 
 @dataclass(frozen=True)
 class AdminRequest:
-    """An admin's repair instruction; `request_id` makes a repeated signal act once."""
+    """An admin's repair instruction. `request_id` makes a repeated attach, refund or resolve
+    act once (a repeated retry is harmless and not remembered)."""
 
     request_id: str
     admin: str
     order_id: str | None = None  # attach
     note: str | None = None  # resolve
     reason: str | None = None  # refund
+
+    def problem(self) -> str | None:
+        """Why this request cannot even be recorded (it lands in the audit trail), if so."""
+        limits = {"request_id": 100, "admin": 200, "order_id": 100, "note": 2000, "reason": 2000}
+        for name, limit in limits.items():
+            value = getattr(self, name)
+            if value is None and name not in ("request_id", "admin"):
+                continue
+            if not isinstance(value, str) or not 0 < len(value) <= limit:
+                return f"{name} must be text of 1 to {limit} characters"
+            if not all(ch.isprintable() or ch in "\n\t" for ch in value):
+                return f"{name} must be printable text"
+        return None
 
 
 @dataclass

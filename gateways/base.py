@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import re
 import secrets
 import string
 from abc import ABC, abstractmethod
@@ -13,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from domain.money import minor_units, normalise_currency
-from domain.payments import Confirmation
+from domain.payments import Confirmation, is_identifier
 
 
 class SignatureError(Exception):
@@ -74,20 +73,16 @@ def text(data: Mapping[str, Any], *path: str) -> str:
     return value
 
 
-# Gateways' ids are visible ASCII (pay_..., pi_..., order_...). Anything else (a NUL byte, a
-# lone surrogate, a newline) could never be stored, and would only loop in the workflow.
-_IDENTIFIER = re.compile(r"[\x21-\x7e]{1,255}", re.ASCII)
-
-
 def identifier(value: object, field: str) -> str:
-    if not isinstance(value, str) or not _IDENTIFIER.fullmatch(value):
+    if not is_identifier(value):
         raise MalformedEvent(f"{field} must be 1 to 255 visible ASCII characters")
+    assert isinstance(value, str)
     return value
 
 
 def hint(value: object) -> str | None:
     """An optional reference (an order id echoed in metadata): kept only if it is an id."""
-    return value if isinstance(value, str) and _IDENTIFIER.fullmatch(value) else None
+    return value if is_identifier(value) and isinstance(value, str) else None
 
 
 def identifier_at(data: Mapping[str, Any], *path: str) -> str:

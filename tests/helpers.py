@@ -73,7 +73,11 @@ def razorpay_payment_event(
 
 
 def razorpay_request(event: dict[str, Any], secret: str = SECRETS["razorpay"]) -> Request:
-    body = json.dumps(event).encode()
+    return razorpay_signed(json.dumps(event).encode(), secret)
+
+
+def razorpay_signed(body: bytes, secret: str = SECRETS["razorpay"]) -> Request:
+    """Raw bytes as Razorpay signs them (for bodies `json.dumps` would not write)."""
     signature = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     return body, {
         "Content-Type": "application/json",

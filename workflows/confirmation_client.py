@@ -35,6 +35,7 @@ from domain.payments import (
     PaymentState,
     RecoveryTiming,
     confirmation_workflow_id,
+    is_identifier,
 )
 from workflows.payment_confirmation import (
     PAYMENT_STATE,
@@ -130,6 +131,8 @@ async def send_admin_action(
     except ValueError as exc:
         known = ", ".join(AdminAction)
         raise ActionRefused(404, f"unknown action {action}; one of {known}") from exc
+    if not is_identifier(transaction_id):
+        raise ActionRefused(404, "no confirmation has that transaction id")
     workflow_id = confirmation_workflow_id(provider, transaction_id)
     handle = client.get_workflow_handle_for(ConfirmPaymentWorkflow.run, workflow_id)
     # The server may turn an update away while the workflow is busy: a signal met its
@@ -144,7 +147,7 @@ async def send_admin_action(
             cause = exc.cause
             if isinstance(cause, ApplicationError) and cause.type == REFUSED:
                 raise ActionRefused(409, f"{workflow_id}: {cause.message}") from exc
-            raise
+            raise ActionRefused(409, f"{workflow_id} could not take {action}: {cause}") from exc
         except RPCError as exc:
             last = attempt == UPDATE_TRIES - 1
             if exc.status == RPCStatusCode.NOT_FOUND:
@@ -157,7 +160,7 @@ async def send_admin_action(
             elif exc.status not in BUSY or last:
                 raise
             await asyncio.sleep(0.1 * 2**attempt)
-    raise AssertionError("unreachable")
+    raise ActionRefused(503, f"{workflow_id} is busy (continuing as new); try again")
 
 
 async def _status(client: Client, workflow_id: str) -> WorkflowExecutionStatus | None:

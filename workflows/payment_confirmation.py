@@ -49,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
         ConfirmationState,
         Phase,
         QueuedRequest,
+        order_paid_record,
     )
     from domain.payments import (
         NOT_PAYABLE,
@@ -73,6 +74,11 @@ REFUSED = "ActionRefused"
 
 # 6a: the audit trail gets a shorter first phase; then its entries go to the log, marked.
 AUDIT = StepPolicy("audit", first_phase_cap=60.0, log_fallback=True)
+# 4a and 5a: the steps whose escalation says `needs_reconciliation` and opens a case.
+VALIDATE = StepPolicy("validate", case=CaseKind.STORE_FAILED)
+STORE = StepPolicy("store", case=CaseKind.STORE_FAILED)
+MARK_PAID = StepPolicy("mark_paid", case=CaseKind.STATUS_UPDATE_FAILED)
+CASE_STEPS = (VALIDATE, STORE, MARK_PAID)
 
 
 @workflow.defn(name="ConfirmPayment")
@@ -84,6 +90,7 @@ class ConfirmPaymentWorkflow:
         self._s = inp.carried or ConfirmationState()
         self._steps = StepRunner(inp.recovery or RecoveryTiming(), self)
         self._case_tasks: dict[str, asyncio.Task[None]] = {}
+        self._writing = 0  # how many pending audit entries the writer has in flight
 
     @workflow.run
     async def run(self, inp: ConfirmationRun) -> ConfirmationOutcome:
@@ -93,7 +100,7 @@ class ConfirmPaymentWorkflow:
         audit = asyncio.create_task(self._write_audit_trail())
         await workflow.wait_condition(lambda: saga.done() or self._history_full())
         if saga.done():
-            saga.result()  # an unexpected error fails the workflow task, visibly
+            saga.result()  # a bug surfaces here, failing the run visibly in the UI
             await workflow.wait_condition(lambda: audit.done() or self._history_full())
         if not audit.done():
             await self._continue_as_new(saga, audit)
@@ -125,7 +132,7 @@ class ConfirmPaymentWorkflow:
         if s.phase == Phase.VALIDATE:
             # 2: authenticity was checked at the edge; here the order, intent and amount.
             v = await self._steps.run(
-                StepPolicy("validate", case=CaseKind.STORE_FAILED),
+                VALIDATE,  # 2 (4a while the database is down)
                 ConfirmationActivities.validate_confirmation,
                 ValidateInput(c, s.attach_to),
             )
@@ -142,7 +149,7 @@ class ConfirmPaymentWorkflow:
             # (provider, transaction_id) and one-paid-payment-per-order decide.
             # 4: store the payment (4a: waited out).
             if await self._steps.run(
-                StepPolicy("store", case=CaseKind.STORE_FAILED),
+                STORE,  # 4a
                 ConfirmationActivities.store_payment,
                 self._store_input(),
             ):
@@ -158,7 +165,7 @@ class ConfirmPaymentWorkflow:
             # 5: Paid/Confirmed, only once the payment row exists and only if the order still
             # awaits payment (5a: waited out, the order ends paid once).
             await self._steps.run(
-                StepPolicy("mark_paid", case=CaseKind.STATUS_UPDATE_FAILED),
+                MARK_PAID,  # 5a
                 ConfirmationActivities.mark_order_paid,
                 self._store_input(),
             )
@@ -176,7 +183,9 @@ class ConfirmPaymentWorkflow:
             # 8: the ticket, retried on its own (8a): it never rolls back payment or status.
             assert s.order_id is not None
             s.ticket_code = await self._steps.run(
-                StepPolicy("ticket"), ConfirmationActivities.issue_ticket, s.order_id
+                StepPolicy("ticket"),  # 8a: no case; retried on its own
+                ConfirmationActivities.issue_ticket,
+                s.order_id,
             )
             s.outcome, s.phase = "paid", Phase.DONE
 
@@ -195,10 +204,12 @@ class ConfirmPaymentWorkflow:
         )
 
     async def _continue_as_new(self, *tasks: asyncio.Task[None]) -> None:
-        """Stops what is in flight (every step is idempotent, so the next run redoes it) and
-        continues as new with the state; the workflow id, and so every handle, stays."""
+        """Stops what is in flight and continues as new with the state; the workflow id, and
+        so every handle, stays. The state changes only once a step has completed, so the next
+        run redoes the step that was running (every step is idempotent)."""
         s = self._s
         s.history_suggested = s.history_suggested or workflow.info().is_continue_as_new_suggested()
+        self._steps.stop()
         pending = [*tasks, *self._case_tasks.values()]
         for task in pending:
             task.cancel()
@@ -230,24 +241,24 @@ class ConfirmPaymentWorkflow:
             self._steps.record(ConfirmationActivities.open_case, CaseInput(c, case))
         )
 
-    async def recovered(self, policy: StepPolicy) -> None:
+    async def recovered(self, policy: StepPolicy, resolution: str) -> None:
         c, s = self._c, self._s
         failure = s.stuck.pop(policy.name)
         if policy.case is None:
             return
-        opening = self._case_tasks.pop(policy.name, None)
-        if opening is not None:
-            opening.cancel()  # the upsert below records the case either way
+        # An opening still retrying is left to finish: it inserts only where no row is, and
+        # the upsert below resolves the row either way.
+        self._case_tasks.pop(policy.name, None)
         # Keep the history: the case ends resolved, whether or not it could be opened.
         await self._steps.record(
             ConfirmationActivities.open_case,
             CaseInput(
                 c,
                 Validation(policy.case, order_id=s.order_id, reason=failure),
-                resolution="recovered automatically once the database took it again",
+                resolution=resolution,
             ),
         )
-        if s.resume_state is not None and not self._case_tasks:
+        if s.resume_state is not None and not any(self.is_escalated(p) for p in CASE_STEPS):
             await self._set_state(s.resume_state)
             s.resume_state = None
 
@@ -262,7 +273,8 @@ class ConfirmPaymentWorkflow:
         """Repeatable requests (retry, refused ones) while the trail is behind: one entry with
         a count, so a flood cannot grow the state without bound."""
         pending = self._s.pending_audit
-        for i, e in enumerate(pending):
+        for i in range(self._writing, len(pending)):  # not into the batch being written
+            e = pending[i]
             if e.action == entry.action and e.actor == entry.actor:
                 pending[i] = replace(
                     e, detail=e.detail | {"repeats": e.detail.get("repeats", 1) + 1}
@@ -277,8 +289,10 @@ class ConfirmPaymentWorkflow:
             if not s.pending_audit:
                 return
             batch = list(s.pending_audit)
+            self._writing = len(batch)
             await self._steps.run(AUDIT, ConfirmationActivities.write_audit, batch)
             del s.pending_audit[: len(batch)]
+            self._writing = 0
             written = {e.dedupe_key for e in batch}
             s.audit_logged = [k for k in s.audit_logged if k not in written]
 
@@ -311,13 +325,7 @@ class ConfirmPaymentWorkflow:
                     "event_type": c.event_type,
                 },
             ),
-            AuditRecord(
-                order_id,
-                "paysaga",
-                "order.status_changed",
-                keys.status_changed(order_id, "paid"),
-                source | {"from": "awaiting_payment", "to": "paid"},
-            ),
+            order_paid_record(order_id, c.provider, c.transaction_id, "paysaga"),
         )
 
     # -- parked money and admin decisions ----------------------------------------------------
@@ -335,10 +343,11 @@ class ConfirmPaymentWorkflow:
         s.parked_as, s.phase = v.outcome, Phase.PARKED
 
     async def _decide(self) -> None:
-        """Parked: the next admin request decides what happens to the money."""
+        """Parked: the next admin request decides what happens to the money. It stays queued
+        until it has acted, so a continue-as-new meanwhile carries it into the next run."""
         s = self._s
         await workflow.wait_condition(lambda: bool(s.pending_requests))
-        queued = s.pending_requests.pop(0)
+        queued = s.pending_requests[0]
         request = queued.request
         if queued.action == AdminAction.REFUND:
             await self._refund(request)
@@ -349,6 +358,9 @@ class ConfirmPaymentWorkflow:
             # may have been created, or fixed, since).
             s.attach_to = request.order_id if queued.action == AdminAction.ATTACH else None
             s.phase = Phase.VALIDATE
+        s.pending_requests.remove(queued)
+        if s.phase == Phase.DONE:
+            self._drop_requests()
 
     async def _resolve(self, request: AdminRequest) -> None:
         c, s = self._c, self._s
@@ -360,7 +372,6 @@ class ConfirmPaymentWorkflow:
         )
         await self._set_state(PaymentState.RESOLVED)
         s.outcome, s.phase = "resolved", Phase.DONE
-        self._drop_requests()
 
     async def _refund(self, request: AdminRequest) -> None:
         c, s = self._c, self._s
@@ -387,7 +398,6 @@ class ConfirmPaymentWorkflow:
         )
         await self._set_state(PaymentState.REFUNDED)
         s.outcome, s.phase = "refunded", Phase.DONE
-        self._drop_requests()
 
     async def _set_state(self, state: PaymentState, order_id: str | None = None) -> None:
         s = self._s
@@ -399,6 +409,8 @@ class ConfirmPaymentWorkflow:
         workflow.upsert_search_attributes(updates)
 
     def _refusal(self, action: AdminAction, request: AdminRequest) -> str | None:
+        if problem := request.problem():
+            return problem
         if action != AdminAction.RETRY and self._s.seen(request.request_id):
             return None  # a repeat is answered with what the first one did, not refused
         return self._s.may(action)
@@ -427,6 +439,8 @@ class ConfirmPaymentWorkflow:
         refusal = self._refusal(action, request)
         if refusal is None:
             self._act(action, request)
+        elif request.problem():  # not even recordable in the audit trail: logged, dropped
+            workflow.logger.warning("%s signal refused: %s", action, refusal)
         else:
             self._audit_request(action, request, refusal)
 

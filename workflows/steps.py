@@ -78,14 +78,14 @@ class Escalation(Protocol):
 
     async def escalated(self, policy: StepPolicy, failure: str) -> None: ...
 
-    async def recovered(self, policy: StepPolicy) -> None: ...
+    async def recovered(self, policy: StepPolicy, resolution: str) -> None: ...
 
     def is_escalated(self, policy: StepPolicy) -> bool: ...
 
 
 def unmendable(err: BaseException) -> ApplicationError | None:
-    """The non-retryable cause of a failure, if it is one. A regular activity's failure
-    arrives as ActivityError wrapping the cause; a local activity's as the cause itself."""
+    """The non-retryable cause of a failure, if it is one, whether it arrives wrapped in an
+    ActivityError or as the cause itself."""
     cause = err.cause if isinstance(err, ActivityError) else err
     if isinstance(cause, ApplicationError) and cause.type in NOT_RETRYABLE:
         return cause
@@ -103,8 +103,20 @@ class StepRunner:
         self._timing = timing
         self._escalation = escalation
         self._generation = 0  # bumped by `retry`: every escalated step tries again now
+        self._stopping = False
         # A retry reissues an escalated step at most this often.
         self._debounce = min(RETRY_DEBOUNCE, timedelta(seconds=timing.slow_initial))
+
+    def stop(self) -> None:
+        """The run is about to continue as new and cancels its tasks. The SDK delivers that
+        cancellation to a task waiting on an activity as an ActivityError (cause: cancelled),
+        which must not pass for a failing step (and escalate it): from now on the runner turns
+        every such error back into a cancellation."""
+        self._stopping = True
+
+    def _cancelled(self, err: BaseException) -> None:
+        if self._stopping:
+            raise asyncio.CancelledError from err
 
     def nudge(self) -> None:
         """`retry`: every escalated step tries again now (see `_slowly`)."""
@@ -132,6 +144,7 @@ class StepRunner:
                     ),
                 )
             except ActivityError as err:
+                self._cancelled(err)
                 if unmendable(err):
                     raise
                 failure = describe(err)
@@ -141,8 +154,15 @@ class StepRunner:
             await self._escalation.escalated(policy, failure)
         else:
             await self._escalation.escalated(policy, "")  # re-arms what a new run lost
-        result = await self._slowly(activity, arg)
-        await self._escalation.recovered(policy)
+        try:
+            result = await self._slowly(activity, arg)
+        except (ActivityError, ApplicationError) as err:
+            self._cancelled(err)
+            # Unmendable after all (the order was cancelled meanwhile, say): the escalation
+            # ends here, and the workflow parks the money with a case of its own.
+            await self._escalation.recovered(policy, f"gave way to: {describe(err)}")
+            raise
+        await self._escalation.recovered(policy, "recovered automatically")
         return result
 
     async def record(self, activity: Activity[In, Out], arg: In) -> Out:
@@ -167,6 +187,7 @@ class StepRunner:
                 ),
             )
         except (ActivityError, ApplicationError, TimeoutError) as err:
+            self._cancelled(err)
             if unmendable(err):
                 raise
             return None
@@ -202,6 +223,7 @@ class StepRunner:
                 try:
                     return await handle  # it succeeded just before the cancel took
                 except ActivityError as err:
+                    self._cancelled(err)
                     if not isinstance(err.cause, CancelledError):
                         if unmendable(err):
                             raise

@@ -31,6 +31,9 @@ from workflows.payment_confirmation import HISTORY_BUDGET, ConfirmPaymentWorkflo
 
 SIGNALS = 9_000
 API_REQUESTS = 1_000
+# A run continues as new at the first workflow task past the budget; what one task adds (a
+# batch of signals, the final commands) may carry it a little past.
+SLACK = 250
 REPORT = Path(os.environ.get("PAYSAGA_OUTAGE_REPORT", "build/long-outage-report.jsonl"))
 
 
@@ -159,7 +162,7 @@ async def test_a_long_4a_outage_with_10000_retries_stays_bounded_and_ends_paid_o
     final: ConfirmationState = await handle.query(ConfirmPaymentWorkflow.state)
     assert not final.history_suggested  # no run ever reached the server's hint
     assert len(lengths) == final.runs > 1
-    assert max(lengths) < 2 * HISTORY_BUDGET
+    assert max(lengths) < HISTORY_BUDGET + SLACK
     record(
         {
             "test": "long_4a_outage",
@@ -204,7 +207,7 @@ async def test_a_parked_payment_flooded_with_retries_still_takes_an_attach(stack
         "audit": ONE_CONFIRMATION["audit"] + 1  # the attach; retries are not about this order
     }
     lengths = await runs_of(stack.client, workflow_id)
-    assert len(lengths) > 1 and max(lengths) < 2 * HISTORY_BUDGET
+    assert len(lengths) > 1 and max(lengths) < HISTORY_BUDGET + SLACK
     record(
         {
             "test": "parked_flood",

@@ -6,11 +6,13 @@ files are that promise: each shape the workflow takes (paid, parked then attache
 a step escalated and recovered, a run that continued as new) as a real server wrote it.
 
 Record them again, deliberately and only for a new shape, with
-`PAYSAGA_RECORD_HISTORIES=1 .venv/bin/pytest tests/workflows/test_replay_histories.py`.
+`PAYSAGA_RECORD_HISTORIES=1 .venv/bin/pytest tests/workflows/test_replay_histories.py`, or one
+new scenario with `PAYSAGA_RECORD_HISTORY=<name>`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import Awaitable, Callable
@@ -54,6 +56,15 @@ async def resolve(handle: Handle) -> None:
     await handle.signal(ConfirmPaymentWorkflow.resolve, AdminRequest("r1", "ops", note="x"))
 
 
+async def retry_while_escalated(handle: Handle) -> None:
+    for _ in range(400):
+        if (await handle.query(ConfirmPaymentWorkflow.state)).stuck:
+            break
+        await asyncio.sleep(0.05)
+    for i in range(3):  # the first reissues at once, the next within the debounce wait
+        await handle.signal(ConfirmPaymentWorkflow.retry, AdminRequest(f"r{i}", "ops"))
+
+
 async def flood_then_attach(handle: Handle) -> None:
     """Enough retries on parked money to make the run continue as new, then an attach."""
     await until_parked(handle)
@@ -68,6 +79,7 @@ SCENARIOS: dict[str, tuple[Callable[[], FakeActivities], Drive]] = {
     "parked_then_attached": (FakeActivities, attach),
     "parked_then_resolved": (FakeActivities, resolve),
     "store_escalated_then_recovered": (lambda: FlakyStore(failures=12), nothing),
+    "store_escalated_then_retried": (lambda: FlakyStore(failures=14), retry_while_escalated),
     "continued_as_new": (FakeActivities, flood_then_attach),
 }
 
@@ -95,7 +107,7 @@ async def record(env: WorkflowEnvironment, name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 async def test_recorded_history_replays(temporal_env: WorkflowEnvironment, name: str) -> None:
-    if RECORD:
+    if RECORD or os.environ.get("PAYSAGA_RECORD_HISTORY") == name:
         await record(temporal_env, name)
     files = sorted(HISTORIES.glob(f"{name}.run*.json"))
     assert files, f"no recorded history for {name}"
