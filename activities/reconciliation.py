@@ -62,7 +62,7 @@ class ReconciliationActivities:
     async def reconcile(self, inp: ReconcileInput) -> ReconcileReport:
         report = ReconcileReport()
         info = activity.info()
-        run = f"{info.workflow_id}:{info.workflow_run_id}"
+        run = str(info.workflow_run_id)  # one retry per sweep run and confirmation
         await self._stored_not_paid(inp, run, report)
         await self._stuck_workflows(inp, run, report)
         await self._stale_unmatched(inp, report)
@@ -90,7 +90,7 @@ class ReconciliationActivities:
             return
         if await next_attempt_within(self.client, workflow_id, inp.every_seconds):
             return  # retrying on its own
-        request = AdminRequest(request_id=f"{run}:{workflow_id}", admin=ACTOR)
+        request = AdminRequest(request_id=f"sweep:{run}", admin=ACTOR)
         await self.client.get_workflow_handle(workflow_id).signal("retry", request)
         report.retried.append(workflow_id)
 

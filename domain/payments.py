@@ -114,7 +114,7 @@ class AdminRequest:
 
     def problem(self) -> str | None:
         """Why this request cannot even be recorded (it lands in the audit trail), if so."""
-        limits = {"request_id": 100, "admin": 200, "order_id": 100, "note": 2000, "reason": 2000}
+        limits = {"request_id": 200, "admin": 200, "order_id": 100, "note": 2000, "reason": 2000}
         for name, limit in limits.items():
             value = getattr(self, name)
             if value is None and name not in ("request_id", "admin"):

@@ -246,9 +246,11 @@ class ConfirmPaymentWorkflow:
         failure = s.stuck.pop(policy.name)
         if policy.case is None:
             return
-        # An opening still retrying is left to finish: it inserts only where no row is, and
-        # the upsert below resolves the row either way.
-        self._case_tasks.pop(policy.name, None)
+        # The step just went through, so the database is back and the opening finishes too;
+        # waiting for it keeps the order (opened, then resolved) and leaves nothing in flight.
+        opening = self._case_tasks.pop(policy.name, None)
+        if opening is not None:
+            await opening
         # Keep the history: the case ends resolved, whether or not it could be opened.
         await self._steps.record(
             ConfirmationActivities.open_case,
