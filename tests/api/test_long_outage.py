@@ -132,7 +132,7 @@ async def test_a_long_4a_outage_with_10000_retries_stays_bounded_and_ends_paid_o
     flooded = time.monotonic() - started
     refused = await counted_refusal()
     print(f"signals done at {signalled:.1f} s, API requests at {flooded:.1f} s, {refused} refused")
-    assert refused >= 1_000  # thousands of refused attempts
+    assert refused >= 1_000  # over a thousand refused attempts, none of them an event
 
     # Admin actions still reach it: refused by the workflow's rule (not by a server limit),
     # and a retry still acts.
