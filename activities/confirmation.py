@@ -45,6 +45,16 @@ from domain.payments import (
 
 log = logging.getLogger("paysaga.activities")
 
+# An attempt the money may still arrive for: a failed Stripe PaymentIntent can succeed after the
+# customer changes card, and money for an attempt that timed out or was cancelled is stored (a
+# late payment, then parked with a case), never dropped.
+STORABLE = (
+    PaymentStatus.PENDING,
+    PaymentStatus.FAILED,
+    PaymentStatus.CANCELLED,
+    PaymentStatus.TIMEOUT,
+)
+
 
 @dataclass(frozen=True)
 class ValidateInput:
@@ -190,10 +200,8 @@ class ConfirmationActivities:
                     order_id=order_id,
                     reason=f"order already paid by {payment.provider} {payment.transaction_id}",
                 )
-            if order.status == OrderStatus.CANCELLED:
-                return Validation(
-                    CaseKind.LATE_PAYMENT, order_id=order_id, reason="order cancelled"
-                )
+            # An order cancelled meanwhile is not refused here: the payment is stored first,
+            # and marking the order paid decides (`mark_paid`), parking it as a late payment.
             return Validation("matched", order_id=order_id, payment_id=payment.id)
 
     @activity.defn
@@ -295,6 +303,17 @@ class ConfirmationActivities:
                 c.transaction_id,
                 f"refunded by {inp.admin} ({reference}): {inp.reason}",
             )
+            # A late payment was stored against its cancelled order: it is now refunded.
+            await s.execute(
+                update(Payment)
+                .where(
+                    Payment.provider == c.provider,
+                    Payment.transaction_id == c.transaction_id,
+                    Payment.status == PaymentStatus.PAID,
+                    Payment.order_id.in_(select(Order.id).where(Order.status != OrderStatus.PAID)),
+                )
+                .values(status=PaymentStatus.REFUNDED)
+            )
             await journal.emit(
                 s,
                 "PaymentRefunded",
@@ -320,7 +339,7 @@ class ConfirmationActivities:
             async with _refusing_bad_data(self.sessions) as s:
                 stored = await s.scalar(
                     update(Payment)
-                    .where(Payment.id == inp.payment_id, Payment.status == PaymentStatus.PENDING)
+                    .where(Payment.id == inp.payment_id, Payment.status.in_(STORABLE))
                     .values(
                         status=PaymentStatus.PAID,
                         provider=c.provider,

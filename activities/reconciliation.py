@@ -9,6 +9,8 @@ Safe to repair automatically:
   (a long backoff): it gets `retry`, as an admin would send it. One that is retrying on its
   own (an attempt running, or the next one due before the next sweep) is left alone, so the
   sweep adds nothing to its history.
+- an order whose lifecycle workflow did not start with it (Temporal was down at checkout): it
+  is started now, told `paid` if the order was paid meanwhile, so its window still closes.
 Reported, never guessed: money parked for an admin (unmatched, amount mismatch, already paid,
 late payment) and unmatched cases older than the alert threshold.
 """
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.client import Client
@@ -32,9 +34,12 @@ from db.orders import NotPayable, mark_paid
 from domain.confirmation import ConfirmationState, order_paid_record
 from domain.payments import AdminRequest, OrderStatus, PaymentStatus, confirmation_workflow_id
 from workflows.confirmation_client import next_attempt_within, running_state
+from workflows.order_client import start_order_lifecycle
 
 log = logging.getLogger("paysaga.reconciliation")
 ACTOR = "system:reconciliation"
+# An order younger than this may still be having its lifecycle started by the API.
+UNSTARTED_AFTER = 30
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,7 @@ class ReconcileInput:
 @dataclass
 class ReconcileReport:
     orders_repaired: list[str] = field(default_factory=list)
+    lifecycles_started: list[str] = field(default_factory=list)
     retried: list[str] = field(default_factory=list)
     parked: list[str] = field(default_factory=list)
     stale_unmatched: list[dict[str, Any]] = field(default_factory=list)
@@ -63,9 +69,14 @@ class ReconciliationActivities:
         report = ReconcileReport()
         info = activity.info()
         run = str(info.workflow_run_id)  # one retry per sweep run and confirmation
+        await self._unstarted_lifecycles(inp, report)
         await self._stored_not_paid(inp, run, report)
         await self._stuck_workflows(inp, run, report)
         await self._stale_unmatched(inp, report)
+        if report.lifecycles_started:
+            log.warning(
+                "reconciliation: started %d order lifecycle(s)", len(report.lifecycles_started)
+            )
         if report.orders_repaired or report.retried or report.stale_unmatched:
             log.warning(
                 "reconciliation: repaired %d order(s), retried %d confirmation(s), "
@@ -77,6 +88,31 @@ class ReconciliationActivities:
                 inp.unmatched_alert_seconds,
             )
         return report
+
+    async def _unstarted_lifecycles(self, inp: ReconcileInput, report: ReconcileReport) -> None:
+        async with self.sessions() as s:
+            rows = (
+                await s.execute(
+                    select(Order.id, Order.status, Order.expires_at)
+                    .where(
+                        Order.lifecycle_started.is_(False),
+                        Order.created_at < func.now() - timedelta(seconds=UNSTARTED_AFTER),
+                    )
+                    .order_by(Order.created_at)
+                    .limit(500)
+                )
+            ).all()
+        for order_id, status, expires_at in rows:
+            if status in (OrderStatus.AWAITING_PAYMENT, OrderStatus.PAID):
+                paid = status == OrderStatus.PAID
+                if await start_order_lifecycle(
+                    self.client, inp.task_queue, str(order_id), expires_at, paid=paid
+                ):
+                    report.lifecycles_started.append(str(order_id))
+            async with self.sessions.begin() as s:
+                await s.execute(
+                    update(Order).where(Order.id == order_id).values(lifecycle_started=True)
+                )
 
     async def _retry_if_waiting(
         self,

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from temporalio.client import Client
 
-from api import admin, health, orders, webhooks
+from api import admin, events, health, orders, webhooks
 from api.deps import Deps
 from api.errors import install_error_handlers
 from db.session import make_engine, make_sessionmaker
@@ -32,7 +32,7 @@ def create_app(settings: Settings, *, temporal: Client | None = None) -> FastAPI
     )
     app.state.deps = Deps(settings=settings, sessions=make_sessionmaker(engine), _client=temporal)
     install_error_handlers(app)
-    for router in (orders.router, webhooks.router, admin.router, health.router):
+    for router in (orders.router, webhooks.router, admin.router, events.router, health.router):
         app.include_router(router, prefix=PREFIX)
     app.include_router(health.router)  # /healthz and /readyz at the root too, for probes
     return app

@@ -16,9 +16,10 @@ log = logging.getLogger("paysaga.api")
 class ApiError(Exception):
     status = 400
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, **extra: object) -> None:
         super().__init__(message)
         self.message = message
+        self.extra = extra  # more fields of the answer, e.g. the unavailable skus of a 409
 
 
 class BadRequest(ApiError):
@@ -59,7 +60,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=headers)
+        body = {"detail": exc.message, **exc.extra}
+        return JSONResponse(body, status_code=exc.status, headers=headers)
 
     @app.exception_handler(DBAPIError)
     @app.exception_handler(InterfaceError)

@@ -2,23 +2,36 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel, EmailStr, Field, StringConstraints
+from sqlalchemy import select, update
+from sqlalchemy.exc import DBAPIError, InterfaceError
+from temporalio.service import RPCError
 
-from api.auth import AdminCaller, CurrentCaller, DepsDep
-from api.errors import Conflict, NotFound
+from api.auth import AdminCaller, Caller, CurrentCaller, DepsDep
+from api.deps import Deps
+from api.errors import Conflict, NotFound, Unavailable
+from db.models import Order, Payment
 from db.orders import (
+    AttemptRefused,
     MixedCurrencies,
     NewOrder,
     OutOfStock,
+    close_order,
     create_order,
     create_product,
+    new_attempt,
     order_view,
 )
+from domain.payments import OrderStatus
+from workflows.order_client import start_order_lifecycle, tell_closed
 
+log = logging.getLogger("paysaga.orders")
 router = APIRouter()
 
 Sku = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
@@ -60,6 +73,11 @@ async def add_product(body: ProductIn, _: AdminCaller, deps: DepsDep) -> dict[st
 
 @router.post("/orders", status_code=201)
 async def place_order(body: OrderIn, caller: CurrentCaller, deps: DepsDep) -> dict[str, Any]:
+    """Reserves the stock and starts the order's lifecycle (`order-{id}`, the payment window).
+
+    The row commits first, then the workflow starts: a workflow never acts on an order that
+    does not exist. If the start fails the order stands (it can be paid) and the next
+    reconciliation run starts its lifecycle (`lifecycle_started` is still false)."""
     items: dict[str, int] = {}
     for item in body.items:
         items[item.sku] = items.get(item.sku, 0) + item.quantity
@@ -71,29 +89,104 @@ async def place_order(body: OrderIn, caller: CurrentCaller, deps: DepsDep) -> di
         intent_id=deps.gateway(body.provider).mint_intent_id(),
         attendee_name=body.attendee.name if body.attendee else None,
         attendee_email=str(body.attendee.email) if body.attendee else None,
+        window_seconds=deps.settings.payment_window_seconds,
     )
     try:
         async with deps.sessions.begin() as s:
             order_id = await create_order(s, new)
+            expires_at = await s.scalar(select(Order.expires_at).where(Order.id == order_id))
     except OutOfStock as exc:
-        raise Conflict(f"unknown sku or not enough stock: {exc}") from exc
+        raise Conflict(f"unknown sku or not enough stock: {exc}", unavailable=exc.skus) from exc
     except MixedCurrencies as exc:
         raise Conflict(f"items are priced in different currencies: {exc}") from exc
+    assert expires_at is not None
+    await _start_lifecycle(deps, order_id, expires_at)
+    return await _view(deps, order_id)
+
+
+async def _start_lifecycle(deps: Deps, order_id: uuid.UUID, expires_at: datetime) -> None:
+    try:
+        await start_order_lifecycle(
+            await deps.temporal(), deps.settings.task_queue, str(order_id), expires_at
+        )
+        async with deps.sessions.begin() as s:
+            await s.execute(
+                update(Order).where(Order.id == order_id).values(lifecycle_started=True)
+            )
+    except (RPCError, Unavailable, DBAPIError, InterfaceError, OSError) as exc:
+        log.warning("order %s: lifecycle not started, the sweep will: %s", order_id, exc)
+
+
+async def _view(deps: Deps, order_id: uuid.UUID) -> dict[str, Any]:
     async with deps.sessions() as s:
         view = await order_view(s, order_id)
     assert view is not None
     return view
 
 
-@router.get("/orders/{order_id}")
-async def get_order(order_id: str, caller: CurrentCaller, deps: DepsDep) -> dict[str, Any]:
+async def _own_order(deps: Deps, caller: Caller, order_id: str) -> uuid.UUID:
+    """The order's id if the caller may act on it; another customer's order is not found."""
+    return (await _order_and_owner(deps, caller, order_id))[0]
+
+
+async def _order_and_owner(deps: Deps, caller: Caller, order_id: str) -> tuple[uuid.UUID, str]:
     try:
         key = uuid.UUID(order_id)
     except ValueError as exc:
         raise NotFound("no such order") from exc
     async with deps.sessions() as s:
-        view = await order_view(s, key)
-    # Another customer's order is "not found", not "forbidden": its existence is not told.
-    if view is None or (view["customer_id"] != caller.sub and not caller.is_admin):
+        owner = await s.scalar(select(Order.customer_id).where(Order.id == key))
+    if owner is None or (owner != caller.sub and not caller.is_admin):
         raise NotFound("no such order")
-    return view
+    return key, owner
+
+
+@router.get("/orders/{order_id}")
+async def get_order(order_id: str, caller: CurrentCaller, deps: DepsDep) -> dict[str, Any]:
+    return await _view(deps, await _own_order(deps, caller, order_id))
+
+
+@router.post("/orders/{order_id}/cancel")
+async def cancel_order(order_id: str, caller: CurrentCaller, deps: DepsDep) -> dict[str, Any]:
+    """Cancels an unpaid order: its pending attempt `cancelled`, stock released, once.
+    Again on a cancelled order: 200, nothing changes. Paid (or refunded): 409."""
+    key, owner = await _order_and_owner(deps, caller, order_id)
+    reason = "customer" if caller.sub == owner else "admin"
+    async with deps.sessions.begin() as s:
+        changed, status = await close_order(s, key, reason)
+    if status in (OrderStatus.PAID, OrderStatus.REFUNDED):
+        raise Conflict(f"the order is {status}; a paid order is refunded, not cancelled")
+    if changed:
+        try:
+            await tell_closed(await deps.temporal(), str(key), reason)
+        except Unavailable as exc:  # its timer finds the order cancelled and ends the same way
+            log.warning("order %s cancelled; lifecycle not told: %s", key, exc)
+    return await _view(deps, key)
+
+
+class AttemptIn(BaseModel):
+    provider: Literal["razorpay", "stripe", "standard"] | None = None
+
+
+@router.post("/orders/{order_id}/payments", status_code=201)
+async def new_payment_attempt(
+    order_id: str, caller: CurrentCaller, deps: DepsDep, body: AttemptIn | None = None
+) -> dict[str, Any]:
+    """A new attempt, with a new intent, after a failed or cancelled one, while the window is
+    open (409 once the order is paid, cancelled or expired, or while an attempt is pending)."""
+    key = await _own_order(deps, caller, order_id)
+    provider = body.provider if body and body.provider else None
+    try:
+        async with deps.sessions.begin() as s:
+            if provider is None:
+                provider = await s.scalar(
+                    select(Payment.provider)
+                    .where(Payment.order_id == key)
+                    .order_by(Payment.id.desc())
+                    .limit(1)
+                )
+            assert provider is not None  # every order is created with its first attempt
+            await new_attempt(s, key, provider, deps.gateway(provider).mint_intent_id())
+    except AttemptRefused as exc:
+        raise Conflict(str(exc)) from exc
+    return await _view(deps, key)

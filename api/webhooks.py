@@ -18,8 +18,8 @@ from api.auth import DepsDep
 from api.deps import Deps
 from api.errors import BadRequest, PayloadTooLarge, Unauthorized, UnsupportedMediaType
 from db.models import SecurityEvent
-from db.orders import payment_already_confirmed
-from domain.payments import Confirmation
+from db.orders import end_attempt, payment_already_confirmed
+from domain.payments import AttemptEnd, Confirmation, PaymentStatus
 from gateways import MalformedEvent, SignatureError
 from workflows.confirmation_client import start_confirmation
 
@@ -78,6 +78,26 @@ async def confirm(deps: Deps, c: Confirmation) -> Literal["accepted", "duplicate
     )
 
 
+async def end_attempt_from(deps: Deps, end: AttemptEnd) -> Literal["accepted", "ignored"]:
+    """A failed or cancelled attempt: recorded at once, in one transaction with its event.
+
+    No workflow is started for it, so it never spends `payment-{provider}-{tx}`: a Stripe
+    PaymentIntent that fails and then succeeds is confirmed like any other. The order keeps
+    waiting for a new attempt until its window closes. A database that is down answers 503
+    and the gateway retries; an attempt that is no longer pending (paid already, or its
+    failure told twice) or unknown is `ignored`."""
+    detail = {"event_id": end.event_id, "event_type": end.event_type, "reason": end.reason}
+    async with deps.sessions.begin() as s:
+        order_id = await end_attempt(
+            s, end.provider, end.intent_id, PaymentStatus(end.status), detail
+        )
+    if order_id is None:
+        log.info("ignored %s %s for intent %s", end.provider, end.event_type, end.intent_id)
+        return "ignored"
+    log.info("payment attempt %s %s: order %s", end.intent_id, end.status, order_id)
+    return "accepted"
+
+
 async def _handle(provider: str, request: Request, deps: Deps) -> Result:
     body = await _read_body(request)
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -93,6 +113,8 @@ async def _handle(provider: str, request: Request, deps: Deps) -> Result:
         event = gateway.parse(body, request.headers)
     except MalformedEvent as exc:
         raise BadRequest(str(exc)) from exc
+    if event.attempt_end is not None:
+        return {"result": await end_attempt_from(deps, event.attempt_end)}
     if event.confirmation is None:
         log.info("ignored %s event %s (%s)", provider, event.event_id, event.event_type)
         return {"result": "ignored"}

@@ -11,6 +11,16 @@ Rules (each violation names its rule):
 - `ticket_for_unpaid_order`: no ticket for an order that was never paid.
 - `payment_without_order_has_case`: every confirmation parked without an order (unmatched,
   amount mismatch) has an open case; every one resolved or refunded has a resolved case.
+- `stock_exact`: a product's stock is what it was stocked with less what live (awaiting or
+  paid) orders hold: a cancelled order's stock came back once, never twice.
+- `paid_and_cancelled`: no order is both: a cancelled order has no `OrderPaid`, a paid one no
+  `OrderCancelled`.
+- `state_change_has_event`: every order has `OrderCreated`; paid (or refunded) `OrderPaid`;
+  cancelled `OrderCancelled`; every stored payment `PaymentConfirmed`; every failed attempt
+  `PaymentFailed`; every paid order `OrderPlaced` or its lifecycle still running.
+- `late_payment_has_case`: money stored for an order that was cancelled first is parked with
+  a `late_payment` case (open, or resolved once refunded), or its confirmation is still
+  running.
 The Temporal parts are scoped to one task queue, so a shared server is checked per stack.
 """
 
@@ -20,12 +30,12 @@ from dataclasses import dataclass
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from domain import keys
 from domain.confirmation import ConfirmationState
-from domain.payments import confirmation_workflow_id
+from domain.payments import confirmation_workflow_id, order_workflow_id
 from workflows.confirmation_client import running_state
 
 
@@ -81,6 +91,63 @@ TICKET_UNPAID = text(
     """
 )
 CASES = text("SELECT provider, transaction_id, state FROM reconciliation_cases")
+STOCK = text(
+    """
+    SELECT p.sku, p.total_stock, p.stock, coalesce(r.held, 0) FROM products p
+    LEFT JOIN (
+        SELECT i.sku, sum(i.quantity) AS held FROM order_items i
+        JOIN orders o ON o.id = i.order_id
+        WHERE o.status IN ('awaiting_payment', 'paid') GROUP BY i.sku
+    ) r ON r.sku = p.sku
+    WHERE p.total_stock <> p.stock + coalesce(r.held, 0)
+    """
+)
+PAID_AND_CANCELLED = text(
+    """
+    SELECT o.id, o.status FROM orders o JOIN events e ON e.order_id = o.id
+    WHERE (o.status = 'cancelled' AND e.type = 'OrderPaid')
+       OR (o.status IN ('paid', 'refunded') AND e.type = 'OrderCancelled')
+    """
+)
+MISSING_EVENTS = text(
+    """
+    SELECT o.id, 'OrderCreated' FROM orders o WHERE NOT EXISTS (
+        SELECT 1 FROM events e WHERE e.order_id = o.id AND e.type = 'OrderCreated')
+    UNION ALL
+    SELECT o.id, 'OrderPaid' FROM orders o WHERE o.status IN ('paid', 'refunded') AND NOT EXISTS (
+        SELECT 1 FROM events e WHERE e.order_id = o.id AND e.type = 'OrderPaid')
+    UNION ALL
+    SELECT o.id, 'OrderCancelled' FROM orders o WHERE o.status = 'cancelled' AND NOT EXISTS (
+        SELECT 1 FROM events e WHERE e.order_id = o.id AND e.type = 'OrderCancelled')
+    UNION ALL
+    SELECT p.order_id, 'PaymentConfirmed' FROM payments p
+    WHERE p.status IN ('paid', 'refunded') AND NOT EXISTS (
+        SELECT 1 FROM events e WHERE e.order_id = p.order_id AND e.type = 'PaymentConfirmed'
+        AND e.payload->>'transaction_id' = p.transaction_id)
+    UNION ALL
+    SELECT p.order_id, 'PaymentFailed' FROM payments p WHERE p.status = 'failed' AND NOT EXISTS (
+        SELECT 1 FROM events e WHERE e.order_id = p.order_id AND e.type = 'PaymentFailed'
+        AND e.payload->>'intent_id' = p.intent_id)
+    """
+)
+UNPLACED = text(
+    """
+    SELECT o.id FROM orders o WHERE o.status = 'paid'
+    AND NOT EXISTS (SELECT 1 FROM events e WHERE e.order_id = o.id AND e.type = 'OrderPlaced')
+    """
+)
+LATE_PAYMENTS = text(
+    """
+    SELECT p.provider, p.transaction_id, p.order_id, p.status FROM payments p
+    JOIN orders o ON o.id = p.order_id
+    WHERE o.status = 'cancelled' AND p.status IN ('paid', 'refunded')
+      AND NOT EXISTS (
+        SELECT 1 FROM reconciliation_cases c
+        WHERE c.provider = p.provider AND c.transaction_id = p.transaction_id
+          AND c.kind = 'late_payment'
+          AND c.state = CASE WHEN p.status = 'paid' THEN 'open' ELSE 'resolved' END)
+    """
+)
 
 
 async def check_invariants(
@@ -104,6 +171,21 @@ async def check_invariants(
             )
         for order_id, status in await s.execute(TICKET_UNPAID):
             found.append(Violation("ticket_for_unpaid_order", f"order {order_id} is {status}"))
+        for sku, total, stock, held in await s.execute(STOCK):
+            found.append(
+                Violation(
+                    "stock_exact",
+                    f"{sku}: stocked with {total}, {stock} left, {held} held by live orders",
+                )
+            )
+        for order_id, status in await s.execute(PAID_AND_CANCELLED):
+            found.append(Violation("paid_and_cancelled", f"order {order_id} ({status})"))
+        for order_id, missing in await s.execute(MISSING_EVENTS):
+            found.append(
+                Violation("state_change_has_event", f"order {order_id} has no {missing} event")
+            )
+        unplaced = (await s.execute(UNPLACED)).scalars().all()
+        late = (await s.execute(LATE_PAYMENTS)).all()
         stored_not_paid = (await s.execute(STORED_NOT_PAID)).all()
         unaudited = (await s.execute(UNAUDITED_PAID)).all()
         cases: dict[tuple[str, str], set[str]] = {}
@@ -134,6 +216,24 @@ async def check_invariants(
                     f"order {order_id} is paid without its audit entry or a pending fallback",
                 )
             )
+    for order_id in unplaced:
+        if not await _running(client, order_workflow_id(str(order_id))):
+            found.append(
+                Violation(
+                    "state_change_has_event",
+                    f"order {order_id} is paid without OrderPlaced or a lifecycle placing it",
+                )
+            )
+    for provider, transaction_id, order_id, status in late:
+        if await _running_state(client, confirmation_workflow_id(provider, transaction_id)):
+            continue
+        found.append(
+            Violation(
+                "late_payment_has_case",
+                f"payment {provider} {transaction_id} ({status}) for cancelled order {order_id} "
+                "has no late_payment case in the matching state",
+            )
+        )
     found += await _parked_have_cases(client, task_queue, cases)
     return found
 
@@ -145,6 +245,16 @@ async def _running_state(client: Client | None, workflow_id: str) -> Confirmatio
         return await running_state(client, workflow_id)
     except RPCError:  # unreachable: nothing can be confirmed pending, so it counts against
         return None
+
+
+async def _running(client: Client | None, workflow_id: str) -> bool:
+    if client is None:
+        return False
+    try:
+        described = await client.get_workflow_handle(workflow_id).describe()
+    except RPCError:
+        return False
+    return described.status == WorkflowExecutionStatus.RUNNING
 
 
 async def _parked_have_cases(

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -48,6 +49,8 @@ class Product(Base):
     unit_amount: Mapped[int] = mapped_column(BigInteger, CheckConstraint("unit_amount >= 0"))
     currency: Mapped[str] = _currency()
     stock: Mapped[int] = mapped_column(Integer, CheckConstraint("stock >= 0"))
+    # What the product was stocked with: stock + what live (awaiting or paid) orders hold.
+    total_stock: Mapped[int] = mapped_column(Integer, CheckConstraint("total_stock >= stock"))
     created_at: Mapped[datetime] = _now()
 
 
@@ -66,6 +69,19 @@ class Order(Base):
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
     paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The payment window: past it an unpaid order is cancelled by its lifecycle workflow.
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    cancel_reason: Mapped[str | None] = mapped_column(
+        Text,
+        CheckConstraint(
+            "cancel_reason IS NULL OR cancel_reason IN ('timeout', 'customer', 'admin')"
+        ),
+    )
+    # Set once `order-{id}` is started; the reconciliation sweep starts any left unstarted.
+    lifecycle_started: Mapped[bool] = mapped_column(
+        Boolean, server_default=text("false"), default=False
+    )
 
 
 class OrderItem(Base):
@@ -167,7 +183,9 @@ class Ticket(Base):
 
 
 class Event(Base):
-    """The event log read through `GET /events?after=`; `id` is the cursor."""
+    """The event log (an outbox) read through `GET /events?after=`. It also has a `txid xid8`
+    column (the writing transaction, a server default, not mapped here): the feed is ordered
+    by (txid, id) and shows only transactions older than every open one (`db.events`)."""
 
     __tablename__ = "events"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)

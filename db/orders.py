@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import and_, exists, func, select, update
@@ -17,7 +18,11 @@ from domain.payments import OrderStatus, PaymentStatus
 
 
 class OutOfStock(Exception):
-    pass
+    """Unknown skus, or not enough stock: every one of them (SEQ-BP-002), nothing reserved."""
+
+    def __init__(self, skus: list[str]) -> None:
+        super().__init__(", ".join(skus))
+        self.skus = skus
 
 
 class NotPayable(Exception):
@@ -40,13 +45,14 @@ class NewOrder:
     intent_id: str
     attendee_name: str | None
     attendee_email: str | None
+    window_seconds: int = 900  # PAYSAGA_PAYMENT_WINDOW_SECONDS
 
 
 async def create_product(s: AsyncSession, values: dict[str, Any]) -> bool:
     """False if the sku exists already."""
     created = await s.scalar(
         insert(Product)
-        .values(**values)
+        .values(**values, total_stock=values["stock"])
         .on_conflict_do_nothing(index_elements=["sku"])
         .returning(Product.id)
     )
@@ -57,6 +63,7 @@ async def create_order(s: AsyncSession, new: NewOrder) -> uuid.UUID:
     """Reserves stock for every item or none (the caller's transaction rolls back on raise)."""
     order_id = uuid.uuid4()
     lines = []
+    unavailable = []
     # Sorted, so two orders for the same skus lock rows in the same order (no deadlock).
     for sku in sorted(new.items):
         quantity = new.items[sku]
@@ -69,8 +76,11 @@ async def create_order(s: AsyncSession, new: NewOrder) -> uuid.UUID:
             )
         ).one_or_none()
         if row is None:
-            raise OutOfStock(sku)
-        lines.append((sku, quantity, row.name, row.unit_amount, row.currency))
+            unavailable.append(sku)  # go on: the answer names every unavailable sku
+        else:
+            lines.append((sku, quantity, row.name, row.unit_amount, row.currency))
+    if unavailable:
+        raise OutOfStock(unavailable)
     currencies = {line[4] for line in lines}
     if len(currencies) != 1:
         raise MixedCurrencies(sorted(currencies))
@@ -85,6 +95,7 @@ async def create_order(s: AsyncSession, new: NewOrder) -> uuid.UUID:
             currency=currency,
             attendee_name=new.attendee_name,
             attendee_email=new.attendee_email,
+            expires_at=func.now() + timedelta(seconds=new.window_seconds),
         )
     )
     await s.flush()
@@ -135,6 +146,13 @@ async def mark_paid(
         .returning(Order.id)
     )
     if changed is not None:
+        # A newer attempt still open (the customer retried, then the older intent succeeded
+        # after all) can no longer take money for this order.
+        await s.execute(
+            update(Payment)
+            .where(Payment.order_id == order_id, Payment.status == PaymentStatus.PENDING)
+            .values(status=PaymentStatus.CANCELLED)
+        )
         await journal.emit(
             s,
             "OrderPaid",
@@ -149,15 +167,183 @@ async def mark_paid(
     raise NotPayable(status)
 
 
+class AttemptRefused(Exception):
+    """A new payment attempt is not possible now; the message says why (answered 409)."""
+
+
+CANCEL_REASONS = ("timeout", "customer", "admin")
+
+
+async def close_order(s: AsyncSession, order_id: uuid.UUID, reason: str) -> tuple[bool, str | None]:
+    """The one place an unpaid order is cancelled (window closed, customer, admin).
+
+    The conditional UPDATE on the order's status is where a cancel and a confirmation racing
+    it are decided: `mark_paid` updates the same row `WHERE status = 'awaiting_payment'`, so
+    exactly one of them changes it. Only the call that changed it releases the stock, ends the
+    pending attempt (`timeout` or `cancelled`) and writes `OrderCancelled`, so all of that
+    happens once. Returns (changed, status after).
+    """
+    assert reason in CANCEL_REASONS
+    changed = await s.scalar(
+        update(Order)
+        .where(Order.id == order_id, Order.status == OrderStatus.AWAITING_PAYMENT)
+        .values(
+            status=OrderStatus.CANCELLED,
+            cancel_reason=reason,
+            cancelled_at=func.now(),
+            updated_at=func.now(),
+        )
+        .returning(Order.id)
+    )
+    if changed is None:
+        return False, await s.scalar(select(Order.status).where(Order.id == order_id))
+    attempt_status = PaymentStatus.TIMEOUT if reason == "timeout" else PaymentStatus.CANCELLED
+    ended = (
+        await s.execute(
+            update(Payment)
+            .where(Payment.order_id == order_id, Payment.status == PaymentStatus.PENDING)
+            .values(status=attempt_status)
+            .returning(Payment.provider, Payment.intent_id)
+        )
+    ).all()
+    items = (
+        await s.execute(
+            select(OrderItem.sku, OrderItem.quantity)
+            .where(OrderItem.order_id == order_id)
+            .order_by(OrderItem.sku)  # the lock order create_order uses
+        )
+    ).all()
+    for sku, quantity in items:
+        await s.execute(
+            update(Product).where(Product.sku == sku).values(stock=Product.stock + quantity)
+        )
+    await journal.emit(
+        s,
+        "OrderCancelled",
+        order_id,
+        keys.event("OrderCancelled", order_id),
+        {
+            "reason": reason,
+            "released": [{"sku": sku, "quantity": q} for sku, q in items],
+            "attempts_ended": [
+                {"provider": p, "intent_id": i, "status": str(attempt_status)} for p, i in ended
+            ],
+        },
+    )
+    return True, OrderStatus.CANCELLED
+
+
+async def new_attempt(s: AsyncSession, order_id: uuid.UUID, provider: str, intent_id: str) -> None:
+    """A new payment attempt after a failed or cancelled one, while the window is open.
+
+    The order row is locked first, as `close_order` locks it, so an attempt cannot be added to
+    an order the window is closing at that moment."""
+    order = await s.scalar(select(Order).where(Order.id == order_id).with_for_update())
+    if order is None:
+        raise AttemptRefused("no such order")
+    if order.status != OrderStatus.AWAITING_PAYMENT:
+        raise AttemptRefused(f"the order is {order.status}")
+    expired = await s.scalar(select(Order.expires_at <= func.now()).where(Order.id == order_id))
+    if expired:
+        raise AttemptRefused("the order's payment window has closed")
+    pending = await s.scalar(
+        select(Payment.intent_id).where(
+            Payment.order_id == order_id, Payment.status == PaymentStatus.PENDING
+        )
+    )
+    if pending is not None:
+        raise AttemptRefused(f"payment attempt {pending} is still pending")
+    s.add(
+        Payment(
+            order_id=order_id,
+            provider=provider,
+            intent_id=intent_id,
+            status=PaymentStatus.PENDING,
+            amount=order.amount,
+            currency=order.currency,
+        )
+    )
+    await s.flush()
+
+
+async def end_attempt(
+    s: AsyncSession,
+    provider: str,
+    intent_id: str,
+    status: PaymentStatus,
+    detail: dict[str, Any],
+) -> uuid.UUID | None:
+    """A gateway says an attempt failed or was cancelled: `pending` becomes `failed` or
+    `cancelled` with its `PaymentFailed` event; the order keeps waiting for payment until its
+    window closes. Only a pending attempt changes: a failure that arrives after the success
+    (webhooks come out of order) changes nothing, and a later success of a failed attempt
+    (Stripe: the customer changes card) is still confirmed by its own workflow.
+    Returns the order id if the attempt changed."""
+    assert status in (PaymentStatus.FAILED, PaymentStatus.CANCELLED)
+    row = (
+        await s.execute(
+            update(Payment)
+            .where(
+                Payment.provider == provider,
+                Payment.intent_id == intent_id,
+                Payment.status == PaymentStatus.PENDING,
+            )
+            .values(status=status)
+            .returning(Payment.order_id, Payment.amount, Payment.currency)
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    await journal.emit(
+        s,
+        "PaymentFailed",
+        row.order_id,
+        keys.event("PaymentFailed", provider, intent_id),
+        {
+            "provider": provider,
+            "intent_id": intent_id,
+            "status": str(status),
+            "amount": row.amount,
+            "currency": row.currency,
+        }
+        | detail,
+    )
+    return uuid.UUID(str(row.order_id))
+
+
+async def mark_placed(s: AsyncSession, order_id: uuid.UUID) -> bool:
+    """`OrderPlaced`, after `OrderPaid`: the order is confirmed for fulfilment. Once."""
+    paid = await s.scalar(
+        select(Order.id).where(Order.id == order_id, Order.status == OrderStatus.PAID)
+    )
+    if paid is None:
+        return False
+    await journal.emit(s, "OrderPlaced", order_id, keys.event("OrderPlaced", order_id), {})
+    return True
+
+
 async def order_view(s: AsyncSession, order_id: uuid.UUID) -> dict[str, Any] | None:
     order = await s.get(Order, order_id)
     if order is None:
         return None
     items = (await s.scalars(select(OrderItem).where(OrderItem.order_id == order_id))).all()
-    payment = await s.scalar(
-        select(Payment).where(Payment.order_id == order_id).order_by(Payment.id.desc()).limit(1)
-    )
+    attempts = (
+        await s.scalars(select(Payment).where(Payment.order_id == order_id).order_by(Payment.id))
+    ).all()
     ticket = await s.scalar(select(Ticket).where(Ticket.order_id == order_id))
+    payments = [
+        {
+            "provider": p.provider,
+            "intent_id": p.intent_id,
+            "transaction_id": p.transaction_id,
+            "status": p.status,
+            "amount": p.amount,
+            "currency": p.currency,
+            "checkout_url": None,
+            "created_at": p.created_at.isoformat(),
+        }
+        for p in attempts
+    ]
     return {
         "id": str(order.id),
         "customer_id": order.customer_id,
@@ -173,20 +359,16 @@ async def order_view(s: AsyncSession, order_id: uuid.UUID) -> dict[str, Any] | N
             if order.attendee_name or order.attendee_email
             else None
         ),
-        "payment": None
-        if payment is None
-        else {
-            "provider": payment.provider,
-            "intent_id": payment.intent_id,
-            "transaction_id": payment.transaction_id,
-            "status": payment.status,
-            "checkout_url": None,
-        },
+        "payment": payments[-1] if payments else None,
+        "payments": payments,
         "ticket": None
         if ticket is None
         else {"code": ticket.code, "issued_at": ticket.issued_at.isoformat()},
         "created_at": order.created_at.isoformat(),
+        "expires_at": order.expires_at.isoformat(),
         "paid_at": order.paid_at.isoformat() if order.paid_at else None,
+        "cancelled_at": order.cancelled_at.isoformat() if order.cancelled_at else None,
+        "cancel_reason": order.cancel_reason,
     }
 
 

@@ -88,6 +88,23 @@ class Confirmation:
     order_id: str | None = None  # an order reference the gateway echoed back, if any
 
 
+@dataclass(frozen=True)
+class AttemptEnd:
+    """A gateway says a payment attempt ended without money: `failed` (declined; the same
+    Stripe PaymentIntent may still succeed later) or `cancelled` (checkout abandoned)."""
+
+    provider: str
+    intent_id: str
+    status: str  # PaymentStatus.FAILED | PaymentStatus.CANCELLED
+    event_id: str
+    event_type: str
+    reason: str | None = None
+
+
+def order_workflow_id(order_id: str) -> str:
+    return f"order-{order_id}"
+
+
 # Gateways' ids are visible ASCII (pay_..., pi_..., order_...). Anything else (a NUL byte, a
 # lone surrogate, a newline) could never be stored, and would only loop in a workflow.
 _IDENTIFIER = re.compile(r"[\x21-\x7e]{1,255}", re.ASCII)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from domain.money import minor_units, normalise_currency
-from domain.payments import Confirmation, is_identifier
+from domain.payments import AttemptEnd, Confirmation, is_identifier
 
 
 class SignatureError(Exception):
@@ -28,6 +28,7 @@ class GatewayEvent:
     event_id: str
     event_type: str
     confirmation: Confirmation | None  # None: a valid event we do not act on
+    attempt_end: AttemptEnd | None = None  # a failed or cancelled payment attempt
 
 
 _ALNUM = string.ascii_letters + string.digits
@@ -71,6 +72,13 @@ def text(data: Mapping[str, Any], *path: str) -> str:
     if not isinstance(value, str) or not value or len(value) > 255 or not value.isprintable():
         raise MalformedEvent(f"field {'.'.join(path)} must be a non-empty printable string")
     return value
+
+
+def reason(value: object) -> str | None:
+    """A gateway's failure text, kept only as short printable text (it goes into an event)."""
+    if isinstance(value, str) and value.isprintable():
+        return value[:200] or None
+    return None
 
 
 def identifier(value: object, field: str) -> str:

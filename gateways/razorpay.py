@@ -10,16 +10,18 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 
-from domain.payments import Confirmation
+from domain.payments import AttemptEnd, Confirmation, PaymentStatus
 from gateways.base import (
     Gateway,
     GatewayEvent,
     SignatureError,
     constant_time_in,
+    dig,
     identifier_at,
     load_json_object,
     money,
     random_id,
+    reason,
     text,
 )
 
@@ -41,9 +43,21 @@ class RazorpayGateway(Gateway):
         data = load_json_object(body)
         event_type = text(data, "event")
         event_id = headers.get("x-razorpay-event-id") or ""
+        payment = ("payload", "payment", "entity")
+        if event_type == "payment.failed":
+            intent_id = identifier_at(data, *payment, "order_id")  # also: entity is an object
+            entity = dig(data, *payment)
+            end = AttemptEnd(
+                provider=self.name,
+                intent_id=intent_id,
+                status=PaymentStatus.FAILED,
+                event_id=event_id,
+                event_type=event_type,
+                reason=reason(entity.get("error_description") or entity.get("error_code")),
+            )
+            return GatewayEvent(event_id, event_type, None, end)
         if event_type not in CONFIRMING_EVENTS:
             return GatewayEvent(event_id, event_type, None)
-        payment = ("payload", "payment", "entity")
         amount, currency = money(data, (*payment, "amount"), (*payment, "currency"))
         confirmation = Confirmation(
             provider=self.name,

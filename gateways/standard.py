@@ -9,7 +9,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 
-from domain.payments import Confirmation
+from domain.payments import AttemptEnd, Confirmation, PaymentStatus
 from gateways.base import (
     Gateway,
     GatewayEvent,
@@ -20,11 +20,16 @@ from gateways.base import (
     load_json_object,
     money,
     random_id,
+    reason,
     text,
 )
 
 TOLERANCE_SECONDS = 300
 CONFIRMING_EVENTS = ("payment.succeeded",)
+ENDING_EVENTS = {
+    "payment.failed": PaymentStatus.FAILED,
+    "payment.cancelled": PaymentStatus.CANCELLED,
+}
 
 
 def _key(secret: str) -> bytes:
@@ -63,6 +68,16 @@ class StandardWebhooksGateway(Gateway):
         data = load_json_object(body)
         event_type = text(data, "type")
         event_id = headers.get("webhook-id") or ""
+        if event_type in ENDING_EVENTS:
+            end = AttemptEnd(
+                provider=self.name,
+                intent_id=identifier_at(data, "data", "intent_id"),
+                status=ENDING_EVENTS[event_type],
+                event_id=event_id,
+                event_type=event_type,
+                reason=reason(data["data"].get("reason")),
+            )
+            return GatewayEvent(event_id, event_type, None, end)
         if event_type not in CONFIRMING_EVENTS:
             return GatewayEvent(event_id, event_type, None)
         amount, currency = money(data, ("data", "amount"), ("data", "currency"))

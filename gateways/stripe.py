@@ -10,22 +10,28 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 
-from domain.payments import Confirmation
+from domain.payments import AttemptEnd, Confirmation, PaymentStatus
 from gateways.base import (
     Gateway,
     GatewayEvent,
     SignatureError,
     constant_time_in,
+    dig,
     hint,
     identifier_at,
     load_json_object,
     money,
     random_id,
+    reason,
     text,
 )
 
 TOLERANCE_SECONDS = 300
 CONFIRMING_EVENTS = ("payment_intent.succeeded",)
+ENDING_EVENTS = {
+    "payment_intent.payment_failed": PaymentStatus.FAILED,
+    "payment_intent.canceled": PaymentStatus.CANCELLED,
+}
 
 
 class StripeGateway(Gateway):
@@ -56,9 +62,23 @@ class StripeGateway(Gateway):
         data = load_json_object(body)
         event_type = text(data, "type")
         event_id = identifier_at(data, "id")
+        intent = ("data", "object")
+        if event_type in ENDING_EVENTS:
+            intent_id = identifier_at(data, *intent, "id")  # also: the object is an object
+            obj = dig(data, *intent)
+            error = obj.get("last_payment_error")
+            why = error.get("message") if isinstance(error, dict) else None
+            end = AttemptEnd(
+                provider=self.name,
+                intent_id=intent_id,
+                status=ENDING_EVENTS[event_type],
+                event_id=event_id,
+                event_type=event_type,
+                reason=reason(why or obj.get("cancellation_reason")),
+            )
+            return GatewayEvent(event_id, event_type, None, end)
         if event_type not in CONFIRMING_EVENTS:
             return GatewayEvent(event_id, event_type, None)
-        intent = ("data", "object")
         # amount_received is what was actually captured, not what was asked for.
         amount, currency = money(data, (*intent, "amount_received"), (*intent, "currency"))
         intent_id = identifier_at(data, *intent, "id")

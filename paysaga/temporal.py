@@ -15,13 +15,20 @@ from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.confirmation import ConfirmationActivities
+from activities.orders import OrderActivities
 from activities.reconciliation import ReconcileInput, ReconciliationActivities
 from paysaga.settings import Settings
+from workflows.order_lifecycle import OrderLifecycleWorkflow
 from workflows.payment_confirmation import ConfirmPaymentWorkflow
 from workflows.reconciliation import ReconcileWorkflow, ensure_schedule
 
-SEARCH_ATTRIBUTES = {"PaymentState": "Keyword", "OrderId": "Keyword", "TransactionId": "Keyword"}
-WORKFLOWS = [ConfirmPaymentWorkflow, ReconcileWorkflow]
+SEARCH_ATTRIBUTES = {
+    "PaymentState": "Keyword",
+    "OrderId": "Keyword",
+    "TransactionId": "Keyword",
+    "OrderState": "Keyword",
+}
+WORKFLOWS = [ConfirmPaymentWorkflow, OrderLifecycleWorkflow, ReconcileWorkflow]
 
 
 async def connect(settings: Settings, wait_seconds: float = 60.0) -> Client:
@@ -83,6 +90,7 @@ def build_worker(
         workflow_runner=SandboxedWorkflowRunner() if sandboxed else UnsandboxedWorkflowRunner(),
         activities=[
             *ConfirmationActivities(sessions).all(),
+            *OrderActivities(sessions).all(),
             ReconciliationActivities(sessions, client).reconcile,
         ],
     )

@@ -29,6 +29,7 @@ from paysaga.postgres import EmbeddedPostgres
 from paysaga.settings import Settings
 from paysaga.temporal import build_worker, replay_failures
 from tests.helpers import SECRETS
+from workflows.order_lifecycle import ORDER_STATE
 from workflows.payment_confirmation import (
     ORDER_ID,
     PAYMENT_STATE,
@@ -77,7 +78,7 @@ async def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(BIN / "temporal"),
-        search_attributes=[PAYMENT_STATE, ORDER_ID, TRANSACTION_ID],
+        search_attributes=[PAYMENT_STATE, ORDER_ID, TRANSACTION_ID, ORDER_STATE],
     )
     yield env
     await env.shutdown()

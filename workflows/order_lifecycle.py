@@ -1,0 +1,97 @@
+"""The order lifecycle: `order-{order_id}`, started with the order by `POST /orders`.
+
+It holds the payment window as a durable timer. Whichever comes first ends it:
+- `paid` (sent by the confirmation once the order is marked paid): `OrderPlaced`;
+- `closed` (sent by the API once a customer or admin cancel committed): nothing left to do;
+- the window's end: `expire_order` cancels the order, ends the pending attempt as `timeout`
+  and releases the stock, unless a confirmation got there first.
+
+Who wins a race between a confirmation and the window (or a cancel) is not decided here but
+in the database, by one conditional update of the order's status (`db.orders.close_order`,
+`db.orders.mark_paid`); this workflow acts on what that update says. The loser compensates: a
+confirmation that finds the order cancelled stores the money and parks it as `late_payment`.
+
+Bounded: a timer, at most two activities and a signal or two; nothing grows with time.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeKey
+
+with workflow.unsafe.imports_passed_through():
+    from activities.orders import OrderActivities
+    from domain.orders import OrderClosed, OrderRun, OrderState
+    from domain.payments import OrderStatus
+
+ORDER_STATE = SearchAttributeKey.for_keyword("OrderState")
+
+# The database may be down when the window closes: the cancel is retried by the server until
+# it goes through (no events per attempt), never given up.
+UNTIL_DONE = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
+)
+STEP_TIMEOUT = timedelta(seconds=30)
+
+
+@workflow.defn(name="OrderLifecycle")
+class OrderLifecycleWorkflow:
+    @workflow.init
+    def __init__(self, run: OrderRun) -> None:
+        self._paid = False
+        self._closed: OrderClosed | None = None
+        self._state = OrderState.AWAITING_PAYMENT
+
+    @workflow.run
+    async def run(self, run: OrderRun) -> str:
+        remaining = (datetime.fromisoformat(run.expires_at) - workflow.now()).total_seconds()
+        if remaining > 0:
+            try:
+                await workflow.wait_condition(
+                    lambda: self._paid or self._closed is not None,
+                    timeout=timedelta(seconds=remaining),
+                    timeout_summary="payment window",
+                )
+            except TimeoutError:
+                pass
+        if self._closed is None and not self._paid:
+            closed = await workflow.execute_activity_method(
+                OrderActivities.expire_order,
+                run.order_id,
+                start_to_close_timeout=STEP_TIMEOUT,
+                retry_policy=UNTIL_DONE,
+            )
+            if closed.changed:
+                return self._end(OrderState.EXPIRED)
+            # Lost the race, or there was none: the order's own status says what happened.
+            self._paid = closed.status in (OrderStatus.PAID, OrderStatus.REFUNDED)
+        if self._paid:
+            await workflow.execute_activity_method(
+                OrderActivities.place_order,
+                run.order_id,
+                start_to_close_timeout=STEP_TIMEOUT,
+                retry_policy=UNTIL_DONE,
+            )
+            return self._end(OrderState.PAID)
+        return self._end(OrderState.CANCELLED)
+
+    def _end(self, state: OrderState) -> str:
+        self._state = state
+        workflow.upsert_search_attributes([ORDER_STATE.value_set(state.value)])
+        return state.value
+
+    @workflow.signal(name="paid")
+    def paid(self) -> None:
+        """The confirmation marked the order paid."""
+        self._paid = True
+
+    @workflow.signal(name="closed")
+    def closed(self, closed: OrderClosed) -> None:
+        """The API cancelled the order (its transaction committed before this was sent)."""
+        self._closed = closed
+
+    @workflow.query
+    def state(self) -> str:
+        return self._state.value
