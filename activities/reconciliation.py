@@ -38,8 +38,6 @@ from workflows.order_client import start_order_lifecycle
 
 log = logging.getLogger("paysaga.reconciliation")
 ACTOR = "system:reconciliation"
-# An order younger than this may still be having its lifecycle started by the API.
-UNSTARTED_AFTER = 30
 
 
 @dataclass(frozen=True)
@@ -48,6 +46,8 @@ class ReconcileInput:
     unmatched_alert_seconds: int = 3600
     settle_seconds: int = 60  # younger stored-not-paid payments are a confirmation in flight
     every_seconds: int = 60  # the sweep's period: a step retried sooner is left to the server
+    # An order younger than this may still be having its lifecycle started by the API.
+    unstarted_after_seconds: int = 30
 
 
 @dataclass
@@ -96,7 +96,8 @@ class ReconciliationActivities:
                     select(Order.id, Order.status, Order.expires_at)
                     .where(
                         Order.lifecycle_started.is_(False),
-                        Order.created_at < func.now() - timedelta(seconds=UNSTARTED_AFTER),
+                        Order.created_at
+                        < func.now() - timedelta(seconds=inp.unstarted_after_seconds),
                     )
                     .order_by(Order.created_at)
                     .limit(500)

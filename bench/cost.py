@@ -59,10 +59,10 @@ async def measure(stack: Stack, rate: float, seconds: float) -> dict[str, Any]:
     progress = Progress(1e9)
     try:
         # A short warm-up so imports, caches and connection pools are not charged to the run.
-        warm = await make_orders(engine, 20)
+        warm = await make_orders(stack, 20)
         await asyncio.to_thread(load, stack.api_url, 5, warm, stack.root, progress, 1, None)
         await completions(engine, [i[0] for i in warm], 60, None)
-        items = await make_orders(engine, int(rate * seconds))
+        items = await make_orders(stack, int(rate * seconds))
         procs = processes(stack)
         before, started = cpu_seconds(procs), time.monotonic()
         results = await asyncio.to_thread(

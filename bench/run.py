@@ -25,11 +25,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
+from api.auth import make_token
 from db.migrate import upgrade
 from db.orders import NewOrder, create_order, create_product
 from db.session import make_engine, make_sessionmaker
@@ -116,6 +118,8 @@ def dev_stack(root: Path) -> Iterator[Stack]:
             "PAYSAGA_API_PORT": str(api_port),
             "PAYSAGA_JWT_SECRET": "bench-jwt-secret-0123456789abcdef0123456789",
             "PAYSAGA_RAZORPAY_WEBHOOK_SECRETS": SECRET,
+            # Longer than the whole run: no bench order expires while it waits its turn.
+            "PAYSAGA_PAYMENT_WINDOW_SECONDS": "7200",
         }
         cli = [sys.executable, "-m", "paysaga.cli"]
         worker = spawn(stack, [*cli, "worker"], env, root / "worker.log")
@@ -128,9 +132,9 @@ def dev_stack(root: Path) -> Iterator[Stack]:
 # -- orders, load, outcomes ---------------------------------------------------------------
 
 
-async def make_orders(engine: AsyncEngine, n: int) -> list[list[Any]]:
-    """Orders awaiting payment with their pending payments, made by the API's own
-    `create_order` (stock reserved, event written), in one transaction."""
+async def make_orders_direct(engine: AsyncEngine, n: int) -> list[list[Any]]:
+    """Orders for the plain-handler reference, written by `create_order` in one transaction
+    (that handler has no workflows, so its orders carry none)."""
     sessions = make_sessionmaker(engine)
     sku = f"BENCH-{uuid.uuid4().hex[:8]}"
     intents = [f"order_{uuid.uuid4().hex[:14]}" for _ in range(n)]
@@ -142,6 +146,40 @@ async def make_orders(engine: AsyncEngine, n: int) -> list[list[Any]]:
         for intent in intents:
             await create_order(s, NewOrder("bench", {sku: 1}, "razorpay", intent, None, None))
     return [[intent, f"pay_{uuid.uuid4().hex[:14]}", 4900, "EUR"] for intent in intents]
+
+
+CHECKOUT_CONCURRENCY = 8
+CHECKOUT_MS: list[float] = []  # every checkout of the run, for the report
+
+
+async def make_orders(stack: Stack, n: int) -> list[list[Any]]:
+    """Orders through `POST /orders`, as a shop makes them: stock reserved and each order's
+    lifecycle workflow started. Eight customers at a time; each checkout's latency is kept."""
+    secret = stack.env["PAYSAGA_JWT_SECRET"]
+    admin = {"Authorization": f"Bearer {make_token(secret, 'bench-admin', admin=True)}"}
+    user = {"Authorization": f"Bearer {make_token(secret, 'bench')}"}
+    sku = f"BENCH-{uuid.uuid4().hex[:8]}"
+    product = {"sku": sku, "name": "Bench seat", "unit_amount": 4900, "currency": "EUR", "stock": n}
+    items: list[list[Any]] = []
+    async with httpx.AsyncClient(base_url=stack.api_url, timeout=60) as http:
+        (await http.post("/admin/products", json=product, headers=admin)).raise_for_status()
+        order = {"items": [{"sku": sku, "quantity": 1}], "provider": "razorpay"}
+        left = iter(range(n))
+
+        async def customer() -> None:
+            for _ in left:
+                started = time.perf_counter()
+                response = await http.post("/orders", json=order, headers=user)
+                CHECKOUT_MS.append((time.perf_counter() - started) * 1000)
+                response.raise_for_status()
+                body = response.json()
+                intent = body["payment"]["intent_id"]
+                items.append(
+                    [intent, f"pay_{uuid.uuid4().hex[:14]}", body["amount"], body["currency"]]
+                )
+
+        await asyncio.gather(*(customer() for _ in range(CHECKOUT_CONCURRENCY)))
+    return items
 
 
 def unmatched(n: int) -> list[list[Any]]:
@@ -252,7 +290,7 @@ async def paysaga_rate(
     progress: Progress,
     memory: Memory,
 ) -> dict[str, Any]:
-    items = await make_orders(engine, int(rate * seconds))
+    items = await make_orders(stack, int(rate * seconds))
     progress.show(f"paysaga at {rate:g}/s")
     results = await asyncio.to_thread(
         load, stack.api_url, rate, items, stack.root, progress, seconds, memory
@@ -308,13 +346,13 @@ async def plain_phase(
         wait_http(f"{url}/docs")
         rss = psutil.Process(proc.pid)
         for rate in RATES:
-            items = await make_orders(engine, int(rate * plan.plain_duration))
+            items = await make_orders_direct(engine, int(rate * plan.plain_duration))
             progress.show(f"plain handler at {rate}/s")
             results = await asyncio.to_thread(
                 load, f"{url}/api/v1", rate, items, stack.root, progress, plan.plain_duration, None
             )
             out["rates"].append(ack_summary(results, rate))
-        items = await make_orders(engine, plan.burst)
+        items = await make_orders_direct(engine, plan.burst)
         progress.show("plain handler, saturation")
         results = await asyncio.to_thread(
             load, f"{url}/api/v1", 2000, items, stack.root, progress, plan.burst / 500, None
@@ -369,7 +407,7 @@ async def parked_phase(
     stack: Stack, engine: AsyncEngine, plan: Plan, progress: Progress, memory: Memory
 ) -> dict[str, Any]:
     async def probe(label: str) -> dict[str, Any]:
-        items = await make_orders(engine, int(plan.probe_rate * plan.probe_duration))
+        items = await make_orders(stack, int(plan.probe_rate * plan.probe_duration))
         progress.show(f"ack probe {label}")
         results = await asyncio.to_thread(
             load,
@@ -455,6 +493,11 @@ async def run_all(stack: Stack, plan: Plan, progress: Progress) -> dict[str, Any
         "plain": plain,
         "parked": parked,
         "peak_rss_mb": {k: round(v / 2**20, 1) for k, v in memory.peak.items()},
+        "checkout": {
+            "orders": len(CHECKOUT_MS),
+            "concurrency": CHECKOUT_CONCURRENCY,
+            "ms": percentiles([ms / 1000 for ms in CHECKOUT_MS]),
+        },
     }
 
 
@@ -534,6 +577,12 @@ def markdown(report: dict[str, Any]) -> str:
         f"- paysaga sustained throughput as a fraction of the engine ceiling: **{d['throughput_vs_engine_ceiling']:.0%}** "
         f"(under overload: {d['overload_throughput_vs_engine_ceiling']:.0%}); of the plain handler: **{d['throughput_vs_plain_handler']:.0%}**",
         f"- paysaga ack p99 as a multiple of the plain handler's, per offered rate: {d['ack_p99_multiple_of_plain']}",
+        "",
+        "## Checkout",
+        "",
+        f"- `POST /orders` (stock reserved, order workflow started), {r['checkout']['orders']} orders, "
+        f"{r['checkout']['concurrency']} customers at a time: p50 {r['checkout']['ms']['p50']} ms, "
+        f"p95 **{r['checkout']['ms']['p95']} ms**, p99 {r['checkout']['ms']['p99']} ms (SEQ-BP-002: p95 < 200 ms)",
         "",
         "## Memory",
         "",

@@ -64,7 +64,7 @@ async def parse_cursor(s: AsyncSession, after: str | None) -> Cursor:
 
 async def page(s: AsyncSession, after: Cursor, limit: int) -> tuple[list[dict[str, Any]], Cursor]:
     rows = (
-        await s.execute(PAGE, {"txid": str(after.txid), "event_id": after.event_id, "limit": limit})
+        await s.execute(PAGE, {"txid": after.txid, "event_id": after.event_id, "limit": limit})
     ).all()
     events = [
         {

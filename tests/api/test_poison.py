@@ -61,7 +61,7 @@ async def test_a_poison_confirmation_is_refused_at_the_edge(stack: Stack, case: 
     if is_identifier(tx := poison.get("tx", "")):
         with pytest.raises(RPCError):
             await stack.client.get_workflow_handle(f"payment-razorpay-{tx}").describe()
-    count_query = f'TaskQueue = "{stack.task_queue}"'
+    count_query = f'TaskQueue = "{stack.task_queue}" AND WorkflowType = "ConfirmPayment"'
     assert (await stack.client.count_workflows(count_query)).count == 0
     assert (await stack.order(order["id"]))["payment"]["status"] == "pending"
     assert await count(stack.sessions, ReconciliationCase) == 0

@@ -21,8 +21,10 @@ import pytest
 from sqlalchemy import select, text, update
 
 from activities.reconciliation import ReconcileInput
+from db import journal
 from db.invariants import check_invariants
 from db.models import AuditEntry, Event, Payment, ReconciliationCase, Ticket
+from domain import keys
 from domain.payments import AdminRequest, confirmation_workflow_id
 from tests.conftest import BIN, Refuse, Stack
 from tests.helpers import ONE_CONFIRMATION, count, effects, razorpay_payment_event, razorpay_request
@@ -315,6 +317,14 @@ async def test_reconciliation_repairs_a_stored_payment_whose_workflow_is_gone(
                 confirmed_at=text("now() - interval '5 minutes'"),
             )
         )
+        # The store's own event, written in its transaction before the workflow was lost.
+        await journal.emit(
+            s,
+            "PaymentConfirmed",
+            order["id"],
+            keys.event("PaymentConfirmed", "razorpay", tx),
+            {"provider": "razorpay", "transaction_id": tx},
+        )
 
     before = await asyncio.to_thread(paysaga_cli, stack, "admin", "check")
     assert before.returncode == 1
@@ -336,6 +346,10 @@ async def test_reconciliation_repairs_a_stored_payment_whose_workflow_is_gone(
 async def test_check_names_each_broken_invariant(stack: Stack) -> None:
     paid = await stack.place_order("razorpay")
     ticketed = await stack.place_order("razorpay")
+    cancelled = await stack.place_order("razorpay")
+    assert (
+        await stack.http.post(f"/orders/{cancelled['id']}/cancel", headers=stack.user())
+    ).status_code == 200
     async with stack.sessions.begin() as s:
         await s.execute(
             text("UPDATE orders SET status = 'paid' WHERE id = :id"), {"id": paid["id"]}
@@ -344,15 +358,50 @@ async def test_check_names_each_broken_invariant(stack: Stack) -> None:
             text("INSERT INTO tickets (order_id, code) VALUES (:id, 'forged')"),
             {"id": ticketed["id"]},
         )
+        # Stock lost (released twice the database refuses: stock may not pass total_stock); a
+        # cancelled order that was also paid; money stored for it with no late_payment case.
+        await s.execute(
+            text("UPDATE products SET stock = stock - 1 WHERE sku = :sku"),
+            {"sku": cancelled["items"][0]["sku"]},
+        )
+        await journal.emit(s, "OrderPaid", cancelled["id"], "forged:OrderPaid", {})
+        await s.execute(
+            text(
+                "UPDATE payments SET status = 'paid', transaction_id = 'pay_forged' "
+                "WHERE order_id = :id"
+            ),
+            {"id": cancelled["id"]},
+        )
+        await journal.emit(
+            s,
+            "PaymentConfirmed",
+            cancelled["id"],
+            "forged:PaymentConfirmed",
+            {"transaction_id": "pay_forged"},
+        )
 
-    rules = sorted(v.rule for v in await check_invariants(stack.sessions, None, stack.task_queue))
+    violations = await check_invariants(stack.sessions, None, stack.task_queue)
+    rules = sorted(v.rule for v in violations)
 
     assert rules == [
+        "late_payment_has_case",
+        "paid_and_cancelled",
         "paid_order_payment",
         "payment_without_order_has_case",  # Temporal unreachable: cannot be confirmed
+        "state_change_has_event",  # the forged paid order: no OrderPaid
+        "state_change_has_event",  # ... and no OrderPlaced nor a lifecycle known to place it
         "status_change_audited",
+        "stock_exact",
         "ticket_for_unpaid_order",
-    ]
+    ], "\n".join(map(str, violations))
     async with stack.sessions.begin() as s:  # leave the invariants whole for the teardown
         await s.execute(text("DELETE FROM tickets"))
-        await s.execute(text("UPDATE orders SET status = 'awaiting_payment'"))
+        await s.execute(text("UPDATE orders SET status = 'awaiting_payment' WHERE status = 'paid'"))
+        await s.execute(
+            text("UPDATE products SET stock = stock + 1 WHERE sku = :sku"),
+            {"sku": cancelled["items"][0]["sku"]},
+        )
+        await s.execute(
+            text("UPDATE payments SET status = 'cancelled' WHERE transaction_id = 'pay_forged'")
+        )
+        await s.execute(text("DELETE FROM events WHERE dedupe_key LIKE 'forged:%'"))

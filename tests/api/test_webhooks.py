@@ -367,7 +367,7 @@ async def test_malformed_body_behind_valid_signature_is_400(stack: Stack) -> Non
 
 async def test_valid_event_we_do_not_act_on_is_ignored(stack: Stack) -> None:
     event = razorpay_payment_event("order_X", "pay_Failed01", 100)
-    event["event"] = "payment.failed"
+    event["event"] = "payment.authorized"
     response = await stack.post("/webhooks/razorpay", razorpay_request(event))
     assert response.json() == {"result": "ignored"}
     with pytest.raises(RPCError):

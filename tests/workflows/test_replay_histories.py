@@ -1,5 +1,7 @@
 """Recorded histories of the confirmation workflow replay against today's code.
 
+The order lifecycle's shapes (expired, paid, cancelled) are recorded beside them.
+
 A change to a running workflow must not change the commands it issues for a history that is
 already written; if it would, it goes behind `workflow.patched(...)` (see the README). These
 files are that promise: each shape the workflow takes (paid, parked then attached, resolved,
@@ -16,15 +18,18 @@ import asyncio
 import os
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio import activity
 from temporalio.client import WorkflowHandle, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
 from domain.confirmation import ConfirmationRun
+from domain.orders import CloseResult, OrderClosed, OrderRun
 from domain.payments import AdminRequest, RecoveryTiming
 from tests.workflows.test_payment_confirmation import (
     CONFIRMATION,
@@ -32,6 +37,7 @@ from tests.workflows.test_payment_confirmation import (
     FlakyStore,
     until_parked,
 )
+from workflows.order_lifecycle import OrderLifecycleWorkflow
 from workflows.payment_confirmation import ConfirmPaymentWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -81,7 +87,80 @@ SCENARIOS: dict[str, tuple[Callable[[], FakeActivities], Drive]] = {
     "store_escalated_then_recovered": (lambda: FlakyStore(failures=12), nothing),
     "store_escalated_then_retried": (lambda: FlakyStore(failures=14), retry_while_escalated),
     "continued_as_new": (FakeActivities, flood_then_attach),
+    # Since order lifecycles: a paid confirmation signals `order-{id}` (here none exists, and
+    # the failed signal is logged, not raised).
+    "paid_tells_order": (lambda: FlakyStore(failures=0), nothing),
 }
+
+
+class FakeOrderActivities:
+    def __init__(self) -> None:
+        self.paid = False
+
+    @activity.defn(name="expire_order")
+    async def expire_order(self, order_id: str) -> CloseResult:
+        return CloseResult(not self.paid, "paid" if self.paid else "cancelled")
+
+    @activity.defn(name="place_order")
+    async def place_order(self, order_id: str) -> bool:
+        return True
+
+    def all(self) -> list[Any]:
+        return [self.expire_order, self.place_order]
+
+
+OrderHandle = WorkflowHandle[OrderLifecycleWorkflow, str]
+
+
+async def order_paid(handle: OrderHandle) -> None:
+    await handle.signal(OrderLifecycleWorkflow.paid)
+
+
+async def order_closed(handle: OrderHandle) -> None:
+    await handle.signal(OrderLifecycleWorkflow.closed, OrderClosed("customer"))
+
+
+async def order_left(handle: OrderHandle) -> None:
+    pass
+
+
+ORDER_SCENARIOS: dict[str, tuple[float, Callable[[OrderHandle], Awaitable[None]]]] = {
+    "order_expired": (1.0, order_left),
+    "order_paid": (60.0, order_paid),
+    "order_cancelled": (60.0, order_closed),
+}
+
+
+async def record_order(env: WorkflowEnvironment, name: str) -> None:
+    window, drive = ORDER_SCENARIOS[name]
+    queue = str(uuid.uuid4())
+    expires = datetime.now(UTC) + timedelta(seconds=window)
+    async with Worker(
+        env.client,
+        task_queue=queue,
+        workflows=[OrderLifecycleWorkflow],
+        activities=FakeOrderActivities().all(),
+    ):
+        handle = await env.client.start_workflow(
+            OrderLifecycleWorkflow.run,
+            OrderRun("order-1", expires.isoformat()),
+            id=f"replay-{name}",
+            task_queue=queue,
+        )
+        await drive(handle)
+        await handle.result()
+    history = await handle.fetch_history()
+    (HISTORIES / f"{name}.run1.json").write_text(history.to_json())
+
+
+@pytest.mark.parametrize("name", sorted(ORDER_SCENARIOS))
+async def test_recorded_order_history_replays(temporal_env: WorkflowEnvironment, name: str) -> None:
+    if RECORD or os.environ.get("PAYSAGA_RECORD_HISTORY") == name:
+        await record_order(temporal_env, name)
+    path = HISTORIES / f"{name}.run1.json"
+    assert path.exists(), f"no recorded history for {name}"
+    replayer = Replayer(workflows=[OrderLifecycleWorkflow])
+    await replayer.replay_workflow(WorkflowHistory.from_json(f"replay-{name}", path.read_text()))
 
 
 async def record(env: WorkflowEnvironment, name: str) -> None:
