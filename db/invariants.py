@@ -217,11 +217,13 @@ async def check_invariants(
                 )
             )
     for order_id in unplaced:
-        if not await _running(client, order_workflow_id(str(order_id))):
+        lifecycle = await _status(client, order_workflow_id(str(order_id)))
+        if lifecycle != WorkflowExecutionStatus.RUNNING:
             found.append(
                 Violation(
                     "state_change_has_event",
-                    f"order {order_id} is paid without OrderPlaced or a lifecycle placing it",
+                    f"order {order_id} is paid without OrderPlaced; its lifecycle is "
+                    f"{lifecycle.name.lower() if lifecycle else 'missing'}",
                 )
             )
     for provider, transaction_id, order_id, status in late:
@@ -247,14 +249,13 @@ async def _running_state(client: Client | None, workflow_id: str) -> Confirmatio
         return None
 
 
-async def _running(client: Client | None, workflow_id: str) -> bool:
+async def _status(client: Client | None, workflow_id: str) -> WorkflowExecutionStatus | None:
     if client is None:
-        return False
+        return None
     try:
-        described = await client.get_workflow_handle(workflow_id).describe()
+        return (await client.get_workflow_handle(workflow_id).describe()).status
     except RPCError:
-        return False
-    return described.status == WorkflowExecutionStatus.RUNNING
+        return None
 
 
 async def _parked_have_cases(

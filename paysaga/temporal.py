@@ -89,7 +89,7 @@ def build_worker(
         workflows=WORKFLOWS,
         workflow_runner=SandboxedWorkflowRunner() if sandboxed else UnsandboxedWorkflowRunner(),
         activities=[
-            *ConfirmationActivities(sessions).all(),
+            *ConfirmationActivities(sessions, client).all(),
             *OrderActivities(sessions).all(),
             ReconciliationActivities(sessions, client).reconcile,
         ],

@@ -65,3 +65,13 @@ async def tell_closed(client: Client, order_id: str, reason: str) -> None:
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
             log.warning("could not tell order-%s it was cancelled: %s", order_id, exc)
+
+
+async def tell_paid(client: Client, order_id: str) -> None:
+    """For a repair outside the confirmation workflow (the sweep). Best effort: a lifecycle
+    that misses it finds the order paid when its window ends, and places it then."""
+    try:
+        await handle(client, order_id).signal(OrderLifecycleWorkflow.paid)
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            log.warning("could not tell order-%s it is paid: %s", order_id, exc)

@@ -28,7 +28,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.confirmation import (
@@ -58,7 +58,6 @@ with workflow.unsafe.imports_passed_through():
         ConfirmationOutcome,
         PaymentState,
         RecoveryTiming,
-        order_workflow_id,
     )
     from workflows.steps import StepPolicy, StepRunner, unmendable
 
@@ -71,9 +70,6 @@ TRANSACTION_ID = SearchAttributeKey.for_keyword("TransactionId")
 # worker that must replay a run from its start (after a restart) replays a short one.
 HISTORY_BUDGET = 1_000
 AUDIT_FALLBACK = "AUDIT_FALLBACK"
-# Patch: confirmations that marked an order paid before order lifecycles existed did not
-# signal `order-{order_id}`; their histories replay without this step.
-TELL_ORDER = "tell-order-paid"
 REFUSED = "ActionRefused"
 
 # 6a: the audit trail gets a shorter first phase; then its entries go to the log, marked.
@@ -174,8 +170,6 @@ class ConfirmPaymentWorkflow:
                 self._store_input(),
             )
             await self._set_state(PaymentState.PAID)
-            if workflow.patched(TELL_ORDER):
-                await self._tell_order_paid()
             self._queue_audit(*self._confirmation_audit())
             if s.cases:
                 await self._steps.record(
@@ -194,17 +188,6 @@ class ConfirmPaymentWorkflow:
                 s.order_id,
             )
             s.outcome, s.phase = "paid", Phase.DONE
-
-    async def _tell_order_paid(self) -> None:
-        """The order's lifecycle ends with `OrderPlaced` once it hears this. An order without
-        a lifecycle yet (its start missed, the sweep will start it told `paid`) or one whose
-        lifecycle has ended is not an error of this payment."""
-        assert self._s.order_id is not None
-        order = workflow.get_external_workflow_handle(order_workflow_id(self._s.order_id))
-        try:
-            await order.signal("paid")
-        except FailureError as err:
-            workflow.logger.info("order %s not told it is paid: %s", self._s.order_id, err)
 
     def _store_input(self) -> StoreInput:
         s = self._s

@@ -87,15 +87,13 @@ SCENARIOS: dict[str, tuple[Callable[[], FakeActivities], Drive]] = {
     "store_escalated_then_recovered": (lambda: FlakyStore(failures=12), nothing),
     "store_escalated_then_retried": (lambda: FlakyStore(failures=14), retry_while_escalated),
     "continued_as_new": (FakeActivities, flood_then_attach),
-    # Since order lifecycles: a paid confirmation signals `order-{id}` (here none exists, and
-    # the failed signal is logged, not raised).
-    "paid_tells_order": (lambda: FlakyStore(failures=0), nothing),
 }
 
 
 class FakeOrderActivities:
-    def __init__(self) -> None:
+    def __init__(self, failures: int = 0) -> None:
         self.paid = False
+        self.failures = failures  # place_order fails this often first, as with the DB down
 
     @activity.defn(name="expire_order")
     async def expire_order(self, order_id: str) -> CloseResult:
@@ -103,6 +101,9 @@ class FakeOrderActivities:
 
     @activity.defn(name="place_order")
     async def place_order(self, order_id: str) -> bool:
+        if self.failures > 0:
+            self.failures -= 1
+            raise RuntimeError("database down")
         return True
 
     def all(self) -> list[Any]:
@@ -124,22 +125,24 @@ async def order_left(handle: OrderHandle) -> None:
     pass
 
 
-ORDER_SCENARIOS: dict[str, tuple[float, Callable[[OrderHandle], Awaitable[None]]]] = {
-    "order_expired": (1.0, order_left),
-    "order_paid": (60.0, order_paid),
-    "order_cancelled": (60.0, order_closed),
+ORDER_SCENARIOS: dict[str, tuple[float, Callable[[OrderHandle], Awaitable[None]], int]] = {
+    "order_expired": (1.0, order_left, 0),
+    "order_paid": (60.0, order_paid, 0),
+    "order_cancelled": (60.0, order_closed, 0),
+    # The local attempts fail (the database is down), the server-retried activity places it.
+    "order_paid_place_retried": (60.0, order_paid, 4),
 }
 
 
 async def record_order(env: WorkflowEnvironment, name: str) -> None:
-    window, drive = ORDER_SCENARIOS[name]
+    window, drive, failures = ORDER_SCENARIOS[name]
     queue = str(uuid.uuid4())
     expires = datetime.now(UTC) + timedelta(seconds=window)
     async with Worker(
         env.client,
         task_queue=queue,
         workflows=[OrderLifecycleWorkflow],
-        activities=FakeOrderActivities().all(),
+        activities=FakeOrderActivities(failures).all(),
     ):
         handle = await env.client.start_workflow(
             OrderLifecycleWorkflow.run,
