@@ -34,10 +34,11 @@ from db.orders import NotPayable, mark_paid
 from domain.confirmation import ConfirmationState, order_paid_record
 from domain.payments import AdminRequest, OrderStatus, PaymentStatus, confirmation_workflow_id
 from workflows.confirmation_client import next_attempt_within, running_state
-from workflows.order_client import start_order_lifecycle
+from workflows.order_client import start_order_lifecycle, tell_paid
 
 log = logging.getLogger("paysaga.reconciliation")
 ACTOR = "system:reconciliation"
+REPORT_LIMIT = 100  # entries per list in a sweep's report; the totals count them all
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,10 @@ class ReconcileReport:
     orders_repaired: list[str] = field(default_factory=list)
     lifecycles_started: list[str] = field(default_factory=list)
     retried: list[str] = field(default_factory=list)
-    parked: list[str] = field(default_factory=list)
-    stale_unmatched: list[dict[str, Any]] = field(default_factory=list)
+    parked: list[str] = field(default_factory=list)  # the first REPORT_LIMIT of them
+    parked_total: int = 0
+    stale_unmatched: list[dict[str, Any]] = field(default_factory=list)  # oldest first, capped
+    stale_unmatched_total: int = 0
 
 
 class ReconciliationActivities:
@@ -83,8 +86,8 @@ class ReconciliationActivities:
                 "%d parked for an admin, %d unmatched case(s) older than %d s",
                 len(report.orders_repaired),
                 len(report.retried),
-                len(report.parked),
-                len(report.stale_unmatched),
+                report.parked_total,
+                report.stale_unmatched_total,
                 inp.unmatched_alert_seconds,
             )
         return report
@@ -153,6 +156,7 @@ class ReconciliationActivities:
             if state is None:
                 if await self._mark_paid(provider, transaction_id, order_id):
                     report.orders_repaired.append(str(order_id))
+                    await tell_paid(self.client, str(order_id))
             else:
                 await self._retry_if_waiting(inp, workflow_id, state, run, report)
 
@@ -187,17 +191,29 @@ class ReconciliationActivities:
                 continue
             await self._retry_if_waiting(inp, execution.id, state, run, report)
             if state.parked:
-                report.parked.append(execution.id)
+                report.parked_total += 1
+                if len(report.parked) < REPORT_LIMIT:
+                    report.parked.append(execution.id)
 
     async def _stale_unmatched(self, inp: ReconcileInput, report: ReconcileReport) -> None:
+        """Unmatched money older than the alert age: the oldest REPORT_LIMIT in the report (a
+        workflow result stays small however much is parked), with the total."""
+        stale = (
+            ReconciliationCase.state == "open",
+            ReconciliationCase.kind == "unmatched",
+            ReconciliationCase.opened_at
+            < func.now() - timedelta(seconds=inp.unmatched_alert_seconds),
+        )
         async with self.sessions() as s:
+            report.stale_unmatched_total = int(
+                await s.scalar(select(func.count()).select_from(ReconciliationCase).where(*stale))
+                or 0
+            )
             cases = await s.scalars(
-                select(ReconciliationCase).where(
-                    ReconciliationCase.state == "open",
-                    ReconciliationCase.kind == "unmatched",
-                    ReconciliationCase.opened_at
-                    < func.now() - timedelta(seconds=inp.unmatched_alert_seconds),
-                )
+                select(ReconciliationCase)
+                .where(*stale)
+                .order_by(ReconciliationCase.opened_at)
+                .limit(REPORT_LIMIT)
             )
             for case in cases:
                 report.stale_unmatched.append(

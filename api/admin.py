@@ -28,10 +28,17 @@ class ActionIn(BaseModel):
 
 @router.get("/reconciliation")
 async def open_cases(
-    _: AdminCaller, deps: DepsDep, include_resolved: bool = False
+    _: AdminCaller,
+    deps: DepsDep,
+    include_resolved: bool = False,
+    after: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[dict[str, Any]]:
-    """Open cases, oldest first; `?include_resolved=true` adds the resolved ones."""
-    return await list_cases(deps.sessions, include_resolved=include_resolved)
+    """Open cases, oldest first, a page at a time: pass the last `id` as `after` for the next
+    (an empty page is the end). `?include_resolved=true` adds the resolved ones."""
+    return await list_cases(
+        deps.sessions, include_resolved=include_resolved, after=after, limit=limit
+    )
 
 
 @router.post("/payments/{provider}/{transaction_id}/{action}", status_code=202)

@@ -10,7 +10,8 @@ from temporalio.client import Client
 
 from api import admin, events, health, orders, webhooks
 from api.deps import Deps
-from api.errors import install_error_handlers
+from api.errors import documented, install_error_handlers
+from api.limits import BodyLimit
 from db.session import make_engine, make_sessionmaker
 from paysaga.settings import Settings
 
@@ -32,7 +33,14 @@ def create_app(settings: Settings, *, temporal: Client | None = None) -> FastAPI
     )
     app.state.deps = Deps(settings=settings, sessions=make_sessionmaker(engine), _client=temporal)
     install_error_handlers(app)
-    for router in (orders.router, webhooks.router, admin.router, events.router, health.router):
-        app.include_router(router, prefix=PREFIX)
+    app.add_middleware(BodyLimit)
+    for router, errors in (
+        (orders.router, documented(400, 401, 403, 404, 409, 413, 503)),
+        (webhooks.router, documented(400, 401, 413, 415, 503)),
+        (admin.router, documented(400, 401, 403, 404, 409, 413, 503)),
+        (events.router, documented(400, 401, 403, 413, 503)),
+        (health.router, documented(413, 503)),
+    ):
+        app.include_router(router, prefix=PREFIX, responses=errors)
     app.include_router(health.router)  # /healthz and /readyz at the root too, for probes
     return app

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 import jwt
 from fastapi import Depends, Request
 
 from api.deps import Deps, get_deps
 from api.errors import Forbidden, Unauthorized
+
+log = logging.getLogger("paysaga.auth")
 
 
 @dataclass(frozen=True)
@@ -18,28 +22,51 @@ class Caller:
     is_admin: bool
 
 
-def make_token(secret: str, sub: str, *, admin: bool = False) -> str:
-    claims: dict[str, str] = {"sub": sub}
+DEFAULT_TTL = 24 * 3600
+
+
+def make_token(secret: str, sub: str, *, admin: bool = False, ttl: int = DEFAULT_TTL) -> str:
+    """A bearer token; `exp` is always set (the API refuses tokens without one)."""
+    claims: dict[str, str | int] = {"sub": sub, "exp": int(time.time()) + ttl}
     if admin:
         claims["role"] = "admin"
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
-async def current_caller(request: Request, deps: Annotated[Deps, Depends(get_deps)]) -> Caller:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise Unauthorized("missing bearer token")
-    secret = deps.settings.jwt_secret
+# What a refused caller is told: nothing about why, nor about how this server is set up.
+REFUSED = "missing or invalid bearer token"
+
+
+def verify_token(secret: str | None, token: str) -> dict[str, Any] | None:
+    """The claims of a valid token (HS256, `sub` and `exp` present, not expired), else None;
+    why it was refused is logged, never told."""
     if not secret:
-        raise Unauthorized("no JWT secret configured on this server")
+        log.error("PAYSAGA_JWT_SECRET is not set: every bearer token is refused")
+        return None
     try:
-        claims = jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["sub"]})
+        claims: dict[str, Any] = jwt.decode(
+            token, secret, algorithms=["HS256"], options={"require": ["sub", "exp"]}
+        )
     except jwt.PyJWTError as exc:
-        raise Unauthorized(f"invalid token: {exc}") from exc
+        log.info("bearer token refused: %s", exc)
+        return None
     sub = claims.get("sub")
-    if not isinstance(sub, str) or not sub:
-        raise Unauthorized("token has no subject")
+    return claims if isinstance(sub, str) and sub else None
+
+
+def bearer(header: str) -> str | None:
+    scheme, _, token = header.partition(" ")
+    return token if scheme.lower() == "bearer" and token else None
+
+
+async def current_caller(request: Request, deps: Annotated[Deps, Depends(get_deps)]) -> Caller:
+    token = bearer(request.headers.get("authorization", ""))
+    if token is None:
+        raise Unauthorized(REFUSED)
+    claims = verify_token(deps.settings.jwt_secret, token)
+    if claims is None:
+        raise Unauthorized(REFUSED)
+    sub = claims["sub"]
     return Caller(sub=sub, is_admin=claims.get("role") == "admin")
 
 

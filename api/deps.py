@@ -10,9 +10,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
 from api.errors import Unavailable
+from api.security import RejectionLog
 from gateways import Gateway, gateway_for
 from paysaga.settings import Settings
 from paysaga.temporal import connect
+
+LIVE_KEYS = ("sk_live_", "rk_live_")
 
 
 @dataclass
@@ -21,6 +24,10 @@ class Deps:
     sessions: async_sessionmaker[AsyncSession]
     _client: Client | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    rejections: RejectionLog = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rejections = RejectionLog(self.sessions)
 
     async def temporal(self) -> Client:
         """Connects on first use, so the API starts (and says it is not ready) without Temporal."""
@@ -40,7 +47,9 @@ class Deps:
             "stripe": s.stripe_webhook_secrets,
             "standard": s.standard_webhook_secrets,
         }[provider]
-        return gateway_for(provider, secrets)
+        key = s.stripe_api_key
+        livemode = None if provider != "stripe" or not key else key.startswith(LIVE_KEYS)
+        return gateway_for(provider, secrets, livemode)
 
 
 async def get_deps(request: Request) -> Deps:  # async: no thread-pool hop per request

@@ -3,14 +3,41 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError, InterfaceError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError
 
 log = logging.getLogger("paysaga.api")
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx and 5xx paysaga answers itself (FastAPI's own 422 has its own shape)."""
+
+    detail: str
+    unavailable: list[str] | None = None  # 409 for missing stock: every unavailable sku
+
+
+_MEANING = {
+    400: "malformed request (or body behind a valid signature)",
+    401: "missing or invalid credentials (bearer token, or the gateway's signature)",
+    403: "admin role required",
+    404: "not found (another customer's order is not found either)",
+    409: "refused by the current state",
+    413: "body over 256 KiB",
+    415: "body must be application/json",
+    503: "a dependency is down or busy: retry later",
+}
+
+
+def documented(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for a router: the error answers its routes can give."""
+    return {code: {"model": ErrorBody, "description": _MEANING[code]} for code in codes}
 
 
 class ApiError(Exception):
@@ -56,6 +83,14 @@ class Unavailable(ApiError):
     status = 503
 
 
+def _refused_value(exc: Exception) -> bool:
+    """SQLSTATE class 22 (data exception) or a value the driver cannot encode."""
+    orig = getattr(exc, "orig", None)
+    if str(getattr(orig, "sqlstate", "") or "").startswith("22"):
+        return True
+    return any(isinstance(e, UnicodeError) for e in (orig, exc.__cause__, exc.__context__))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -65,8 +100,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     @app.exception_handler(InterfaceError)
+    @app.exception_handler(PoolTimeout)  # every pooled connection busy: a 503, never a 500
     @app.exception_handler(OSError)
     async def _database_down(_: Request, exc: Exception) -> JSONResponse:
+        if _refused_value(exc):  # the client's value, not the database, is the problem
+            log.info("database refused a value: %s", exc)
+            return JSONResponse({"detail": "a value cannot be stored as given"}, status_code=400)
         log.error("database unavailable: %s", exc)
         return JSONResponse({"detail": "database unavailable, retry later"}, status_code=503)
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
-from pydantic import BaseModel, EmailStr, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, EmailStr, Field, StringConstraints
 from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError, InterfaceError
 from temporalio.service import RPCError
@@ -34,6 +34,16 @@ from workflows.order_client import start_order_lifecycle, tell_closed
 log = logging.getLogger("paysaga.orders")
 router = APIRouter()
 
+
+def _storable(value: str) -> str:
+    """Text the database can hold: no lone surrogates (they cannot be UTF-8), no NUL, no
+    control characters."""
+    if not value.isprintable():
+        raise ValueError("must be printable text")
+    return value
+
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(_storable)]
 Sku = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 MinorUnits = Annotated[int, Field(strict=True, ge=0, le=10**15)]
@@ -41,7 +51,7 @@ MinorUnits = Annotated[int, Field(strict=True, ge=0, le=10**15)]
 
 class ProductIn(BaseModel):
     sku: Sku
-    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    name: Name
     unit_amount: MinorUnits
     currency: Currency
     stock: Annotated[int, Field(strict=True, ge=0)]
@@ -53,7 +63,7 @@ class ItemIn(BaseModel):
 
 
 class AttendeeIn(BaseModel):
-    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    name: Name
     email: EmailStr
 
 

@@ -28,9 +28,19 @@ def case_view(c: ReconciliationCase) -> dict[str, Any]:
 
 
 async def list_cases(
-    sessions: async_sessionmaker[AsyncSession], *, include_resolved: bool = False
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    include_resolved: bool = False,
+    after: int = 0,
+    limit: int | None = None,
 ) -> list[dict[str, Any]]:
-    query = select(ReconciliationCase).order_by(ReconciliationCase.opened_at)
+    """Oldest first, by id; a page is the cases with ids past `after`."""
+    query = (
+        select(ReconciliationCase)
+        .where(ReconciliationCase.id > after)
+        .order_by(ReconciliationCase.id)
+        .limit(limit)
+    )
     if not include_resolved:
         query = query.where(ReconciliationCase.state == "open")
     async with sessions() as s:

@@ -148,7 +148,10 @@ class SecurityEvent(Base):
     source_ip: Mapped[str | None] = mapped_column(Text)
     detail: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     dedupe_key: Mapped[str | None] = mapped_column(Text, unique=True)
+    # Bad signatures are aggregated: one row per provider, source and minute (api/security.py).
+    count: Mapped[int] = mapped_column(Integer, server_default=text("1"), default=1)
     created_at: Mapped[datetime] = _now()
+    last_seen_at: Mapped[datetime] = _now()
 
 
 class ReconciliationCase(Base):

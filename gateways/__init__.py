@@ -23,10 +23,10 @@ __all__ = [
 ]
 
 
-def gateway_for(provider: str, secrets: tuple[str, ...]) -> Gateway:
+def gateway_for(provider: str, secrets: tuple[str, ...], livemode: bool | None = None) -> Gateway:
     gateways: dict[str, type[Gateway]] = {
         "razorpay": RazorpayGateway,
         "stripe": StripeGateway,
         "standard": StandardWebhooksGateway,
     }
-    return gateways[provider](secrets)
+    return gateways[provider](secrets, livemode)

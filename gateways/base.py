@@ -46,9 +46,29 @@ def constant_time_in(candidate: str, expected: list[str]) -> bool:
     return found
 
 
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        # {"amount": 1, "amount": 99999}: which one the gateway meant is not ours to guess.
+        raise MalformedEvent("body has a duplicate key")
+    return obj
+
+
+def _no_constant(name: str) -> Any:
+    raise MalformedEvent(f"body has {name}, which is not JSON")
+
+
 def load_json_object(body: bytes) -> dict[str, Any]:
+    """Strict JSON as RFC 8259 exchanges it: UTF-8 without a BOM, no duplicate keys, no NaN
+    or Infinity. Python's own `json.loads(bytes)` would accept UTF-16, a BOM and all three."""
     try:
-        data = json.loads(body)
+        if body.startswith(b"\xef\xbb\xbf"):
+            raise MalformedEvent("body starts with a byte order mark")
+        data = json.loads(
+            body.decode("utf-8"),
+            object_pairs_hook=_no_duplicates,
+            parse_constant=_no_constant,
+        )
     # ValueError: also bad UTF-8 and integers past Python's 4,300-digit conversion limit.
     except (ValueError, RecursionError) as exc:
         raise MalformedEvent(f"body is not valid JSON: {exc}"[:300]) from exc
@@ -109,8 +129,10 @@ def money(
 class Gateway(ABC):
     name: str
 
-    def __init__(self, secrets: tuple[str, ...]) -> None:
+    def __init__(self, secrets: tuple[str, ...], livemode: bool | None = None) -> None:
         self.secrets = secrets
+        # Stripe: the mode of the configured API key; an event of the other mode is refused.
+        self.livemode = livemode
 
     def verify(self, body: bytes, headers: Mapping[str, str], now: float) -> None:
         """Raises SignatureError unless one of the configured secrets signed this body."""

@@ -24,6 +24,9 @@ def main(argv: list[str] | None = None) -> None:
     token = sub.add_parser("token", help="mint a bearer token with PAYSAGA_JWT_SECRET")
     token.add_argument("sub")
     token.add_argument("--admin", action="store_true")
+    token.add_argument(
+        "--ttl", type=int, default=24 * 3600, help="seconds until it expires (default a day)"
+    )
     bench = sub.add_parser("bench", help="the benchmark suite (writes bench/results/)")
     bench.add_argument("--quick", action="store_true", help="short runs, under 5 minutes")
     from paysaga.admin_cli import add_admin_parser
@@ -72,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
 
         if not settings.jwt_secret:
             raise SystemExit("PAYSAGA_JWT_SECRET is not set")
-        print(make_token(settings.jwt_secret, args.sub, admin=args.admin))
+        print(make_token(settings.jwt_secret, args.sub, admin=args.admin, ttl=args.ttl))
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ from paysaga.postgres import EmbeddedPostgres, create_database_sync
 from paysaga.settings import Settings
 from paysaga.temporal import SEARCH_ATTRIBUTES
 
+DEV_TTL = 30 * 24 * 3600  # the printed dev tokens
+
 
 class Stop(Exception):
     pass
@@ -51,8 +53,10 @@ def dev_secrets(data_dir: Path) -> dict[str, str]:
         "PAYSAGA_STANDARD_WEBHOOK_SECRETS": "whsec_"
         + base64.b64encode(secrets.token_bytes(24)).decode(),
     }
-    path.write_text(json.dumps(values, indent=2))
-    path.chmod(0o600)
+    # Created owner-only: never readable by others, not even between a write and a chmod.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(json.dumps(values, indent=2))
     return values
 
 
@@ -241,7 +245,8 @@ def _announce(env: dict[str, str], api: str, ui: str | None, logs: Path) -> None
             for k in sorted(env)
             if k.endswith("_SECRETS") or k.endswith("_SECRET")
         ),
-        f"Admin token  {make_token(secret, 'admin', admin=True)}",
-        f"User token   {make_token(secret, 'demo-customer')}  (sub=demo-customer)",
+        f"Admin token  {make_token(secret, 'admin', admin=True, ttl=DEV_TTL)}",
+        f"User token   {make_token(secret, 'demo-customer', ttl=DEV_TTL)}  (sub=demo-customer, "
+        "both valid for 30 days; `paysaga token SUB [--admin] [--ttl S]` mints more)",
     ]
     print("\n".join(lines), flush=True)

@@ -28,7 +28,7 @@ from tests.helpers import (
     stripe_request,
     stripe_succeeded_event,
 )
-from workflows.order_lifecycle import OrderLifecycleWorkflow
+from workflows.order_client import handle as lifecycle
 from workflows.reconciliation import ReconcileWorkflow
 
 SHORT = {"PAYSAGA_PAYMENT_WINDOW_SECONDS": "2"}
@@ -82,10 +82,7 @@ def failed(
 
 
 async def lifecycle_result(stack: Stack, order_id: str) -> str:
-    handle = stack.client.get_workflow_handle_for(
-        OrderLifecycleWorkflow.run, order_workflow_id(order_id)
-    )
-    return await asyncio.wait_for(handle.result(), timeout=60)
+    return await asyncio.wait_for(lifecycle(stack.client, order_id).result(), timeout=60)
 
 
 async def order_state_attribute(stack: Stack, order_id: str) -> str | None:

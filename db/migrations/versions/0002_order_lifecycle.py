@@ -1,4 +1,5 @@
-"""order lifecycle: payment window, cancellation, stock totals, an ordered event feed
+"""order lifecycle: payment window, cancellation, stock totals, an ordered event feed;
+security events counted per source and minute
 
 Revision ID: 0002
 Revises: 0001
@@ -57,9 +58,22 @@ def upgrade() -> None:
     # older than every one still open, so a late commit can never land behind its cursor.
     op.execute("ALTER TABLE events ADD COLUMN txid xid8 NOT NULL DEFAULT pg_current_xact_id()")
     op.create_index("ix_events_txid_id", "events", ["txid", "id"])
+    # A flood of bad signatures is one row per provider, source and minute, with a count.
+    op.add_column(
+        "security_events",
+        sa.Column("count", sa.Integer(), server_default=sa.text("1"), nullable=False),
+    )
+    op.add_column(
+        "security_events",
+        sa.Column(
+            "last_seen_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
+        ),
+    )
 
 
 def downgrade() -> None:
+    op.drop_column("security_events", "last_seen_at")
+    op.drop_column("security_events", "count")
     op.drop_index("ix_events_txid_id", table_name="events")
     op.drop_column("events", "txid")
     op.drop_index("ix_orders_unstarted", table_name="orders")

@@ -1,0 +1,79 @@
+"""Floods: bad signatures by the ten thousand cost rows by the minute, not by the request,
+and real confirmations keep being answered meanwhile; an exhausted pool is a 503."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+import uuid
+from contextlib import AsyncExitStack
+
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from db.models import SecurityEvent
+from tests.api.test_webhooks import signed_confirmation
+from tests.conftest import Stack
+
+FLOOD = 10_000
+
+
+async def _valid_acks(stack: Stack, n: int) -> list[float]:
+    """Sends n real confirmations one after another; returns each ack's seconds."""
+    seconds = []
+    for _ in range(n):
+        order = await stack.place_order("razorpay")
+        request = signed_confirmation("razorpay", order, f"pay_{uuid.uuid4().hex[:14]}")
+        started = time.perf_counter()
+        response = await stack.post("/webhooks/razorpay", request)
+        seconds.append(time.perf_counter() - started)
+        assert response.json() == {"result": "accepted"}
+    return seconds
+
+
+async def test_a_flood_of_bad_signatures_is_counted_not_stored(stack: Stack) -> None:
+    quiet = await _valid_acks(stack, 20)
+    sent = 0
+
+    async def attacker() -> None:
+        nonlocal sent
+        while sent < FLOOD:
+            sent += 1
+            response = await stack.http.post(
+                "/webhooks/razorpay",
+                content=b'{"event": "payment.captured"}',
+                headers={"Content-Type": "application/json", "X-Razorpay-Signature": "00"},
+            )
+            assert response.status_code == 401
+
+    flood = [asyncio.create_task(attacker()) for _ in range(50)]
+    await asyncio.sleep(0.5)
+    during = await _valid_acks(stack, 20)
+    await asyncio.gather(*flood)
+    await asyncio.sleep(1.2)  # the last second's count is flushed
+
+    async with stack.sessions() as s:
+        rows = await s.scalar(select(func.count()).select_from(SecurityEvent))
+        counted = await s.scalar(select(func.sum(SecurityEvent.count)))
+    # One row per source and minute: a flood that spans a minute boundary or two, not 10,000.
+    assert rows is not None and 1 <= rows <= 3
+    assert counted == FLOOD
+    ratio = statistics.median(during) / statistics.median(quiet)
+    print(
+        f"flood: {FLOOD} rejected into {rows} row(s); valid ack median "
+        f"{statistics.median(quiet) * 1000:.1f} ms quiet, {statistics.median(during) * 1000:.1f} "
+        f"ms during the flood ({ratio:.1f}x)"
+    )
+
+
+async def test_every_pooled_connection_busy_is_a_503(stack: Stack) -> None:
+    deps = stack.http._transport.app.state.deps  # type: ignore[attr-defined]
+    engine: AsyncEngine = deps.sessions.kw["bind"]
+    async with AsyncExitStack() as held:
+        for _ in range(20):  # pool_size + max_overflow (db.session)
+            conn = await held.enter_async_context(engine.connect())
+            await conn.execute(text("SELECT 1"))
+        order = await stack.http.get(f"/orders/{uuid.uuid4()}", headers=stack.user())
+    assert order.status_code == 503
+    assert order.json() == {"detail": "database unavailable, retry later"}
