@@ -103,15 +103,15 @@ async def place_order(body: OrderIn, caller: CurrentCaller, deps: DepsDep) -> di
     )
     try:
         async with deps.sessions.begin() as s:
-            order_id = await create_order(s, new)
-            expires_at = await s.scalar(select(Order.expires_at).where(Order.id == order_id))
+            order_id, expires_at = await create_order(s, new)
+            view = await order_view(s, order_id)  # in the same transaction: one round trip less
     except OutOfStock as exc:
         raise Conflict(f"unknown sku or not enough stock: {exc}", unavailable=exc.skus) from exc
     except MixedCurrencies as exc:
         raise Conflict(f"items are priced in different currencies: {exc}") from exc
-    assert expires_at is not None
+    assert view is not None
     await _start_lifecycle(deps, order_id, expires_at)
-    return await _view(deps, order_id)
+    return view
 
 
 async def _start_lifecycle(deps: Deps, order_id: uuid.UUID, expires_at: datetime) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, exists, func, select, update
@@ -59,9 +59,11 @@ async def create_product(s: AsyncSession, values: dict[str, Any]) -> bool:
     return created is not None
 
 
-async def create_order(s: AsyncSession, new: NewOrder) -> uuid.UUID:
-    """Reserves stock for every item or none (the caller's transaction rolls back on raise)."""
+async def create_order(s: AsyncSession, new: NewOrder) -> tuple[uuid.UUID, datetime]:
+    """Reserves stock for every item or none (the caller's transaction rolls back on raise).
+    Returns the order's id and the end of its payment window."""
     order_id = uuid.uuid4()
+    expires_at = datetime.now(UTC) + timedelta(seconds=new.window_seconds)
     lines = []
     unavailable = []
     # Sorted, so two orders for the same skus lock rows in the same order (no deadlock).
@@ -95,7 +97,7 @@ async def create_order(s: AsyncSession, new: NewOrder) -> uuid.UUID:
             currency=currency,
             attendee_name=new.attendee_name,
             attendee_email=new.attendee_email,
-            expires_at=func.now() + timedelta(seconds=new.window_seconds),
+            expires_at=expires_at,
         )
     )
     await s.flush()
@@ -120,7 +122,7 @@ async def create_order(s: AsyncSession, new: NewOrder) -> uuid.UUID:
         keys.event("OrderCreated", order_id),
         {"amount": amount, "currency": currency, "customer_id": new.customer_id},
     )
-    return order_id
+    return order_id, expires_at
 
 
 async def mark_paid(

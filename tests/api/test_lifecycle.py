@@ -300,7 +300,7 @@ async def test_sweep_starts_a_lifecycle_the_checkout_missed(stack: Stack) -> Non
                 "VALUES ('MISSED', 'Pass', 100, 'EUR', 5, 5)"
             )
         )
-        order_id = await create_order(
+        order_id, _ = await create_order(
             s, NewOrder("alice", {"MISSED": 1}, "stripe", f"pi_{uuid.uuid4().hex}", None, None)
         )
     report = await stack.client.execute_workflow(

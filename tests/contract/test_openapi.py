@@ -112,13 +112,14 @@ def _raw(live_api: str, request: bytes) -> bytes:
 def test_a_lying_content_length_is_refused_without_reading_the_lie(live_api: str) -> None:
     """Over a real socket (in-process transports cannot lie about lengths)."""
     head = (
-        "POST /api/v1/webhooks/razorpay HTTP/1.1\\r\\nhost: x\\r\\n"
-        "content-type: application/json\\r\\ncontent-length: {n}\\r\\n\\r\\n"
+        "POST /api/v1/webhooks/razorpay HTTP/1.1\r\nhost: x\r\n"
+        "content-type: application/json\r\ncontent-length: {n}\r\n\r\n"
     )
     # Declares more than the cap: 413 before one byte of the body is read.
-    answer = _raw(live_api, head.format(n=10**9).encode() + b"{}")
+    answer = _raw(live_api, head.format(n=300_000).encode() + b"{}")
     assert answer.startswith(b"HTTP/1.1 413")
-    # Declares 20 bytes and sends a megabyte: the 20 are the body (no signature: 401); the
-    # rest is not a request, and the server closes the connection.
+    # Declares 20 bytes and sends a megabyte: the 20 are the body and the rest is not a
+    # request. The server answers the body (401: no signature) or, having parsed ahead,
+    # the garbage (400); either way a 4xx and the connection closed, never a 1 MB body.
     answer = _raw(live_api, head.format(n=20).encode() + b"{" * 1_000_000)
-    assert answer.startswith(b"HTTP/1.1 401")
+    assert answer.startswith((b"HTTP/1.1 401", b"HTTP/1.1 400"))
