@@ -19,12 +19,13 @@ class OrderActivities:
 
     @activity.defn
     async def expire_order(self, order_id: str) -> CloseResult:
-        """The payment window closed: cancel the order unless it was paid (or closed) first."""
+        """The payment window closed: cancel the order unless it was paid (or closed) first,
+        or its payment is stored and being confirmed."""
         async with self.sessions.begin() as s:
-            changed, status = await close_order(s, uuid.UUID(order_id), "timeout")
+            changed, status, reason = await close_order(s, uuid.UUID(order_id), "timeout")
         if changed:
             activity.logger.info("order %s expired: cancelled, stock released", order_id)
-        return CloseResult(changed, status)
+        return CloseResult(changed, status, reason)
 
     @activity.defn
     async def place_order(self, order_id: str) -> bool:

@@ -27,6 +27,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from db import journal
 from db.models import Order, Payment, ReconciliationCase
@@ -109,10 +110,14 @@ class ReconciliationActivities:
         for order_id, status, expires_at in rows:
             if status in (OrderStatus.AWAITING_PAYMENT, OrderStatus.PAID):
                 paid = status == OrderStatus.PAID
-                if await start_order_lifecycle(
-                    self.client, inp.task_queue, str(order_id), expires_at, paid=paid
-                ):
-                    report.lifecycles_started.append(str(order_id))
+                try:
+                    if await start_order_lifecycle(
+                        self.client, inp.task_queue, str(order_id), expires_at, paid=paid
+                    ):
+                        report.lifecycles_started.append(str(order_id))
+                except RPCError as exc:  # this order waits for the next sweep; the rest go on
+                    log.warning("order %s: lifecycle not started: %s", order_id, exc)
+                    continue
             async with self.sessions.begin() as s:
                 await s.execute(
                     update(Order).where(Order.id == order_id).values(lifecycle_started=True)

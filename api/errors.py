@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -88,7 +89,10 @@ def _refused_value(exc: Exception) -> bool:
     orig = getattr(exc, "orig", None)
     if str(getattr(orig, "sqlstate", "") or "").startswith("22"):
         return True
-    return any(isinstance(e, UnicodeError) for e in (orig, exc.__cause__, exc.__context__))
+    # asyncpg refuses some values itself (an int past int32 for an integer column) before
+    # the server sees them: its DataError, with no SQLSTATE, is the driver error's cause.
+    causes = (orig, getattr(orig, "__cause__", None), exc.__cause__, exc.__context__)
+    return any(isinstance(e, (UnicodeError, asyncpg.exceptions.DataError)) for e in causes)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -163,9 +163,11 @@ async def cancel_order(order_id: str, caller: CurrentCaller, deps: DepsDep) -> d
     key, owner = await _order_and_owner(deps, caller, order_id)
     reason = "customer" if caller.sub == owner else "admin"
     async with deps.sessions.begin() as s:
-        changed, status = await close_order(s, key, reason)
+        changed, status, _ = await close_order(s, key, reason)
     if status in (OrderStatus.PAID, OrderStatus.REFUNDED):
         raise Conflict(f"the order is {status}; a paid order is refunded, not cancelled")
+    if status == OrderStatus.AWAITING_PAYMENT:  # not changed: its payment is stored already
+        raise Conflict("a payment for this order has arrived and is being confirmed")
     if changed:
         try:
             await tell_closed(await deps.temporal(), str(key), reason)

@@ -65,8 +65,9 @@ class RejectionLog:
         for (provider, source, minute, path), n in pending.items():
             try:
                 await self._write(provider, source, minute, path, n, None)
-            except Exception:
+            except Exception:  # kept for the next flush, not dropped
                 log.exception("could not add %d rejection(s) from %s", n, source)
+                self._pending[(provider, source, minute, path)] += n
 
     async def _write(
         self,

@@ -19,8 +19,8 @@ Rules (each violation names its rule):
   cancelled `OrderCancelled`; every stored payment `PaymentConfirmed`; every failed attempt
   `PaymentFailed`; every paid order `OrderPlaced` or its lifecycle still running.
 - `late_payment_has_case`: money stored for an order that was cancelled first is parked with
-  a `late_payment` case (open, or resolved once refunded), or its confirmation is still
-  running.
+  a `late_payment` case (resolved once refunded, or settled by an admin), or its confirmation
+  is still running.
 The Temporal parts are scoped to one task queue, so a shared server is checked per stack.
 """
 
@@ -148,7 +148,7 @@ LATE_PAYMENTS = text(
         SELECT 1 FROM reconciliation_cases c
         WHERE c.provider = p.provider AND c.transaction_id = p.transaction_id
           AND c.kind = 'late_payment'
-          AND c.state = CASE WHEN p.status = 'paid' THEN 'open' ELSE 'resolved' END)
+          AND (p.status = 'paid' OR c.state = 'resolved'))
     """
 )
 

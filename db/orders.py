@@ -176,19 +176,31 @@ class AttemptRefused(Exception):
 CANCEL_REASONS = ("timeout", "customer", "admin")
 
 
-async def close_order(s: AsyncSession, order_id: uuid.UUID, reason: str) -> tuple[bool, str | None]:
+async def close_order(
+    s: AsyncSession, order_id: uuid.UUID, reason: str
+) -> tuple[bool, str | None, str | None]:
     """The one place an unpaid order is cancelled (window closed, customer, admin).
 
     The conditional UPDATE on the order's status is where a cancel and a confirmation racing
     it are decided: `mark_paid` updates the same row `WHERE status = 'awaiting_payment'`, so
     exactly one of them changes it. Only the call that changed it releases the stock, ends the
     pending attempt (`timeout` or `cancelled`) and writes `OrderCancelled`, so all of that
-    happens once. Returns (changed, status after).
+    happens once. An order whose payment is stored (not yet marked paid) is not cancelled.
+    Returns (changed, status after, the cancel reason if it is cancelled).
     """
     assert reason in CANCEL_REASONS
+    # Money that arrived inside the window and is stored already wins: its confirmation is
+    # finishing (step 5, perhaps waiting out an outage), so the order is not cancelled.
+    payment_stored = exists().where(
+        and_(Payment.order_id == order_id, Payment.status == PaymentStatus.PAID)
+    )
     changed = await s.scalar(
         update(Order)
-        .where(Order.id == order_id, Order.status == OrderStatus.AWAITING_PAYMENT)
+        .where(
+            Order.id == order_id,
+            Order.status == OrderStatus.AWAITING_PAYMENT,
+            ~payment_stored,
+        )
         .values(
             status=OrderStatus.CANCELLED,
             cancel_reason=reason,
@@ -198,7 +210,10 @@ async def close_order(s: AsyncSession, order_id: uuid.UUID, reason: str) -> tupl
         .returning(Order.id)
     )
     if changed is None:
-        return False, await s.scalar(select(Order.status).where(Order.id == order_id))
+        row = (
+            await s.execute(select(Order.status, Order.cancel_reason).where(Order.id == order_id))
+        ).one_or_none()
+        return (False, row.status, row.cancel_reason) if row else (False, None, None)
     attempt_status = PaymentStatus.TIMEOUT if reason == "timeout" else PaymentStatus.CANCELLED
     ended = (
         await s.execute(
@@ -208,13 +223,15 @@ async def close_order(s: AsyncSession, order_id: uuid.UUID, reason: str) -> tupl
             .returning(Payment.provider, Payment.intent_id)
         )
     ).all()
-    items = (
-        await s.execute(
-            select(OrderItem.sku, OrderItem.quantity)
-            .where(OrderItem.order_id == order_id)
-            .order_by(OrderItem.sku)  # the lock order create_order uses
-        )
-    ).all()
+    # Sorted in Python, as create_order sorts: the database's collation may order skus
+    # differently, and two lock orders for the same rows can deadlock.
+    items = sorted(
+        (
+            await s.execute(
+                select(OrderItem.sku, OrderItem.quantity).where(OrderItem.order_id == order_id)
+            )
+        ).all()
+    )
     for sku, quantity in items:
         await s.execute(
             update(Product).where(Product.sku == sku).values(stock=Product.stock + quantity)
@@ -232,7 +249,7 @@ async def close_order(s: AsyncSession, order_id: uuid.UUID, reason: str) -> tupl
             ],
         },
     )
-    return True, OrderStatus.CANCELLED
+    return True, OrderStatus.CANCELLED, reason
 
 
 async def new_attempt(s: AsyncSession, order_id: uuid.UUID, provider: str, intent_id: str) -> None:

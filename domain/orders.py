@@ -33,3 +33,4 @@ class OrderClosed:
 class CloseResult:
     changed: bool
     status: str | None  # the order's status after the attempt (None: no such order)
+    reason: str | None = None  # why it is cancelled, if it is (a retried expiry: "timeout")

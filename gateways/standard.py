@@ -56,7 +56,7 @@ class StandardWebhooksGateway(Gateway):
                 return
             except WebhookVerificationError:
                 continue
-            except (ValueError, TypeError) as exc:  # binascii.Error too: bad base64, bad pairs
+            except Exception as exc:  # bad base64 or pairs; an empty or unusable secret
                 raise SignatureError(
                     f"malformed webhook signature headers or secret: {exc}"[:200]
                 ) from exc

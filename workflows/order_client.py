@@ -36,9 +36,12 @@ async def start_order_lifecycle(
             run,
             id=order_workflow_id(order_id),
             task_queue=task_queue,
-            # One lifecycle per order, ever.
+            # One lifecycle per order, ever. Signal-with-start (`paid`) cannot be combined
+            # with FAIL: it signals a running one instead, which is what a paid order needs.
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            id_conflict_policy=(
+                WorkflowIDConflictPolicy.USE_EXISTING if paid else WorkflowIDConflictPolicy.FAIL
+            ),
             search_attributes=TypedSearchAttributes(
                 [
                     SearchAttributePair(ORDER_STATE, OrderState.AWAITING_PAYMENT.value),

@@ -64,10 +64,14 @@ class OrderLifecycleWorkflow:
                 start_to_close_timeout=STEP_TIMEOUT,
                 retry_policy=UNTIL_DONE,
             )
-            if closed.changed:
+            if closed.changed or closed.reason == "timeout":  # (a retried expiry: not changed)
                 return self._end(OrderState.EXPIRED)
+            if closed.status == OrderStatus.AWAITING_PAYMENT:
+                # Not cancelled: its payment arrived in time and is stored; the confirmation
+                # (or the sweep that repairs it) marks it paid and says so.
+                await workflow.wait_condition(lambda: self._paid or self._closed is not None)
             # Lost the race, or there was none: the order's own status says what happened.
-            self._paid = closed.status in (OrderStatus.PAID, OrderStatus.REFUNDED)
+            self._paid = self._paid or closed.status in (OrderStatus.PAID, OrderStatus.REFUNDED)
         if self._paid:
             await self._place(run.order_id)
             return self._end(OrderState.PAID)

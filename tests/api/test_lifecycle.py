@@ -19,7 +19,7 @@ from db.models import Event, Order, Product, ReconciliationCase
 from db.orders import NewOrder, create_order
 from domain.payments import confirmation_workflow_id, order_workflow_id
 from tests.api.test_webhooks import signed_confirmation, transaction_of
-from tests.conftest import Stack
+from tests.conftest import Refuse, Stack
 from tests.helpers import (
     count,
     razorpay_payment_event,
@@ -293,6 +293,7 @@ async def test_admin_cancels_any_order_and_a_paid_order_cannot_be_cancelled(
 async def test_sweep_starts_a_lifecycle_the_checkout_missed(stack: Stack) -> None:
     """Temporal down at checkout: the order stands without its workflow; the next
     reconciliation run starts it (told `paid` if the order was paid meanwhile)."""
+    intents = [f"pi_{uuid.uuid4().hex}" for _ in range(2)]
     async with stack.sessions.begin() as s:
         await s.execute(
             text(
@@ -301,15 +302,26 @@ async def test_sweep_starts_a_lifecycle_the_checkout_missed(stack: Stack) -> Non
             )
         )
         order_id, _ = await create_order(
-            s, NewOrder("alice", {"MISSED": 1}, "stripe", f"pi_{uuid.uuid4().hex}", None, None)
+            s, NewOrder("alice", {"MISSED": 1}, "stripe", intents[0], None, None)
         )
+        paid_id, _ = await create_order(
+            s, NewOrder("alice", {"MISSED": 1}, "stripe", intents[1], None, None)
+        )
+    # The second is paid with no lifecycle to tell (the confirmation's signal finds none).
+    paid = stripe_request(stripe_succeeded_event(intents[1], 100, "eur"))
+    assert (await stack.post("/webhooks/stripe", paid)).json() == {"result": "accepted"}
+    assert (await stack.result(confirmation_workflow_id("stripe", intents[1]))).outcome == "paid"
+    assert "OrderPlaced" not in await event_types(stack, str(paid_id))
+
     report = await stack.client.execute_workflow(
         ReconcileWorkflow.run,
         ReconcileInput(stack.task_queue, unstarted_after_seconds=0),
         id=f"reconcile-{uuid.uuid4()}",
         task_queue=stack.task_queue,
     )
-    assert report.lifecycles_started == [str(order_id)]
+    assert sorted(report.lifecycles_started) == sorted([str(order_id), str(paid_id)])
+    assert await lifecycle_result(stack, str(paid_id)) == "paid"  # started already told
+    assert (await event_types(stack, str(paid_id)))[-1] == "OrderPlaced"
     assert await order_state_attribute(stack, str(order_id)) == "awaiting_payment"
     async with stack.sessions() as s:
         assert await s.scalar(select(Order.lifecycle_started).where(Order.id == order_id))
@@ -451,3 +463,46 @@ async def test_event_feed_read_while_writers_commit_out_of_order_misses_none(
             await stack.http.get(f"/events?after={bad}", headers=stack.admin)
         ).status_code == 400
     assert (await stack.http.get("/events", headers=stack.user())).status_code == 403
+
+
+@pytest.mark.parametrize(
+    "stack_env",
+    [
+        SHORT
+        | {
+            "PAYSAGA_RETRY_FIRST_PHASE_SECONDS": "1",
+            "PAYSAGA_RETRY_FAST_MAX_SECONDS": "0.5",
+            "PAYSAGA_RETRY_SLOW_INITIAL_SECONDS": "0.5",
+            "PAYSAGA_RETRY_SLOW_MAX_SECONDS": "1",
+        }
+    ],
+)
+async def test_money_stored_in_the_window_is_not_cancelled_by_its_end(
+    stack: Stack, refuse: Refuse
+) -> None:
+    """The payment is stored inside the window, but marking the order paid fails (5a) past
+    the window's end. The window does not cancel an order whose money is stored, nor may the
+    customer; once the database lets go, the order is paid and placed."""
+    await refuse("orders", "UPDATE")
+    order = await stack.place_order("razorpay")
+    tx = f"pay_{uuid.uuid4().hex[:14]}"
+    await stack.post("/webhooks/razorpay", signed_confirmation("razorpay", order, tx))
+    workflow_id = confirmation_workflow_id("razorpay", tx)
+    await stack.wait_state(workflow_id, "needs_reconciliation")
+    closes = datetime.fromisoformat(order["expires_at"]).timestamp()
+    await asyncio.sleep(max(0.0, closes - time.time()) + 1.5)  # the window's end has passed
+
+    waiting = await stack.order(order["id"])
+    assert (waiting["status"], waiting["payment"]["status"]) == ("awaiting_payment", "paid")
+    cancel = await stack.http.post(f"/orders/{order['id']}/cancel", headers=stack.user())
+    assert cancel.status_code == 409 and "being confirmed" in cancel.json()["detail"]
+
+    await refuse.lift("orders", "UPDATE")
+    assert (await stack.result(workflow_id)).outcome == "paid"
+    assert await lifecycle_result(stack, order["id"]) == "paid"
+    assert await event_types(stack, order["id"]) == [
+        "OrderCreated",
+        "PaymentConfirmed",
+        "OrderPaid",
+        "OrderPlaced",
+    ]

@@ -91,12 +91,15 @@ SCENARIOS: dict[str, tuple[Callable[[], FakeActivities], Drive]] = {
 
 
 class FakeOrderActivities:
-    def __init__(self, failures: int = 0) -> None:
+    def __init__(self, failures: int = 0, confirming: bool = False) -> None:
         self.paid = False
         self.failures = failures  # place_order fails this often first, as with the DB down
+        self.confirming = confirming  # the window ends while a stored payment is confirmed
 
     @activity.defn(name="expire_order")
     async def expire_order(self, order_id: str) -> CloseResult:
+        if self.confirming:
+            return CloseResult(False, "awaiting_payment")
         return CloseResult(not self.paid, "paid" if self.paid else "cancelled")
 
     @activity.defn(name="place_order")
@@ -125,12 +128,19 @@ async def order_left(handle: OrderHandle) -> None:
     pass
 
 
+async def order_paid_after_window(handle: OrderHandle) -> None:
+    await asyncio.sleep(2.0)  # past the window: expiry found the payment stored, and waits
+    await handle.signal(OrderLifecycleWorkflow.paid)
+
+
 ORDER_SCENARIOS: dict[str, tuple[float, Callable[[OrderHandle], Awaitable[None]], int]] = {
     "order_expired": (1.0, order_left, 0),
     "order_paid": (60.0, order_paid, 0),
     "order_cancelled": (60.0, order_closed, 0),
     # The local attempts fail (the database is down), the server-retried activity places it.
     "order_paid_place_retried": (60.0, order_paid, 4),
+    # The window ends while a stored payment is being confirmed: not cancelled, then paid.
+    "order_window_ended_while_confirming": (1.0, order_paid_after_window, 0),
 }
 
 
@@ -142,7 +152,9 @@ async def record_order(env: WorkflowEnvironment, name: str) -> None:
         env.client,
         task_queue=queue,
         workflows=[OrderLifecycleWorkflow],
-        activities=FakeOrderActivities(failures).all(),
+        activities=FakeOrderActivities(
+            failures, confirming=name == "order_window_ended_while_confirming"
+        ).all(),
     ):
         handle = await env.client.start_workflow(
             OrderLifecycleWorkflow.run,

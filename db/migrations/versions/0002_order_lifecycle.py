@@ -22,6 +22,12 @@ BACKFILL = (
     "UPDATE orders SET expires_at = created_at + interval '900 seconds'",
     # Their lifecycle workflow is started by the next reconciliation run if still unpaid.
     "UPDATE orders SET lifecycle_started = (status <> 'awaiting_payment')",
+    # Orders paid before lifecycles existed were placed by being paid: their OrderPlaced, once
+    # (the key is the one the lifecycle writes).
+    """INSERT INTO events (type, order_id, payload, dedupe_key)
+       SELECT 'OrderPlaced', id, '{"backfilled": true}'::jsonb, 'OrderPlaced:' || id::text
+       FROM orders WHERE status = 'paid'
+       ON CONFLICT (dedupe_key) DO NOTHING""",
     # What a product was stocked with: what is left plus what live orders hold.
     """UPDATE products p SET total_stock = p.stock + coalesce((
          SELECT sum(i.quantity) FROM order_items i JOIN orders o ON o.id = i.order_id
