@@ -19,7 +19,6 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import asyncpg
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -30,6 +29,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from db import journal
+from db.errors import is_bad_data
 from db.journal import as_uuid
 from db.models import Order, Payment, ReconciliationCase, SecurityEvent, Ticket
 from db.orders import NotPayable, mark_paid
@@ -116,30 +116,13 @@ async def _refusing_bad_data(
         async with sessions.begin() if begin else sessions() as s:
             yield s
     except (DBAPIError, UnicodeError) as exc:
-        if not _is_bad_data(exc):
+        if not is_bad_data(exc):
             raise
         raise ApplicationError(
             f"the database refuses this confirmation's data: {exc}"[:500],
             type=UNPROCESSABLE,
             non_retryable=True,
         ) from exc
-
-
-def _is_bad_data(exc: BaseException) -> bool:
-    """The database (or its driver) refuses the values themselves: SQLSTATE class 22 (data
-    exception: a NUL byte, a number out of range) or a CHECK violation, asyncpg's own
-    client-side DataError, or text Python cannot encode (a lone surrogate). SQLAlchemy's
-    asyncpg dialect reports most of these as a plain DBAPIError, so the SQLSTATE decides."""
-    if isinstance(exc, UnicodeError):
-        return True
-    orig = getattr(exc, "orig", None)
-    sqlstate = str(getattr(orig, "sqlstate", "") or "")
-    if sqlstate.startswith("22") or sqlstate == "23514":
-        return True
-    return any(
-        isinstance(e, (asyncpg.exceptions.DataError, UnicodeError))
-        for e in (orig, getattr(orig, "__cause__", None), exc.__cause__)
-    )
 
 
 def _printable(value: object, limit: int = 255) -> str:

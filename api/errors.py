@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -13,6 +12,8 @@ from sqlalchemy.exc import DBAPIError, InterfaceError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError
+
+from db.errors import is_bad_data
 
 log = logging.getLogger("paysaga.api")
 
@@ -84,17 +85,6 @@ class Unavailable(ApiError):
     status = 503
 
 
-def _refused_value(exc: Exception) -> bool:
-    """SQLSTATE class 22 (data exception) or a value the driver cannot encode."""
-    orig = getattr(exc, "orig", None)
-    if str(getattr(orig, "sqlstate", "") or "").startswith("22"):
-        return True
-    # asyncpg refuses some values itself (an int past int32 for an integer column) before
-    # the server sees them: its DataError, with no SQLSTATE, is the driver error's cause.
-    causes = (orig, getattr(orig, "__cause__", None), exc.__cause__, exc.__context__)
-    return any(isinstance(e, (UnicodeError, asyncpg.exceptions.DataError)) for e in causes)
-
-
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -107,7 +97,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PoolTimeout)  # every pooled connection busy: a 503, never a 500
     @app.exception_handler(OSError)
     async def _database_down(_: Request, exc: Exception) -> JSONResponse:
-        if _refused_value(exc):  # the client's value, not the database, is the problem
+        if is_bad_data(exc):  # the client's value, not the database, is the problem
             log.info("database refused a value: %s", exc)
             return JSONResponse({"detail": "a value cannot be stored as given"}, status_code=400)
         log.error("database unavailable: %s", exc)
