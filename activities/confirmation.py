@@ -26,7 +26,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError, RPCStatusCode
 
 from db import journal
 from db.errors import is_bad_data
@@ -43,8 +42,8 @@ from domain.payments import (
     Confirmation,
     OrderStatus,
     PaymentStatus,
-    order_workflow_id,
 )
+from workflows.order_signals import tell_paid
 
 log = logging.getLogger("paysaga.activities")
 
@@ -378,15 +377,9 @@ class ConfirmationActivities:
 
     async def _tell_order_paid(self, order_id: str) -> None:
         """Signalled from here, not from the workflow: a workflow's external signal costs the
-        confirmation a second workflow task and the server a third of its work per payment.
-        Best effort: a lifecycle that misses it finds the order paid when its window ends."""
-        if self.client is None:
-            return
-        try:
-            await self.client.get_workflow_handle(order_workflow_id(order_id)).signal("paid")
-        except RPCError as exc:
-            if exc.status != RPCStatusCode.NOT_FOUND:
-                log.warning("order %s not told it is paid: %s", order_id, exc)
+        confirmation a second workflow task and the server a third of its work per payment."""
+        if self.client is not None:
+            await tell_paid(self.client, order_id)
 
     @activity.defn
     async def write_audit(self, records: list[AuditRecord]) -> None:

@@ -35,7 +35,8 @@ from db.orders import NotPayable, mark_paid
 from domain.confirmation import ConfirmationState, order_paid_record
 from domain.payments import AdminRequest, OrderStatus, PaymentStatus, confirmation_workflow_id
 from workflows.confirmation_client import next_attempt_within, running_state
-from workflows.order_client import start_order_lifecycle, tell_paid
+from workflows.order_client import start_order_lifecycle
+from workflows.order_signals import tell_paid
 
 log = logging.getLogger("paysaga.reconciliation")
 ACTOR = "system:reconciliation"

@@ -29,7 +29,8 @@ from db.orders import (
     order_view,
 )
 from domain.payments import OrderStatus
-from workflows.order_client import start_order_lifecycle, tell_closed
+from workflows.order_client import start_order_lifecycle
+from workflows.order_signals import tell_closed
 
 log = logging.getLogger("paysaga.orders")
 router = APIRouter()

@@ -1,8 +1,8 @@
-"""Starting and telling `order-{order_id}` from outside a workflow (API, sweep)."""
+"""Starting `order-{order_id}` from outside a workflow (API, sweep); telling it what happened is
+`workflows.order_signals`."""
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 
 from temporalio.client import Client, WorkflowHandle
@@ -13,15 +13,12 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
 
-from domain.orders import OrderClosed, OrderRun, OrderState
+from domain.orders import OrderRun, OrderState
 from domain.payments import order_workflow_id
 from workflows.confirmation_client import START_TIMEOUT
 from workflows.order_lifecycle import ORDER_STATE, OrderLifecycleWorkflow
 from workflows.payment_confirmation import ORDER_ID
-
-log = logging.getLogger("paysaga.orders")
 
 
 async def start_order_lifecycle(
@@ -58,23 +55,3 @@ async def start_order_lifecycle(
 
 def handle(client: Client, order_id: str) -> WorkflowHandle[OrderLifecycleWorkflow, str]:
     return client.get_workflow_handle_for(OrderLifecycleWorkflow.run, order_workflow_id(order_id))
-
-
-async def tell_closed(client: Client, order_id: str, reason: str) -> None:
-    """Best effort: a workflow that misses this finds the order cancelled when its timer
-    fires, and ends the same way."""
-    try:
-        await handle(client, order_id).signal(OrderLifecycleWorkflow.closed, OrderClosed(reason))
-    except RPCError as exc:
-        if exc.status != RPCStatusCode.NOT_FOUND:
-            log.warning("could not tell order-%s it was cancelled: %s", order_id, exc)
-
-
-async def tell_paid(client: Client, order_id: str) -> None:
-    """For a repair outside the confirmation workflow (the sweep). Best effort: a lifecycle
-    that misses it finds the order paid when its window ends, and places it then."""
-    try:
-        await handle(client, order_id).signal(OrderLifecycleWorkflow.paid)
-    except RPCError as exc:
-        if exc.status != RPCStatusCode.NOT_FOUND:
-            log.warning("could not tell order-%s it is paid: %s", order_id, exc)
