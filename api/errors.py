@@ -71,10 +71,6 @@ class Conflict(ApiError):
     status = 409
 
 
-class PayloadTooLarge(ApiError):
-    status = 413
-
-
 class UnsupportedMediaType(ApiError):
     status = 415
 

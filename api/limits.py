@@ -37,9 +37,11 @@ class BodyLimit:
         if path.startswith("/api/v1/") and not path.startswith(PUBLIC):
             token = bearer(headers.get(b"authorization", b"").decode("latin-1"))
             secret = scope["app"].state.deps.settings.jwt_secret
-            if token is None or verify_token(secret, token) is None:
+            claims = None if token is None else verify_token(secret, token)
+            if claims is None:
                 await _answer(send, 401, REFUSED, [(b"www-authenticate", b"Bearer")])
                 return
+            scope.setdefault("state", {})["claims"] = claims  # the route's caller, decoded once
         declared = headers.get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.limit:
             await _answer(send, 413, TOO_LARGE)

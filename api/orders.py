@@ -154,7 +154,16 @@ async def _order_and_owner(deps: Deps, caller: Caller, order_id: str) -> tuple[u
 
 @router.get("/orders/{order_id}")
 async def get_order(order_id: str, caller: CurrentCaller, deps: DepsDep) -> dict[str, Any]:
-    return await _view(deps, await _own_order(deps, caller, order_id))
+    try:
+        key = uuid.UUID(order_id)
+    except ValueError as exc:
+        raise NotFound("no such order") from exc
+    async with deps.sessions() as s:
+        view = await order_view(s, key)
+    # Another customer's order is "not found", not "forbidden": its existence is not told.
+    if view is None or (view["customer_id"] != caller.sub and not caller.is_admin):
+        raise NotFound("no such order")
+    return view
 
 
 @router.post("/orders/{order_id}/cancel")

@@ -1,8 +1,9 @@
 """Gateway webhooks: verify the signature, normalise, start the confirmation workflow, answer.
 
 The gateway gets its 200 as soon as the workflow start is durable in Temporal; everything
-else happens in the workflow. Order of checks: size (413), media type (415), signature (401),
-body (400), then the workflow (503 if it cannot be started, so the gateway retries).
+else happens in the workflow. Order of checks: size (413, `api.limits`, for every route),
+media type (415), signature (401), body (400), then the workflow (503 if it cannot be
+started, so the gateway retries).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError
 
 from api.auth import DepsDep
 from api.deps import Deps
-from api.errors import BadRequest, PayloadTooLarge, Unauthorized, UnsupportedMediaType
+from api.errors import BadRequest, Unauthorized, UnsupportedMediaType
 from db.orders import end_attempt, payment_already_confirmed
 from domain.payments import AttemptEnd, Confirmation, PaymentStatus
 from gateways import MalformedEvent, SignatureError
@@ -25,20 +26,7 @@ from workflows.confirmation_client import start_confirmation
 log = logging.getLogger("paysaga.webhooks")
 router = APIRouter()
 
-MAX_BODY = 256 * 1024
 Result = dict[str, Literal["accepted", "duplicate", "ignored"]]
-
-
-async def _read_body(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_BODY:
-        raise PayloadTooLarge("body over 256 KiB")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY:
-            raise PayloadTooLarge("body over 256 KiB")
-    return bytes(body)
 
 
 async def _record_rejection(deps: Deps, provider: str, request: Request, reason: str) -> None:
@@ -89,7 +77,7 @@ async def end_attempt_from(deps: Deps, end: AttemptEnd) -> Literal["accepted", "
 
 
 async def _handle(provider: str, request: Request, deps: Deps) -> Result:
-    body = await _read_body(request)
+    body = await request.body()  # capped at 256 KiB by api.limits before it got here
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "application/json":
         raise UnsupportedMediaType("webhook body must be application/json")

@@ -257,12 +257,18 @@ async def new_attempt(s: AsyncSession, order_id: uuid.UUID, provider: str, inten
 
     The order row is locked first, as `close_order` locks it, so an attempt cannot be added to
     an order the window is closing at that moment."""
-    order = await s.scalar(select(Order).where(Order.id == order_id).with_for_update())
-    if order is None:
+    row = (
+        await s.execute(
+            select(Order, Order.expires_at <= func.now())
+            .where(Order.id == order_id)
+            .with_for_update(of=Order)
+        )
+    ).one_or_none()
+    if row is None:
         raise AttemptRefused("no such order")
+    order, expired = row
     if order.status != OrderStatus.AWAITING_PAYMENT:
         raise AttemptRefused(f"the order is {order.status}")
-    expired = await s.scalar(select(Order.expires_at <= func.now()).where(Order.id == order_id))
     if expired:
         raise AttemptRefused("the order's payment window has closed")
     pending = await s.scalar(
