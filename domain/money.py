@@ -27,3 +27,29 @@ def minor_units(value: object) -> int:
         # Not the value itself: a 5,000-digit integer has no str() in Python 3.11.
         raise ValueError(f"amount must be from 0 to {BIGINT_MAX} in minor units")
     return value
+
+
+# ISO 4217 minor-unit exponents that are not 2; every other code has two decimals. A table
+# here rather than a dependency: it changes about once a decade.
+_EXPONENTS = {
+    **dict.fromkeys(
+        (
+            "BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX",
+            "UYI", "VND", "VUV", "XAF", "XOF", "XPF",
+        ),
+        0,
+    ),
+    **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
+    **dict.fromkeys(("CLF", "UYW"), 4),
+}  # fmt: skip
+
+
+def format_money(amount: int, currency: str) -> str:
+    """An amount for people to read: 49900 INR is "INR 499.00", 1500 JPY "JPY 1,500",
+    1234567 KWD "KWD 1,234.567". Integer arithmetic only, so no amount is ever rounded."""
+    code = currency.upper()
+    exponent = _EXPONENTS.get(code, 2)
+    sign = "-" if amount < 0 else ""
+    major, minor = divmod(abs(amount), 10**exponent)
+    fraction = f".{minor:0{exponent}d}" if exponent else ""
+    return f"{code} {sign}{major:,}{fraction}"
