@@ -1,15 +1,21 @@
-"""Liveness and readiness (database and Temporal reachable)."""
+"""Liveness, readiness (database and Temporal reachable) and the API's Prometheus metrics."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
-from sqlalchemy import text
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import func, select, text
 
 from api.auth import DepsDep
+from db.models import ReconciliationCase
+from domain.payments import CaseKind
+from observability.metrics import API, OPEN_CASES
 
+log = logging.getLogger("paysaga.health")
 router = APIRouter()
 
 
@@ -35,3 +41,22 @@ async def readyz(deps: DepsDep) -> JSONResponse:
         checks["temporal"] = f"unavailable: {type(exc).__name__}"
     ready = all(v == "ok" for v in checks.values())
     return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(deps: DepsDep) -> Response:
+    """Prometheus text. Open cases are counted at scrape time: the database is the truth, and
+    a case closed by another process (the CLI, the worker) must not linger in a gauge."""
+    try:
+        async with deps.sessions() as s:
+            rows = await s.execute(
+                select(ReconciliationCase.kind, func.count())
+                .where(ReconciliationCase.state == "open")
+                .group_by(ReconciliationCase.kind)
+            )
+            counts: dict[str, int] = {kind: n for kind, n in rows}
+        for kind in {*CaseKind, *counts}:
+            OPEN_CASES.labels(kind=str(kind)).set(counts.get(kind, 0))
+    except Exception as exc:  # the other metrics still matter when the database is down
+        log.warning("open cases not counted: %s", type(exc).__name__)
+    return Response(generate_latest(API), media_type=CONTENT_TYPE_LATEST)

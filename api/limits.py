@@ -20,7 +20,7 @@ MAX_BODY = 256 * 1024
 TOO_LARGE = f"body over {MAX_BODY // 1024} KiB"
 
 
-PUBLIC = ("/api/v1/webhooks/", "/api/v1/healthz", "/api/v1/readyz")
+PUBLIC = ("/api/v1/webhooks/", "/api/v1/healthz", "/api/v1/readyz", "/api/v1/metrics")
 
 
 class BodyLimit:

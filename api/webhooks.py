@@ -8,6 +8,7 @@ started, so the gateway retries).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Literal
@@ -17,10 +18,12 @@ from sqlalchemy.exc import DBAPIError, InterfaceError
 
 from api.auth import DepsDep
 from api.deps import Deps
-from api.errors import BadRequest, Unauthorized, UnsupportedMediaType
+from api.errors import ApiError, BadRequest, Unauthorized, UnsupportedMediaType
 from db.orders import end_attempt, payment_already_confirmed
 from domain.payments import AttemptEnd, Confirmation, PaymentStatus
 from gateways import MalformedEvent, SignatureError
+from observability.logs import log_context
+from observability.metrics import WEBHOOKS
 from workflows.confirmation_client import start_confirmation
 
 log = logging.getLogger("paysaga.webhooks")
@@ -51,6 +54,8 @@ async def confirm(deps: Deps, c: Confirmation) -> Literal["accepted", "duplicate
         # Temporal; the workflow id and the database keys keep it exactly once.
         log.warning("duplicate pre-check skipped, database unavailable: %s", exc)
     settings = deps.settings
+    # When it arrived, for `paysaga_confirmation_seconds` (measured where the order is paid).
+    c = dataclasses.replace(c, received_at=time.time())
     return await start_confirmation(
         await deps.temporal(), settings.task_queue, c, settings.recovery
     )
@@ -77,6 +82,21 @@ async def end_attempt_from(deps: Deps, end: AttemptEnd) -> Literal["accepted", "
 
 
 async def _handle(provider: str, request: Request, deps: Deps) -> Result:
+    """`_verified_handle`, counted in `paysaga_webhooks_total` by what became of it: refused
+    (4xx) is `rejected`, anything else that failed (503, a bug) is `error`."""
+    result = "error"
+    try:
+        answer = await _verified_handle(provider, request, deps)
+        result = answer["result"]
+        return answer
+    except ApiError as exc:
+        result = "rejected" if exc.status < 500 else "error"
+        raise
+    finally:
+        WEBHOOKS.labels(provider, result).inc()
+
+
+async def _verified_handle(provider: str, request: Request, deps: Deps) -> Result:
     body = await request.body()  # capped at 256 KiB by api.limits before it got here
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "application/json":
@@ -97,7 +117,11 @@ async def _handle(provider: str, request: Request, deps: Deps) -> Result:
     if event.confirmation is None:
         log.info("ignored %s event %s (%s)", provider, event.event_id, event.event_type)
         return {"result": "ignored"}
-    return {"result": await confirm(deps, event.confirmation)}
+    c = event.confirmation
+    with log_context(transaction_id=c.transaction_id, order_id=c.order_id):
+        result = await confirm(deps, c)
+        log.info("%s %s payment %s: %s", provider, event.event_type, c.transaction_id, result)
+    return {"result": result}
 
 
 @router.post("/webhooks/razorpay")

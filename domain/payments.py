@@ -86,6 +86,9 @@ class Confirmation:
     event_id: str
     event_type: str
     order_id: str | None = None  # an order reference the gateway echoed back, if any
+    # When the webhook arrived (epoch seconds), for `paysaga_confirmation_seconds`; None in
+    # histories recorded before it was carried.
+    received_at: float | None = None
 
 
 @dataclass(frozen=True)
