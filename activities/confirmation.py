@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import secrets
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -30,8 +30,9 @@ from temporalio.exceptions import ApplicationError
 from db import journal
 from db.errors import is_bad_data
 from db.journal import as_uuid
-from db.models import Order, Payment, ReconciliationCase, SecurityEvent, Ticket
+from db.models import Order, Payment, ReconciliationCase, SecurityEvent
 from db.orders import NotPayable, mark_paid
+from db.tickets import NotPaid, issue_code, ticket_pdf
 from domain import keys
 from domain.confirmation import AuditRecord
 from domain.money import BIGINT_MAX
@@ -43,6 +44,7 @@ from domain.payments import (
     OrderStatus,
     PaymentStatus,
 )
+from observability.metrics import CONFIRMATION_SECONDS, CONFIRMATIONS
 from workflows.order_signals import tell_paid
 
 log = logging.getLogger("paysaga.activities")
@@ -131,10 +133,14 @@ def _printable(value: object, limit: int = 255) -> str:
 
 class ConfirmationActivities:
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], client: Client | None = None
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        client: Client | None = None,
+        organizer: str = "paysaga",
     ) -> None:
         self.sessions = sessions
         self.client = client  # to tell an order's lifecycle it is paid
+        self.organizer = organizer  # printed on the ticket
 
     @activity.defn
     async def validate_confirmation(self, inp: ValidateInput) -> Validation:
@@ -226,13 +232,15 @@ class ConfirmationActivities:
                 **resolved,
             )
             if inp.resolution:
-                await s.execute(
+                closed = await s.execute(
                     case.on_conflict_do_update(
                         constraint="uq_cases_provider_tx_kind",
                         set_=resolved,
                         where=ReconciliationCase.state == "open",
                     )
                 )
+                if closed.rowcount:  # type: ignore[attr-defined]
+                    CONFIRMATIONS.labels("resolved").inc()
                 log.info(
                     "reconciliation case resolved: kind=%s provider=%s transaction_id=%s: %s",
                     v.outcome,
@@ -242,7 +250,7 @@ class ConfirmationActivities:
                 )
                 return
             # A second outage (or a second park) of the same kind reopens its resolved case.
-            await s.execute(
+            opened = await s.execute(
                 case.on_conflict_do_update(
                     constraint="uq_cases_provider_tx_kind",
                     set_={"state": "open", "resolution": None, "resolved_at": None},
@@ -261,6 +269,8 @@ class ConfirmationActivities:
                     )
                     .on_conflict_do_nothing(index_elements=["dedupe_key"])
                 )
+        if opened.rowcount:  # type: ignore[attr-defined]  # not again when a retry finds it
+            CONFIRMATIONS.labels("parked").inc()
         # 2b2: the admins' alert is this log line (structured, greppable) plus the open case.
         log.warning(
             "reconciliation case opened: kind=%s provider=%s transaction_id=%s order_id=%s: %s",
@@ -317,6 +327,7 @@ class ConfirmationActivities:
                     "applied_to_order": False,
                 },
             )
+        CONFIRMATIONS.labels("refunded").inc()
         return reference
 
     @activity.defn
@@ -372,6 +383,10 @@ class ConfirmationActivities:
             raise ApplicationError(
                 f"order {inp.order_id}: {exc}", type=NOT_PAYABLE, non_retryable=True
             ) from exc
+        if changed:  # once per order: a retry finds it paid and measures nothing
+            CONFIRMATIONS.labels("paid").inc()
+            if c.received_at is not None:
+                CONFIRMATION_SECONDS.observe(max(0.0, time.time() - c.received_at))
         await self._tell_order_paid(inp.order_id)
         return changed
 
@@ -410,16 +425,15 @@ class ConfirmationActivities:
 
     @activity.defn
     async def issue_ticket(self, order_id: str) -> str:
-        """UC-35 step 8: one ticket per order with an unguessable code."""
+        """UC-35 step 8: one ticket per order with an unguessable code, and its PDF, each
+        stored once (`db.tickets`). A failing renderer fails this step only (8a)."""
         order_uuid = uuid.UUID(order_id)
         async with self.sessions.begin() as s:
-            await s.execute(
-                insert(Ticket)
-                .values(order_id=order_uuid, code=secrets.token_urlsafe(18))
-                .on_conflict_do_nothing(index_elements=["order_id"])
-            )
-            code = await s.scalar(select(Ticket.code).where(Ticket.order_id == order_uuid))
-        assert code is not None
+            code = await issue_code(s, order_uuid)
+        try:
+            await ticket_pdf(self.sessions, order_uuid, self.organizer)
+        except NotPaid:
+            pass  # refunded since: the code stands in the record, no document is made
         return code
 
     def all(self) -> list[Any]:

@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from pydantic import AfterValidator, BaseModel, EmailStr, Field, StringConstraints
 from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError, InterfaceError
@@ -28,6 +28,7 @@ from db.orders import (
     new_attempt,
     order_view,
 )
+from db.tickets import NotPaid, ticket_pdf
 from domain.payments import OrderStatus
 from workflows.order_client import start_order_lifecycle
 from workflows.order_signals import tell_closed
@@ -212,3 +213,27 @@ async def new_payment_attempt(
     except AttemptRefused as exc:
         raise Conflict(str(exc)) from exc
     return await _view(deps, key)
+
+
+@router.get(
+    "/orders/{order_id}/ticket",
+    response_class=Response,
+    responses={200: {"content": {"application/pdf": {}}, "description": "the ticket as a PDF"}},
+)
+async def get_ticket(order_id: str, caller: CurrentCaller, deps: DepsDep) -> Response:
+    """The ticket and receipt as a PDF, with its QR code. 409 until the order is paid (and
+    after it is refunded: the ticket is void then). Made once and stored; a download before
+    the confirmation's ticket step has run makes it, the same for everyone."""
+    key = await _own_order(deps, caller, order_id)
+    try:
+        pdf = await ticket_pdf(deps.sessions, key, deps.settings.organizer_name)
+    except NotPaid as exc:
+        raise Conflict("the order is not paid: no valid ticket") from exc
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={
+            "Content-Disposition": f'inline; filename="ticket-{str(key)[:8]}.pdf"',
+            "Cache-Control": "private, no-store",
+        },
+    )

@@ -37,7 +37,7 @@ START = Cursor(0, 0)
 
 PAGE = text(
     """
-    SELECT id, type, order_id, payload, created_at, txid::text AS txid FROM events
+    SELECT id, type, order_id, payload, created_at, txid::text AS txid, dedupe_key FROM events
     WHERE (txid, id) > (CAST(:txid AS xid8), :event_id)
       AND txid < pg_snapshot_xmin(pg_current_snapshot())
     ORDER BY txid, id
@@ -62,19 +62,33 @@ async def parse_cursor(s: AsyncSession, after: str | None) -> Cursor:
     raise BadCursor("after must be a cursor from `next` (or an event id)")
 
 
-async def page(s: AsyncSession, after: Cursor, limit: int) -> tuple[list[dict[str, Any]], Cursor]:
+@dataclass(frozen=True)
+class Item:
+    event: dict[str, Any]  # as `GET /events` shows it
+    cursor: Cursor  # the position just past it
+    dedupe_key: str  # its natural key: stable, unlike its id, across a restore
+
+
+async def read(s: AsyncSession, after: Cursor, limit: int) -> list[Item]:
     rows = (
         await s.execute(PAGE, {"txid": after.txid, "event_id": after.event_id, "limit": limit})
     ).all()
-    events = [
-        {
-            "id": row.id,
-            "type": row.type,
-            "order_id": str(row.order_id) if row.order_id else None,
-            "data": row.payload,
-            "occurred_at": row.created_at.isoformat(),
-        }
+    return [
+        Item(
+            {
+                "id": row.id,
+                "type": row.type,
+                "order_id": str(row.order_id) if row.order_id else None,
+                "data": row.payload,
+                "occurred_at": row.created_at.isoformat(),
+            },
+            Cursor(int(row.txid), row.id),
+            row.dedupe_key,
+        )
         for row in rows
     ]
-    last = Cursor(int(rows[-1].txid), rows[-1].id) if rows else after
-    return events, last
+
+
+async def page(s: AsyncSession, after: Cursor, limit: int) -> tuple[list[dict[str, Any]], Cursor]:
+    found = await read(s, after, limit)
+    return [item.event for item in found], found[-1].cursor if found else after

@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -183,6 +184,40 @@ class Ticket(Base):
     order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id"), unique=True)
     code: Mapped[str] = mapped_column(Text, unique=True)
     issued_at: Mapped[datetime] = _now()
+    # The ticket as a PDF, rendered once (`db.tickets.ticket_pdf`); deferred: views of the
+    # order need the code, not the document.
+    pdf: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+
+
+class Notification(Base):
+    """A mail to an attendee, one per (kind, event): recorded with its Message-ID before the
+    first try, marked `sent` after the server took it (`activities.notifications`)."""
+
+    __tablename__ = "notifications"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    dedupe_key: Mapped[str] = mapped_column(Text, unique=True)
+    kind: Mapped[str] = mapped_column(Text)
+    order_id: Mapped[uuid.UUID | None] = mapped_column(UUID, index=True)
+    recipient: Mapped[str] = mapped_column(Text)
+    message_id: Mapped[str] = mapped_column(Text, unique=True)
+    status: Mapped[str] = mapped_column(
+        Text,
+        CheckConstraint("status IN ('pending', 'sent', 'failed')"),
+        server_default="pending",
+    )
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"), default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _now()
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class FeedCursor(Base):
+    """How far a reader of the event feed got (`mail`: the mail relay), as `db.events.Cursor`."""
+
+    __tablename__ = "feed_cursors"
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    txid: Mapped[str] = mapped_column(Text)
+    event_id: Mapped[int] = mapped_column(BigInteger)
 
 
 class Event(Base):

@@ -388,7 +388,11 @@ async def order_view(s: AsyncSession, order_id: uuid.UUID) -> dict[str, Any] | N
         "payments": payments,
         "ticket": None
         if ticket is None
-        else {"code": ticket.code, "issued_at": ticket.issued_at.isoformat()},
+        else {
+            "code": ticket.code,
+            "url": f"/api/v1/orders/{order.id}/ticket",  # the PDF (owner or admin)
+            "issued_at": ticket.issued_at.isoformat(),
+        },
         "created_at": order.created_at.isoformat(),
         "expires_at": order.expires_at.isoformat(),
         "paid_at": order.paid_at.isoformat() if order.paid_at else None,

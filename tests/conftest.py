@@ -27,8 +27,9 @@ from domain.confirmation import ConfirmationState
 from domain.payments import ConfirmationOutcome
 from paysaga.postgres import EmbeddedPostgres
 from paysaga.settings import Settings
-from paysaga.temporal import build_worker, replay_failures
+from paysaga.temporal import build_worker, mail_config, replay_failures
 from tests.helpers import SECRETS
+from workflows.mail_relay import ensure_mail_relay, relay_workflow_id
 from workflows.order_lifecycle import ORDER_STATE
 from workflows.payment_confirmation import (
     ORDER_ID,
@@ -40,7 +41,7 @@ from workflows.payment_confirmation import (
 BIN = Path(sys.executable).parent
 TABLES = (
     "products, orders, order_items, payments, audit_log, security_events, "
-    "reconciliation_cases, tickets, events"
+    "reconciliation_cases, tickets, events, notifications"
 )
 
 
@@ -192,13 +193,25 @@ async def stack(
     client = temporal_env.client
     settings = settings_for(database_url, task_queue, **stack_env)
     app = create_app(settings, temporal=client)
+    mail = mail_config(settings)  # a test module's stack_env sets PAYSAGA_SMTP_HOST for mail
     async with (
-        build_worker(client, sessions, task_queue, sandboxed=settings.workflow_sandbox),
+        build_worker(
+            client,
+            sessions,
+            task_queue,
+            sandboxed=settings.workflow_sandbox,
+            organizer=settings.organizer_name,
+            mail=mail,
+        ),
         httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://paysaga/api/v1"
         ) as http,
     ):
+        if mail is not None:
+            await ensure_mail_relay(client, task_queue)
         yield Stack(http, client, sessions, task_queue, settings)
+        if mail is not None:
+            await client.get_workflow_handle(relay_workflow_id(task_queue)).terminate()
         # Every integration test ends with the financial invariants holding.
         violations = await check_invariants(sessions, client, task_queue)
         assert violations == [], "\n".join(map(str, violations))
