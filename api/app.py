@@ -2,38 +2,60 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from opentelemetry.sdk.trace import TracerProvider
 from temporalio.client import Client
 
 from api import admin, events, health, orders, webhooks
 from api.deps import Deps
 from api.errors import documented, install_error_handlers
 from api.limits import BodyLimit
+from api.timing import RequestTimer
 from db.session import make_engine, make_sessionmaker
+from observability.tracing import temporal_interceptor, tracer_provider
 from paysaga.settings import Settings
 
 PREFIX = "/api/v1"
 
 
-def create_app(settings: Settings, *, temporal: Client | None = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    *,
+    temporal: Client | None = None,
+    tracing: TracerProvider | None = None,
+) -> FastAPI:
+    """`temporal`: a client to use (tests); otherwise one is connected on first use, with the
+    tracing interceptor when traces are on. `tracing`: the tracer provider (tests); otherwise
+    one from OTEL_EXPORTER_OTLP_ENDPOINT, or none."""
     engine = make_engine(settings.require_database_url())
+    if tracing is None and temporal is None:
+        tracing = tracer_provider("paysaga-api", os.environ)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         await engine.dispose()
+        if tracing is not None:
+            tracing.shutdown()  # exports what is still buffered
 
     app = FastAPI(
         title="paysaga",
         summary="Payment confirmations to exactly-once order status changes, on Temporal.",
         lifespan=lifespan,
     )
-    app.state.deps = Deps(settings=settings, sessions=make_sessionmaker(engine), _client=temporal)
+    app.state.deps = Deps(
+        settings=settings,
+        sessions=make_sessionmaker(engine),
+        _client=temporal,
+        interceptors=temporal_interceptor(tracing),
+    )
     install_error_handlers(app)
     app.add_middleware(BodyLimit)
+    app.add_middleware(RequestTimer)  # outermost: it times the 401s and 413s at the edge too
     for router, errors in (
         (orders.router, documented(400, 401, 403, 404, 409, 413, 503)),
         (webhooks.router, documented(400, 401, 413, 415, 503)),
@@ -42,5 +64,9 @@ def create_app(settings: Settings, *, temporal: Client | None = None) -> FastAPI
         (health.router, documented(413, 503)),
     ):
         app.include_router(router, prefix=PREFIX, responses=errors)
-    app.include_router(health.router)  # /healthz and /readyz at the root too, for probes
+    app.include_router(health.router)  # /healthz, /readyz, /metrics at the root too, for probes
+    if tracing is not None:
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        FastAPIInstrumentor.instrument_app(app, tracer_provider=tracing)
     return app

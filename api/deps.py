@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio.client import Client
+from temporalio.client import Client, Interceptor
 
 from api.errors import Unavailable
 from api.security import RejectionLog
@@ -23,6 +24,7 @@ class Deps:
     settings: Settings
     sessions: async_sessionmaker[AsyncSession]
     _client: Client | None = None
+    interceptors: Sequence[Interceptor] = ()
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     rejections: RejectionLog = field(init=False)
 
@@ -35,7 +37,9 @@ class Deps:
             async with self._lock:
                 if self._client is None:
                     try:
-                        self._client = await connect(self.settings, wait_seconds=0)
+                        self._client = await connect(
+                            self.settings, wait_seconds=0, interceptors=self.interceptors
+                        )
                     except RuntimeError as exc:  # the SDK's "failed client connect"
                         raise Unavailable(f"workflow service unreachable: {exc}") from exc
         return self._client

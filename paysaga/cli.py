@@ -36,8 +36,14 @@ def main(argv: list[str] | None = None) -> None:
     # The dev stack prints its own summary; its children log to PAYSAGA_DATA_DIR/logs.
     quiet = ("dev", "migrate", "token", "admin", "bench")
     level = logging.WARNING if args.command in quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings.from_env()
+    if args.command in ("api", "worker"):
+        from observability.logs import configure_logging
+
+        # PAYSAGA_LOG_FORMAT: JSON lines by default, text in `paysaga dev`.
+        configure_logging(settings.log_format, f"paysaga-{args.command}", level, settings.secrets())
+    else:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
     if args.command == "dev":
         from paysaga.devstack import run_dev
@@ -48,7 +54,14 @@ def main(argv: list[str] | None = None) -> None:
 
         from api.app import create_app
 
-        uvicorn.run(create_app(settings), host=args.host, port=settings.api_port, log_level="info")
+        # log_config=None: uvicorn's lines go through our handler (format, context, redaction).
+        uvicorn.run(
+            create_app(settings),
+            host=args.host,
+            port=settings.api_port,
+            log_level="info",
+            log_config=None,
+        )
     elif args.command == "worker":
         from worker import main as worker_main
 

@@ -186,6 +186,9 @@ def run_dev() -> None:
     for key, value in dev_secrets(data_dir).items():
         env.setdefault(key, value)
     env["PAYSAGA_DATA_DIR"] = str(data_dir)
+    env.setdefault("PAYSAGA_LOG_FORMAT", "text")
+    # The worker's /metrics: a free port unless one is set, printed below.
+    env.setdefault("PAYSAGA_WORKER_METRICS_PORT", str(free_port()))
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
     with ExitStack() as stack:
@@ -208,6 +211,26 @@ def run_dev() -> None:
                 wait_for_port("127.0.0.1", settings.temporal_port, 60, temporal)
                 env["PAYSAGA_TEMPORAL_ADDRESS"] = f"127.0.0.1:{settings.temporal_port}"
                 ui = f"http://127.0.0.1:{settings.temporal_ui_port}"
+            mail_dir = None
+            if not os.environ.get("PAYSAGA_SMTP_HOST"):
+                mail_dir = data_dir / "mail"
+                port = free_port()
+                sink = spawn(
+                    stack,
+                    [
+                        sys.executable,
+                        "-m",
+                        "mail.sink",
+                        "--dir",
+                        str(mail_dir),
+                        "--port",
+                        str(port),
+                    ],
+                    env,
+                    logs / "mail.log",
+                )
+                wait_for_port("127.0.0.1", port, 30, sink)
+                env["PAYSAGA_SMTP_HOST"], env["PAYSAGA_SMTP_PORT"] = "127.0.0.1", str(port)
             upgrade(env["PAYSAGA_DATABASE_URL"])
             cli = [sys.executable, "-m", "paysaga.cli"]
             children = {
@@ -215,7 +238,7 @@ def run_dev() -> None:
                 for name in ("worker", "api")
             }
             api = f"http://127.0.0.1:{settings.api_port}"
-            _announce(env, api, ui, logs)
+            _announce(env, api, ui, logs, mail_dir)
             wait_http(f"{api}/readyz", children=children)
             print("paysaga ready", flush=True)
             while all(child.poll() is None for child in children.values()):
@@ -231,13 +254,19 @@ def run_dev() -> None:
     print("paysaga stopped", flush=True)
 
 
-def _announce(env: dict[str, str], api: str, ui: str | None, logs: Path) -> None:
+def _announce(
+    env: dict[str, str], api: str, ui: str | None, logs: Path, mail_dir: Path | None
+) -> None:
     secret = env["PAYSAGA_JWT_SECRET"]
+    smtp = f"{env['PAYSAGA_SMTP_HOST']}:{env['PAYSAGA_SMTP_PORT']}"
     lines = [
         f"API          {api}/api/v1",
         f"API docs     {api}/docs",
         f"Temporal UI  {ui or '(external Temporal: ' + env['PAYSAGA_TEMPORAL_ADDRESS'] + ')'}",
         f"Database     {env['PAYSAGA_DATABASE_URL']}",
+        f"Mail         {f'SMTP sink {smtp}, each mail kept in {mail_dir}' if mail_dir else smtp}",
+        f"Metrics      {api}/metrics (API), "
+        f"http://127.0.0.1:{env['PAYSAGA_WORKER_METRICS_PORT']}/metrics (worker)",
         f"Logs         {logs}",
         "Dev secrets (kept in PAYSAGA_DATA_DIR/dev-secrets.json; environment overrides them):",
         *(

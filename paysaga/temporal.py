@@ -6,18 +6,24 @@ import asyncio
 import importlib.util
 import logging
 import py_compile
+import socket
 import time
 from collections.abc import AsyncIterator, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio.client import Client, WorkflowHistory
+from temporalio.client import Client, Interceptor, WorkflowHistory
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.confirmation import ConfirmationActivities
+from activities.notifications import MailConfig, NotificationActivities
 from activities.orders import OrderActivities
 from activities.reconciliation import ReconcileInput, ReconciliationActivities
+from mail.smtp import SmtpServer
+from observability.logs import LogContext
 from paysaga.settings import Settings
+from workflows.mail_relay import MailRelayWorkflow
 from workflows.order_lifecycle import OrderLifecycleWorkflow
 from workflows.payment_confirmation import ConfirmPaymentWorkflow
 from workflows.reconciliation import ReconcileWorkflow, ensure_schedule
@@ -28,16 +34,25 @@ SEARCH_ATTRIBUTES = {
     "TransactionId": "Keyword",
     "OrderState": "Keyword",
 }
-WORKFLOWS = [ConfirmPaymentWorkflow, OrderLifecycleWorkflow, ReconcileWorkflow]
+WORKFLOWS = [ConfirmPaymentWorkflow, OrderLifecycleWorkflow, ReconcileWorkflow, MailRelayWorkflow]
 
 
-async def connect(settings: Settings, wait_seconds: float = 60.0) -> Client:
+async def connect(
+    settings: Settings,
+    wait_seconds: float = 60.0,
+    *,
+    interceptors: Sequence[Interceptor] = (),
+    runtime: Runtime | None = None,
+) -> Client:
     """Connects, waiting while a just-started server says "frontend is not healthy yet"."""
     deadline = time.monotonic() + wait_seconds
     while True:
         try:
             return await Client.connect(
-                settings.temporal_address, namespace=settings.temporal_namespace
+                settings.temporal_address,
+                namespace=settings.temporal_namespace,
+                interceptors=interceptors,
+                runtime=runtime,
             )
         except RuntimeError:
             if time.monotonic() > deadline:
@@ -70,6 +85,8 @@ def build_worker(
     task_queue: str,
     *,
     sandboxed: bool = False,
+    organizer: str = "paysaga",
+    mail: MailConfig | None = None,
 ) -> Worker:
     """The worker, by default without the workflow sandbox.
 
@@ -80,6 +97,8 @@ def build_worker(
     histories it made through the sandboxed replayer (`replay_failures`), so a forbidden
     call or a non-deterministic change fails a test instead of a payment.
     PAYSAGA_WORKFLOW_SANDBOX=true turns the sandbox back on.
+
+    `mail`: the relay's activity is registered only where SMTP is configured.
     """
     if sandboxed:
         precompile_workflows()
@@ -89,11 +108,40 @@ def build_worker(
         workflows=WORKFLOWS,
         workflow_runner=SandboxedWorkflowRunner() if sandboxed else UnsandboxedWorkflowRunner(),
         activities=[
-            *ConfirmationActivities(sessions, client).all(),
+            *ConfirmationActivities(sessions, client, organizer).all(),
             *OrderActivities(sessions).all(),
             ReconciliationActivities(sessions, client).reconcile,
+            *([NotificationActivities(sessions, mail).relay_mail] if mail else []),
         ],
+        # The client's interceptors (tracing) apply to the worker too; this one adds the
+        # workflow's ids to every line an activity logs.
+        interceptors=[LogContext()],
     )
+
+
+def mail_config(settings: Settings) -> MailConfig | None:
+    if not settings.smtp_host:
+        return None
+    return MailConfig(
+        smtp=SmtpServer(settings.smtp_host, settings.smtp_port),
+        sender=settings.smtp_from,
+        organizer=settings.organizer_name,
+        public_url=settings.public_url,
+    )
+
+
+def metrics_runtime() -> tuple[Runtime, str]:
+    """A runtime whose Temporal SDK metrics are served on an internal port (the worker's own
+    `/metrics` re-exposes them); returns it and that endpoint's URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    runtime = Runtime(
+        telemetry=TelemetryConfig(
+            metrics=PrometheusConfig(bind_address=f"127.0.0.1:{port}", durations_as_seconds=True)
+        )
+    )
+    return runtime, f"http://127.0.0.1:{port}/metrics"
 
 
 async def replay_failures(

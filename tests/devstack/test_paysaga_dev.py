@@ -3,12 +3,16 @@ finds the same data on the next start."""
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +28,11 @@ pytestmark = pytest.mark.devstack
 PAYSAGA = str(Path(sys.executable).parent / "paysaga")
 
 
-def start(data_dir: Path, ports: dict[str, int]) -> tuple[subprocess.Popen[str], list[str]]:
+def start(
+    data_dir: Path, ports: dict[str, int], **extra: str
+) -> tuple[subprocess.Popen[str], list[str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAYSAGA_")}
-    env |= {"PAYSAGA_DATA_DIR": str(data_dir)} | {k: str(v) for k, v in ports.items()}
+    env |= {"PAYSAGA_DATA_DIR": str(data_dir)} | {k: str(v) for k, v in ports.items()} | extra
     proc = subprocess.Popen(
         [PAYSAGA, "dev"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -64,9 +70,12 @@ def test_dev_stack_confirms_stops_cleanly_and_keeps_its_data(tmp_path: Path) -> 
         "PAYSAGA_TEMPORAL_UI_PORT": free_port(),
     }
     api = f"http://127.0.0.1:{ports['PAYSAGA_API_PORT']}/api/v1"
-    proc, lines = start(tmp_path, ports)
+    proc, lines = start(tmp_path, ports, PAYSAGA_LOG_FORMAT="json")
     try:
         printed = "\n".join(lines)
+        assert f"each mail kept in {tmp_path / 'mail'}" in printed
+        worker_metrics = re.search(r"(http://127\.0\.0\.1:\d+/metrics) \(worker\)", printed)
+        assert worker_metrics is not None, printed
         assert f"http://127.0.0.1:{ports['PAYSAGA_TEMPORAL_UI_PORT']}" in printed
         assert "/docs" in printed and "Admin token" in printed
         secrets: dict[str, Any] = json.loads((tmp_path / "dev-secrets.json").read_text())
@@ -84,7 +93,11 @@ def test_dev_stack_confirms_stops_cleanly_and_keeps_its_data(tmp_path: Path) -> 
         assert httpx.post(f"{api}/admin/products", json=product, headers=admin).status_code == 201
         order = httpx.post(
             f"{api}/orders",
-            json={"items": [{"sku": "DEV-1", "quantity": 1}], "provider": "razorpay"},
+            json={
+                "items": [{"sku": "DEV-1", "quantity": 1}],
+                "provider": "razorpay",
+                "attendee": {"name": "Dev Attendee", "email": "dev@mail.pycon-attendees.org"},
+            },
             headers=admin,
         ).json()
         body, headers = razorpay_request(
@@ -101,9 +114,35 @@ def test_dev_stack_confirms_stops_cleanly_and_keeps_its_data(tmp_path: Path) -> 
         assert status == "paid"
         ui = httpx.get(f"http://127.0.0.1:{ports['PAYSAGA_TEMPORAL_UI_PORT']}/")
         assert ui.status_code == 200
+        # The attendee's mail lands in the sink's directory, once, with the ticket attached.
+        for _ in range(300):
+            kept = sorted((tmp_path / "mail").glob("*.eml"))
+            if kept:
+                break
+            time.sleep(0.1)
+        mail = email.message_from_bytes(kept[0].read_bytes(), policy=email.policy.default)
+        assert isinstance(mail, EmailMessage)
+        assert mail["To"] == "dev@mail.pycon-attendees.org"
+        [ticket] = [a.get_content() for a in mail.iter_attachments()]
+        pdf = httpx.get(f"{api}/orders/{order['id']}/ticket", headers=admin)
+        assert pdf.headers["content-type"] == "application/pdf" and pdf.content == ticket
+        metrics = httpx.get(worker_metrics[1]).text
+        assert 'paysaga_confirmations_total{outcome="paid"} 1.0' in metrics
+        assert "temporal_workflow_completed" in metrics
     finally:
         leftovers = stop(proc)
     assert leftovers == []
+    assert len(list((tmp_path / "mail").glob("*.eml"))) == 1
+    # JSON lines with the ids they are about, and no secret, token or signature anywhere.
+    api_lines = [json.loads(line) for line in (tmp_path / "logs" / "api.log").open()]
+    assert any(line.get("transaction_id") == "pay_DevStack1" for line in api_lines)
+    worker_lines = [
+        json.loads(line) for line in (tmp_path / "logs" / "worker.log").open() if line[0] == "{"
+    ]
+    assert any(line.get("order_id") == order["id"] for line in worker_lines)
+    logs = "".join(path.read_text() for path in (tmp_path / "logs").glob("*.log"))
+    for secret in [*secrets.values(), admin["Authorization"][7:], headers["X-Razorpay-Signature"]]:
+        assert secret not in logs
     assert not (tmp_path / "postgres" / "postmaster.pid").exists()
 
     proc, _ = start(tmp_path, ports)
