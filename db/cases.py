@@ -1,4 +1,5 @@
-"""Reconciliation cases as operators read them (the API and `paysaga admin cases`)."""
+"""Reconciliation cases as operators read them (the API and `paysaga admin cases`), and
+one payment with its order and cases (`paysaga admin show`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from db.models import ReconciliationCase
+from db.models import Payment, ReconciliationCase
+from db.orders import order_view
 
 
 def case_view(c: ReconciliationCase) -> dict[str, Any]:
@@ -45,3 +47,54 @@ async def list_cases(
         query = query.where(ReconciliationCase.state == "open")
     async with sessions() as s:
         return [case_view(c) for c in await s.scalars(query)]
+
+
+def payment_view(p: Payment) -> dict[str, Any]:
+    return {
+        "id": p.id,
+        "provider": p.provider,
+        "transaction_id": p.transaction_id,
+        "intent_id": p.intent_id,
+        "order_id": str(p.order_id),
+        "status": p.status,
+        "amount": p.amount,
+        "currency": p.currency,
+        "created_at": p.created_at.isoformat(),
+        "confirmed_at": p.confirmed_at.isoformat() if p.confirmed_at else None,
+    }
+
+
+async def payment_details(
+    sessions: async_sessionmaker[AsyncSession], provider: str, transaction_id: str
+) -> dict[str, Any]:
+    """One payment by its gateway key: its row, its order (`order_view`) and every case it
+    opened, open and resolved, oldest first. Each is None (the cases empty) if there is none.
+
+    The order is the payment's; without a payment row (money parked before it was stored)
+    it is the one the newest case names, if any.
+    """
+    async with sessions() as s:
+        payment = await s.scalar(
+            select(Payment).where(
+                Payment.provider == provider, Payment.transaction_id == transaction_id
+            )
+        )
+        cases = list(
+            await s.scalars(
+                select(ReconciliationCase)
+                .where(
+                    ReconciliationCase.provider == provider,
+                    ReconciliationCase.transaction_id == transaction_id,
+                )
+                .order_by(ReconciliationCase.id)
+            )
+        )
+        order_id = payment.order_id if payment is not None else None
+        if order_id is None:
+            order_id = next((c.order_id for c in reversed(cases) if c.order_id), None)
+        order = None if order_id is None else await order_view(s, order_id)
+        return {
+            "payment": None if payment is None else payment_view(payment),
+            "order": order,
+            "cases": [case_view(c) for c in cases],
+        }
