@@ -1,0 +1,319 @@
+"""The monitoring deployment files read together, as Docker Compose, Prometheus and Grafana
+would read them (there is no Docker engine here): every name one file uses for another
+(service, port, path, datasource uid) resolves, and only the API is published beyond the
+host's loopback.
+
+`dashboard_metric_names()` is also used by the tests that compare the dashboard with the
+real /metrics endpoints.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml  # type: ignore[import-untyped]  # PyYAML ships no stubs; only safe_load is used
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+GRAFANA = ROOT / "deploy" / "grafana"
+DATASOURCES = GRAFANA / "provisioning" / "datasources" / "prometheus.yml"
+DASHBOARD_PROVIDERS = GRAFANA / "provisioning" / "dashboards" / "paysaga.yml"
+DASHBOARDS = GRAFANA / "dashboards"
+
+# Every metric the contract names, plus the API's request histogram: each must be on a panel.
+PAYSAGA_METRICS = {
+    "paysaga_webhooks_total",
+    "paysaga_open_cases",
+    "paysaga_http_request_seconds",
+    "paysaga_confirmations_total",
+    "paysaga_confirmation_seconds",
+    "paysaga_notifications_total",
+}
+# Names as the Python SDK's Prometheus exporter writes them with durations_as_seconds=True and
+# the default suffix options: histograms keep their documented name (no `_seconds`), counters
+# get no `_total` (checked against temporalio 1.35's exporter).
+TEMPORAL_METRICS = {
+    "temporal_workflow_completed",
+    "temporal_workflow_failed",
+    "temporal_workflow_task_execution_failed",
+    "temporal_activity_execution_failed",
+    "temporal_activity_execution_latency",
+    "temporal_workflow_task_schedule_to_start_latency",
+    "temporal_activity_schedule_to_start_latency",
+    "temporal_worker_task_slots_available",
+}
+
+_PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool"}
+_PROMQL_WORDS |= {"and", "or", "unless", "offset", "inf", "nan"}
+
+
+def _load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
+@cache
+def _compose() -> dict[str, Any]:
+    data: dict[str, Any] = _load_yaml(COMPOSE)
+    return data
+
+
+def _services() -> dict[str, Any]:
+    services: dict[str, Any] = _compose()["services"]
+    return services
+
+
+def _env(service: str) -> dict[str, str]:
+    """A service's environment as a dict (compose allows a mapping or a list of KEY=VALUE)."""
+    raw = _services()[service].get("environment") or {}
+    if isinstance(raw, list):
+        return dict(str(item).split("=", 1) for item in raw)
+    return {str(k): str(v) for k, v in raw.items()}
+
+
+def _api_port() -> int:
+    """The port `paysaga api` listens on: `--port` if the command passes one, otherwise
+    PAYSAGA_API_PORT (paysaga.settings), whose default is 8000."""
+    command = [str(part) for part in _services()["api"]["command"]]
+    if "--port" in command:
+        return int(command[command.index("--port") + 1])
+    return int(_env("api").get("PAYSAGA_API_PORT", "8000"))
+
+
+def _published(service: str) -> list[tuple[str, int]]:
+    """(host address, container port) of each published port; "" is every interface."""
+    out: list[tuple[str, int]] = []
+    for entry in _services()[service].get("ports") or []:
+        if isinstance(entry, dict):
+            out.append((str(entry.get("host_ip", "")), int(entry["target"])))
+            continue
+        spec = str(entry).split("/", 1)[0]
+        parts = spec.rsplit(":", 2)
+        host_ip = parts[0] if len(parts) == 3 else ""
+        out.append((host_ip, int(parts[-1])))
+    return out
+
+
+def _bind_mounts(service: str) -> dict[str, str]:
+    """Container path -> repository-relative source, for the service's bind mounts."""
+    out: dict[str, str] = {}
+    for entry in _services()[service].get("volumes") or []:
+        if isinstance(entry, dict):
+            source, target = str(entry.get("source", "")), str(entry["target"])
+        else:
+            source, target = str(entry).split(":")[:2]
+        if source.startswith("."):
+            out[target] = source
+    return out
+
+
+@cache
+def _dashboards() -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted(DASHBOARDS.glob("*.json"))]
+
+
+def _panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
+    """All panels, including those nested in collapsed rows."""
+    out: list[dict[str, Any]] = []
+    for panel in dashboard.get("panels", []):
+        out.append(panel)
+        out.extend(panel.get("panels", []))
+    return out
+
+
+def _exprs() -> list[str]:
+    return [
+        str(target["expr"])
+        for dashboard in _dashboards()
+        for panel in _panels(dashboard)
+        for target in panel.get("targets", [])
+    ]
+
+
+def promql_metric_names(expr: str) -> set[str]:
+    """Metric names in one PromQL expression, histogram suffixes removed."""
+    expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # label values and other strings
+    expr = re.sub(r"\{[^}]*\}", "", expr)  # label matchers
+    expr = re.sub(r"\[[^\]]*\]", "", expr)  # range and subquery durations
+    expr = re.sub(
+        r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", expr
+    )  # label lists
+    names: set[str] = set()
+    for match in re.finditer(r"(?<![\w:$.])([A-Za-z_:][\w:]*)(?![\w:])(?!\s*\()", expr):
+        name = match.group(1)
+        if name.lower() in _PROMQL_WORDS:
+            continue
+        names.add(re.sub(r"_(?:bucket|sum|count)$", "", name))
+    return names
+
+
+def dashboard_metric_names() -> set[str]:
+    """Every metric name the provisioned dashboards query (without `_bucket`, `_sum`,
+    `_count`), e.g. {"paysaga_webhooks_total", "paysaga_http_request_seconds", ...}."""
+    names: set[str] = set()
+    for expr in _exprs():
+        names |= promql_metric_names(expr)
+    return names
+
+
+# --- docker-compose.yml --------------------------------------------------------------------
+
+
+def test_every_depends_on_names_a_service() -> None:
+    services = _services()
+    for name, service in services.items():
+        deps = service.get("depends_on") or []
+        for dep in deps if isinstance(deps, list) else deps.keys():
+            assert dep in services, f"{name} depends on unknown service {dep}"
+
+
+def test_only_the_api_is_published_on_all_interfaces() -> None:
+    for name in _services():
+        for host_ip, _ in _published(name):
+            if name != "api":
+                assert host_ip == "127.0.0.1", f"{name} is published beyond loopback"
+    assert ("", _api_port()) in _published("api")
+    assert ("127.0.0.1", 3000) in _published("grafana")
+    assert ("127.0.0.1", 9090) in _published("prometheus")
+
+
+def test_worker_metrics_reachable_on_the_network_but_not_published() -> None:
+    env = _env("worker")
+    assert ipaddress.ip_address(env["PAYSAGA_WORKER_METRICS_HOST"]).is_unspecified
+    assert _published("worker") == []
+    # The worker still gets every shared setting (the YAML merge of &paysaga-env), and the
+    # metrics settings stay the worker's own.
+    assert _env("api").items() <= env.items()
+    assert "PAYSAGA_WORKER_METRICS_PORT" not in _env("api")
+
+
+def test_named_volumes_declared_and_bind_mount_sources_exist() -> None:
+    declared = set(_compose().get("volumes") or {})
+    for name, service in _services().items():
+        for entry in service.get("volumes") or []:
+            source = str(entry.get("source", "")) if isinstance(entry, dict) else entry
+            source = str(source).split(":")[0]
+            if source.startswith("."):
+                assert (ROOT / source).exists(), f"{name} mounts missing {source}"
+            elif not source.startswith("/"):
+                assert source in declared, f"{name} uses undeclared volume {source}"
+    assert any(str(v).endswith(":/prometheus") for v in _services()["prometheus"]["volumes"])
+    assert any(str(v).endswith(":/var/lib/grafana") for v in _services()["grafana"]["volumes"])
+
+
+def test_images_pinned_and_grafana_has_no_committed_password() -> None:
+    for name in ("prometheus", "grafana"):
+        image = str(_services()[name]["image"])
+        tag = image.rpartition(":")[2]
+        assert ":" in image and tag not in {"latest", "main"}, f"{name}: {image} is not pinned"
+    env = _env("grafana")
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    password = env["GF_SECURITY_ADMIN_PASSWORD"]
+    assert re.fullmatch(r"\$\{[A-Z_]+:\?[^}]*\}", password), "must come from the environment"
+
+
+# --- Prometheus ----------------------------------------------------------------------------
+
+
+def _scrape_targets() -> dict[str, list[str]]:
+    config = _load_yaml(PROMETHEUS)
+    return {
+        job["job_name"]: [t for sc in job["static_configs"] for t in sc["targets"]]
+        for job in config["scrape_configs"]
+    }
+
+
+def test_prometheus_scrapes_api_and_worker_where_they_listen() -> None:
+    config = _load_yaml(PROMETHEUS)
+    assert config["global"]["scrape_interval"] == "15s"
+    ports = {"api": _api_port(), "worker": int(_env("worker")["PAYSAGA_WORKER_METRICS_PORT"])}
+    targets = _scrape_targets()
+    assert targets == {"paysaga-api": [f"api:{ports['api']}"], "paysaga-worker": ["worker:9464"]}
+    for job in config["scrape_configs"]:
+        assert job.get("metrics_path", "/metrics") == "/metrics"
+        for target in [t for sc in job["static_configs"] for t in sc["targets"]]:
+            host, port = target.split(":")
+            assert host in _services(), f"{target}: no such compose service"
+            assert int(port) == ports[host], f"{target}: {host} listens on {ports[host]}"
+
+
+def test_prometheus_reads_the_mounted_config() -> None:
+    service = _services()["prometheus"]
+    config_file = next(
+        str(arg).split("=", 1)[1]
+        for arg in service.get("command", [])
+        if str(arg).startswith("--config.file=")
+    )
+    assert _bind_mounts("prometheus")[config_file] == "./deploy/prometheus/prometheus.yml"
+
+
+# --- Grafana -------------------------------------------------------------------------------
+
+
+def _datasource() -> dict[str, Any]:
+    (source,) = _load_yaml(DATASOURCES)["datasources"]
+    datasource: dict[str, Any] = source
+    return datasource
+
+
+def test_datasource_points_at_the_prometheus_service() -> None:
+    datasource = _datasource()
+    assert datasource["type"] == "prometheus"
+    assert datasource["url"] == "http://prometheus:9090"
+    assert "prometheus" in _services()
+    mounts = _bind_mounts("grafana")
+    assert mounts["/etc/grafana/provisioning/datasources"] == (
+        "./deploy/grafana/provisioning/datasources"
+    )
+
+
+def test_dashboard_provider_path_is_where_compose_mounts_the_dashboards() -> None:
+    mounts = _bind_mounts("grafana")
+    assert mounts["/etc/grafana/provisioning/dashboards"] == (
+        "./deploy/grafana/provisioning/dashboards"
+    )
+    (provider,) = _load_yaml(DASHBOARD_PROVIDERS)["providers"]
+    assert provider["type"] == "file"
+    assert mounts[provider["options"]["path"].rstrip("/")] == "./deploy/grafana/dashboards"
+    assert _dashboards(), "no dashboard JSON to provision"
+
+
+def test_every_panel_uses_the_provisioned_datasource() -> None:
+    uid = _datasource()["uid"]
+    for dashboard in _dashboards():
+        ids = [panel["id"] for panel in _panels(dashboard)]
+        assert len(ids) == len(set(ids)), "panel ids must be unique"
+        for panel in _panels(dashboard):
+            if panel["type"] == "row":
+                continue
+            assert panel["datasource"]["uid"] == uid, panel["title"]
+            assert panel["targets"], f"{panel['title']} has no query"
+            for target in panel["targets"]:
+                assert target.get("datasource", {"uid": uid})["uid"] == uid, panel["title"]
+
+
+def test_histogram_quantiles_aggregate_buckets_by_le() -> None:
+    for expr in _exprs():
+        if "histogram_quantile" in expr:
+            assert "_bucket" in expr, expr
+            assert re.search(r"by \((?:[\w, ]*\b)?le\b", expr), expr
+            # With durations_as_seconds the SDK does not add `_seconds` to its histograms.
+            assert "temporal_" not in expr or "_seconds_bucket" not in expr, expr
+
+
+def test_dashboard_covers_every_contract_metric() -> None:
+    names = dashboard_metric_names()
+    assert names == PAYSAGA_METRICS | TEMPORAL_METRICS
+
+
+def test_metric_name_extraction() -> None:
+    expr = (
+        'histogram_quantile(0.95, sum by (le, route) (rate(a_seconds_bucket{status=~"5.."}'
+        "[$__rate_interval]))) / ignoring(x) b_count or vector(0) + c_total offset 5m"
+    )
+    assert promql_metric_names(expr) == {"a_seconds", "b", "c_total"}
