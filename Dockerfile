@@ -9,6 +9,10 @@ COPY db ./db
 COPY gateways ./gateways
 COPY domain ./domain
 COPY paysaga ./paysaga
+COPY tickets ./tickets
+COPY mail ./mail
+COPY observability ./observability
+COPY bench ./bench
 COPY worker.py ./
 RUN pip install --no-cache-dir . && useradd --system paysaga
 USER paysaga

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import tomllib
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -317,3 +318,17 @@ def test_metric_name_extraction() -> None:
         "[$__rate_interval]))) / ignoring(x) b_count or vector(0) + c_total offset 5m"
     )
     assert promql_metric_names(expr) == {"a_seconds", "b", "c_total"}
+
+
+def test_the_image_copies_every_package_the_project_installs() -> None:
+    """`pip install .` in the Dockerfile fails on a package directory it was not given."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    top_level = {name.split(".")[0] for name in project["packages"]} | {
+        f"{module}.py" for module in project["py-modules"]
+    }
+    copied = {
+        line.split()[1].rstrip("/")
+        for line in (ROOT / "Dockerfile").read_text().splitlines()
+        if line.startswith("COPY ")
+    }
+    assert top_level - copied == set()
