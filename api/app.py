@@ -32,15 +32,16 @@ def create_app(
     tracing interceptor when traces are on. `tracing`: the tracer provider (tests); otherwise
     one from OTEL_EXPORTER_OTLP_ENDPOINT, or none."""
     engine = make_engine(settings.require_database_url())
+    owned = None  # a provider made here is shut down here; a caller's is the caller's
     if tracing is None and temporal is None:
-        tracing = tracer_provider("paysaga-api", os.environ)
+        tracing = owned = tracer_provider("paysaga-api", os.environ)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         await engine.dispose()
-        if tracing is not None:
-            tracing.shutdown()  # exports what is still buffered
+        if owned is not None:
+            owned.shutdown()  # exports what is still buffered
 
     app = FastAPI(
         title="paysaga",

@@ -103,7 +103,11 @@ class Redact(logging.Filter):
         return _SECRET_SHAPES.sub("[redacted]", text)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = self.scrub(record.getMessage())
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format call is logged as it was made, never raised
+            message = f"{record.msg!r} % {record.args!r}"
+        record.msg = self.scrub(message)
         record.args = None
         if record.exc_info and record.exc_info[1] is not None:
             record.exc_text = self.scrub(logging.Formatter().formatException(record.exc_info))

@@ -28,7 +28,12 @@ def tracer_provider(service: str, env: Mapping[str, str]) -> TracerProvider | No
     provider = TracerProvider(
         resource=Resource.create({SERVICE_NAME: env.get("OTEL_SERVICE_NAME") or service})
     )
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    # The endpoint from `env` (the exporter alone would read os.environ); an explicit one is
+    # used as given, so the signal's path is added here, as the exporter does for the base.
+    endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or (
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"].rstrip("/") + "/v1/traces"
+    )
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
     return provider
 
 
