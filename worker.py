@@ -43,7 +43,6 @@ async def run_worker(settings: Settings) -> None:
         make_sessionmaker(engine),
         settings.task_queue,
         sandboxed=settings.workflow_sandbox,
-        organizer=settings.organizer_name,
         mail=mail,
     )
     await ensure_reconciliation_schedule(client, settings)

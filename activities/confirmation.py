@@ -32,7 +32,7 @@ from db.errors import is_bad_data
 from db.journal import as_uuid
 from db.models import Order, Payment, ReconciliationCase, SecurityEvent
 from db.orders import NotPayable, mark_paid
-from db.tickets import NotPaid, issue_code, ticket_pdf
+from db.tickets import issue_code
 from domain import keys
 from domain.confirmation import AuditRecord
 from domain.money import BIGINT_MAX
@@ -136,11 +136,9 @@ class ConfirmationActivities:
         self,
         sessions: async_sessionmaker[AsyncSession],
         client: Client | None = None,
-        organizer: str = "paysaga",
     ) -> None:
         self.sessions = sessions
         self.client = client  # to tell an order's lifecycle it is paid
-        self.organizer = organizer  # printed on the ticket
 
     @activity.defn
     async def validate_confirmation(self, inp: ValidateInput) -> Validation:
@@ -425,16 +423,12 @@ class ConfirmationActivities:
 
     @activity.defn
     async def issue_ticket(self, order_id: str) -> str:
-        """UC-35 step 8: one ticket per order with an unguessable code, and its PDF, each
-        stored once (`db.tickets`). A failing renderer fails this step only (8a)."""
-        order_uuid = uuid.UUID(order_id)
+        """UC-35 step 8: one ticket per order with an unguessable code. Its PDF is made where
+        it is first needed (the confirmation mail, a download) and stored once
+        (`db.tickets`): rendering costs more CPU than the rest of a confirmation, and most
+        tickets are never downloaded before their mail is sent."""
         async with self.sessions.begin() as s:
-            code = await issue_code(s, order_uuid)
-        try:
-            await ticket_pdf(self.sessions, order_uuid, self.organizer)
-        except NotPaid:
-            pass  # refunded since: the code stands in the record, no document is made
-        return code
+            return await issue_code(s, uuid.UUID(order_id))
 
     def all(self) -> list[Any]:
         return [

@@ -85,7 +85,6 @@ def build_worker(
     task_queue: str,
     *,
     sandboxed: bool = False,
-    organizer: str = "paysaga",
     mail: MailConfig | None = None,
 ) -> Worker:
     """The worker, by default without the workflow sandbox.
@@ -108,7 +107,7 @@ def build_worker(
         workflows=WORKFLOWS,
         workflow_runner=SandboxedWorkflowRunner() if sandboxed else UnsandboxedWorkflowRunner(),
         activities=[
-            *ConfirmationActivities(sessions, client, organizer).all(),
+            *ConfirmationActivities(sessions, client).all(),
             *OrderActivities(sessions).all(),
             ReconciliationActivities(sessions, client).reconcile,
             *([NotificationActivities(sessions, mail).relay_mail] if mail else []),

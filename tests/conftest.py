@@ -200,7 +200,6 @@ async def stack(
             sessions,
             task_queue,
             sandboxed=settings.workflow_sandbox,
-            organizer=settings.organizer_name,
             mail=mail,
         ),
         httpx.AsyncClient(

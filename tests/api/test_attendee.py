@@ -164,7 +164,7 @@ async def test_paid_order_gets_its_pdf_ticket_and_one_mail_with_it(
     text = pdf_text(pdf)
     for expected in (ORGANIZER, "Zoë Ångström", "Conference pass", "INR 499.00", tx, order["id"]):
         assert expected in text, expected
-    # Stored once: the download is the document step 8 made, byte for byte.
+    # Stored once: the download is the document the mail carries, byte for byte.
     async with stack.sessions() as s:
         stored = await s.scalar(select(Ticket.pdf).where(Ticket.order_id == uuid.UUID(order["id"])))
     assert stored == pdf
