@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
 from temporalio.client import Client
 
-from api import admin, events, health, orders, webhooks
+from api import admin, events, health, orders, payments, webhooks
 from api.deps import Deps
 from api.errors import documented, install_error_handlers
 from api.limits import BodyLimit
@@ -59,6 +59,7 @@ def create_app(
     app.add_middleware(RequestTimer)  # outermost: it times the 401s and 413s at the edge too
     for router, errors in (
         (orders.router, documented(400, 401, 403, 404, 409, 413, 503)),
+        (payments.router, documented(400, 401, 404, 409, 413, 503)),
         (webhooks.router, documented(400, 401, 413, 415, 503)),
         (admin.router, documented(400, 401, 403, 404, 409, 413, 503)),
         (events.router, documented(400, 401, 403, 413, 503)),
