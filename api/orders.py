@@ -28,10 +28,12 @@ from db.orders import (
     new_attempt,
     order_view,
 )
+from db.refunds import RefundRefused, request_refund
 from db.tickets import NotPaid, ticket_pdf
-from domain.payments import OrderStatus
+from domain.payments import OrderStatus, RefundRun
 from workflows.order_client import start_order_lifecycle
 from workflows.order_signals import tell_closed
+from workflows.refund_client import start_refund
 
 log = logging.getLogger("paysaga.orders")
 router = APIRouter()
@@ -237,3 +239,43 @@ async def get_ticket(order_id: str, caller: CurrentCaller, deps: DepsDep) -> Res
             "Cache-Control": "private, no-store",
         },
     )
+
+
+class RefundIn(BaseModel):
+    reason: Annotated[str, StringConstraints(max_length=2000), AfterValidator(_storable)] | None = (
+        None
+    )
+
+
+@router.post("/orders/{order_id}/refund", status_code=202)
+async def refund_order(
+    order_id: str, caller: CurrentCaller, deps: DepsDep, body: RefundIn | None = None
+) -> dict[str, Any]:
+    """Asks for the paid order's money back, in full: 202 with the order and its `refund`
+    (`pending` until the gateway confirms; then the order is `refunded` and its stock
+    released). An owner may ask within PAYSAGA_REFUND_WINDOW_SECONDS of paying, an admin
+    always; 409 with the reason otherwise, or if the order is not paid. Asked again while one
+    is pending: 202, nothing new."""
+    key, owner = await _order_and_owner(deps, caller, order_id)
+    actor = f"admin:{caller.sub}" if caller.is_admin and caller.sub != owner else caller.sub
+    try:
+        async with deps.sessions.begin() as s:
+            asked = await request_refund(
+                s,
+                key,
+                actor=actor,
+                is_admin=caller.is_admin,
+                reason=body.reason if body else None,
+                window_seconds=deps.settings.refund_window_seconds,
+            )
+    except RefundRefused as exc:
+        raise Conflict(str(exc)) from exc
+    if asked.status == "pending":
+        # Offline mode: the operator refunds in the gateway's dashboard; its refund webhook
+        # completes this workflow. Started again on a repeat: it is the same one.
+        await start_refund(
+            await deps.temporal(),
+            deps.settings.task_queue,
+            RefundRun(asked.provider, asked.transaction_id, actor),
+        )
+    return await _view(deps, key)

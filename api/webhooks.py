@@ -1,5 +1,6 @@
 """Gateway webhooks: verify the signature, normalise, start the confirmation workflow, answer.
 
+A refund notice is handed to its refund's workflow (`workflows.refund_client.tell_refund`).
 The gateway gets its 200 as soon as the workflow start is durable in Temporal; everything
 else happens in the workflow. Order of checks: size (413, `api.limits`, for every route),
 media type (415), signature (401), body (400), then the workflow (503 if it cannot be
@@ -25,6 +26,7 @@ from gateways import MalformedEvent, SignatureError
 from observability.logs import log_context
 from observability.metrics import WEBHOOKS
 from workflows.confirmation_client import start_confirmation
+from workflows.refund_client import tell_refund
 
 log = logging.getLogger("paysaga.webhooks")
 router = APIRouter()
@@ -114,6 +116,12 @@ async def _verified_handle(provider: str, request: Request, deps: Deps) -> Resul
         raise BadRequest(str(exc)) from exc
     if event.attempt_end is not None:
         return {"result": await end_attempt_from(deps, event.attempt_end)}
+    if event.refund is not None:
+        n = event.refund
+        with log_context(transaction_id=n.transaction_id):
+            await tell_refund(await deps.temporal(), deps.settings.task_queue, n)
+            log.info("%s refund %s for %s: %s", provider, n.refund_id, n.transaction_id, n.status)
+        return {"result": "accepted"}
     if event.confirmation is None:
         log.info("ignored %s event %s (%s)", provider, event.event_id, event.event_type)
         return {"result": "ignored"}

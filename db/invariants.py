@@ -21,6 +21,9 @@ Rules (each violation names its rule):
 - `late_payment_has_case`: money stored for an order that was cancelled first is parked with
   a `late_payment` case (resolved once refunded, or settled by an admin), or its confirmation
   is still running.
+- `refunds_exact`: money goes back once and in full: a succeeded refund is of its payment's
+  amount and currency, and a `refunded` order has a succeeded refund, its payment `refunded`
+  and a `PaymentRefunded` event.
 The Temporal parts are scoped to one task queue, so a shared server is checked per stack.
 """
 
@@ -152,6 +155,26 @@ LATE_PAYMENTS = text(
     """
 )
 
+REFUNDS = text(
+    """
+    SELECT o.id::text, 'refunded without a succeeded refund of its refunded payment'
+    FROM orders o WHERE o.status = 'refunded' AND NOT EXISTS (
+        SELECT 1 FROM refunds r JOIN payments p
+          ON p.provider = r.provider AND p.transaction_id = r.transaction_id
+        WHERE r.order_id = o.id AND r.status = 'succeeded' AND p.status = 'refunded')
+    UNION ALL
+    SELECT r.provider || ' ' || r.transaction_id,
+           'refunded ' || r.amount || ' ' || r.currency || ' of ' || p.amount || ' ' || p.currency
+    FROM refunds r JOIN payments p
+      ON p.provider = r.provider AND p.transaction_id = r.transaction_id
+    WHERE r.status = 'succeeded' AND (r.amount <> p.amount OR r.currency <> p.currency)
+    UNION ALL
+    SELECT o.id::text, 'refunded without a PaymentRefunded event' FROM orders o
+    WHERE o.status = 'refunded' AND NOT EXISTS (
+        SELECT 1 FROM events e WHERE e.order_id = o.id AND e.type = 'PaymentRefunded')
+    """
+)
+
 
 async def check_invariants(
     sessions: async_sessionmaker[AsyncSession], client: Client | None, task_queue: str
@@ -187,6 +210,8 @@ async def check_invariants(
             found.append(
                 Violation("state_change_has_event", f"order {order_id} has no {missing} event")
             )
+        for subject, problem in await s.execute(REFUNDS):
+            found.append(Violation("refunds_exact", f"{subject}: {problem}"))
         unplaced = (await s.execute(UNPLACED)).scalars().all()
         late = (await s.execute(LATE_PAYMENTS)).all()
         stored_not_paid = (await s.execute(STORED_NOT_PAID)).all()

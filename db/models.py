@@ -232,3 +232,27 @@ class Event(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     dedupe_key: Mapped[str] = mapped_column(Text, unique=True)
     created_at: Mapped[datetime] = _now()
+
+
+class Refund(Base):
+    """Money sent back for a payment: full refunds only, one per payment (`db.refunds`)."""
+
+    __tablename__ = "refunds"
+    __table_args__ = (
+        UniqueConstraint("provider", "transaction_id", name="uq_refunds_provider_transaction"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    provider: Mapped[str] = mapped_column(Text)
+    transaction_id: Mapped[str] = mapped_column(Text)
+    order_id: Mapped[uuid.UUID | None] = mapped_column(UUID, index=True)
+    amount: Mapped[int] = mapped_column(BigInteger, CheckConstraint("amount >= 0"))
+    currency: Mapped[str] = _currency()
+    status: Mapped[str] = mapped_column(
+        Text, CheckConstraint("status IN ('pending', 'succeeded', 'failed')")
+    )
+    reason: Mapped[str | None] = mapped_column(Text)
+    requested_by: Mapped[str] = mapped_column(Text)
+    gateway_refund_id: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    created_at: Mapped[datetime] = _now()
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

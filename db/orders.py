@@ -12,7 +12,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import journal
-from db.models import Order, OrderItem, Payment, Product, Ticket
+from db.models import Order, OrderItem, Payment, Product, Refund, Ticket
 from domain import keys
 from domain.payments import OrderStatus, PaymentStatus
 
@@ -223,19 +223,7 @@ async def close_order(
             .returning(Payment.provider, Payment.intent_id)
         )
     ).all()
-    # Sorted in Python, as create_order sorts: the database's collation may order skus
-    # differently, and two lock orders for the same rows can deadlock.
-    items = sorted(
-        (
-            await s.execute(
-                select(OrderItem.sku, OrderItem.quantity).where(OrderItem.order_id == order_id)
-            )
-        ).all()
-    )
-    for sku, quantity in items:
-        await s.execute(
-            update(Product).where(Product.sku == sku).values(stock=Product.stock + quantity)
-        )
+    items = await release_stock(s, order_id)
     await journal.emit(
         s,
         "OrderCancelled",
@@ -250,6 +238,22 @@ async def close_order(
         },
     )
     return True, OrderStatus.CANCELLED, reason
+
+
+async def release_stock(s: AsyncSession, order_id: uuid.UUID) -> list[tuple[str, int]]:
+    """Gives an order's items back to stock (a cancel, a refund); its caller has just changed
+    the order's status, so this runs once per order. Returns what it released."""
+    # Sorted in Python, as create_order sorts: the database's collation may order skus
+    # differently, and two lock orders for the same rows can deadlock.
+    rows = await s.execute(
+        select(OrderItem.sku, OrderItem.quantity).where(OrderItem.order_id == order_id)
+    )
+    items = sorted((sku, quantity) for sku, quantity in rows)
+    for sku, quantity in items:
+        await s.execute(
+            update(Product).where(Product.sku == sku).values(stock=Product.stock + quantity)
+        )
+    return items
 
 
 async def new_attempt(s: AsyncSession, order_id: uuid.UUID, provider: str, intent_id: str) -> None:
@@ -347,6 +351,20 @@ async def mark_placed(s: AsyncSession, order_id: uuid.UUID) -> bool:
     return True
 
 
+def refund_view(refund: Refund | None) -> dict[str, object] | None:
+    if refund is None:
+        return None
+    return {
+        "status": refund.status,
+        "amount": refund.amount,
+        "currency": refund.currency,
+        "reason": refund.reason,
+        "requested_by": refund.requested_by,
+        "requested_at": refund.created_at.isoformat(),
+        "completed_at": refund.completed_at.isoformat() if refund.completed_at else None,
+    }
+
+
 async def order_view(s: AsyncSession, order_id: uuid.UUID) -> dict[str, Any] | None:
     order = await s.get(Order, order_id)
     if order is None:
@@ -356,6 +374,7 @@ async def order_view(s: AsyncSession, order_id: uuid.UUID) -> dict[str, Any] | N
         await s.scalars(select(Payment).where(Payment.order_id == order_id).order_by(Payment.id))
     ).all()
     ticket = await s.scalar(select(Ticket).where(Ticket.order_id == order_id))
+    refund = await s.scalar(select(Refund).where(Refund.order_id == order_id))
     payments = [
         {
             "provider": p.provider,
@@ -398,6 +417,7 @@ async def order_view(s: AsyncSession, order_id: uuid.UUID) -> dict[str, Any] | N
         "paid_at": order.paid_at.isoformat() if order.paid_at else None,
         "cancelled_at": order.cancelled_at.isoformat() if order.cancelled_at else None,
         "cancel_reason": order.cancel_reason,
+        "refund": refund_view(refund),
     }
 
 

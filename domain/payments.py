@@ -36,6 +36,7 @@ class CaseKind(StrEnum):
     STORE_FAILED = "store_failed"  # 4a: the payment could not be written for a whole first phase
     STATUS_UPDATE_FAILED = "status_update_failed"  # 5a: stored, but the order not yet marked paid
     UNPROCESSABLE = "unprocessable"  # the database refuses the confirmation's data itself
+    REFUND_FAILED = "refund_failed"  # the gateway refused or failed a refund, or never answered
 
 
 # Errors no retry mends, raised by activities as non-retryable ApplicationError types.
@@ -102,6 +103,34 @@ class AttemptEnd:
     event_id: str
     event_type: str
     reason: str | None = None
+
+
+@dataclass(frozen=True)
+class RefundNotice:
+    """A gateway says a refund of a payment ended: `succeeded` (money sent back) or `failed`."""
+
+    provider: str
+    transaction_id: str  # the payment's
+    refund_id: str  # the gateway's refund reference
+    amount: int
+    currency: str
+    status: str  # "succeeded" | "failed"
+    event_id: str
+    event_type: str
+
+
+@dataclass(frozen=True)
+class RefundRun:
+    """The refund workflow's input: which payment, and who asked (an owner, an admin, or the
+    gateway itself when an operator refunded in its dashboard)."""
+
+    provider: str
+    transaction_id: str
+    requested_by: str
+
+
+def refund_workflow_id(provider: str, transaction_id: str) -> str:
+    return f"refund-{provider}-{transaction_id}"
 
 
 def order_workflow_id(order_id: str) -> str:

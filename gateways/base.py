@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from domain.money import minor_units, normalise_currency
-from domain.payments import AttemptEnd, Confirmation, is_identifier
+from domain.payments import AttemptEnd, Confirmation, RefundNotice, is_identifier
 
 
 class SignatureError(Exception):
@@ -29,6 +29,7 @@ class GatewayEvent:
     event_type: str
     confirmation: Confirmation | None  # None: a valid event we do not act on
     attempt_end: AttemptEnd | None = None  # a failed or cancelled payment attempt
+    refund: RefundNotice | None = None  # a refund that succeeded or failed
 
 
 _ALNUM = string.ascii_letters + string.digits

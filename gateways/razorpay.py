@@ -10,7 +10,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 
-from domain.payments import AttemptEnd, Confirmation, PaymentStatus
+from domain.payments import AttemptEnd, Confirmation, PaymentStatus, RefundNotice
 from gateways.base import (
     Gateway,
     GatewayEvent,
@@ -26,6 +26,7 @@ from gateways.base import (
 )
 
 CONFIRMING_EVENTS = ("payment.captured", "order.paid")
+REFUND_EVENTS = {"refund.processed": "succeeded", "refund.failed": "failed"}
 
 
 class RazorpayGateway(Gateway):
@@ -56,6 +57,20 @@ class RazorpayGateway(Gateway):
                 reason=reason(entity.get("error_description") or entity.get("error_code")),
             )
             return GatewayEvent(event_id, event_type, None, end)
+        if event_type in REFUND_EVENTS:
+            refund = ("payload", "refund", "entity")
+            amount, currency = money(data, (*refund, "amount"), (*refund, "currency"))
+            notice = RefundNotice(
+                provider=self.name,
+                transaction_id=identifier_at(data, *refund, "payment_id"),
+                refund_id=identifier_at(data, *refund, "id"),
+                amount=amount,
+                currency=currency,
+                status=REFUND_EVENTS[event_type],
+                event_id=event_id,
+                event_type=event_type,
+            )
+            return GatewayEvent(event_id, event_type, None, refund=notice)
         if event_type not in CONFIRMING_EVENTS:
             return GatewayEvent(event_id, event_type, None)
         amount, currency = money(data, (*payment, "amount"), (*payment, "currency"))

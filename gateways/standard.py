@@ -9,7 +9,7 @@ from collections.abc import Mapping
 import standardwebhooks
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from domain.payments import AttemptEnd, Confirmation, PaymentStatus
+from domain.payments import AttemptEnd, Confirmation, PaymentStatus, RefundNotice
 from gateways.base import (
     Gateway,
     GatewayEvent,
@@ -26,6 +26,7 @@ from gateways.base import (
 TOLERANCE_SECONDS = 300
 TIMESTAMP = re.compile(r"[0-9]{1,12}", re.ASCII)
 CONFIRMING_EVENTS = ("payment.succeeded",)
+REFUND_EVENTS = {"refund.succeeded": "succeeded", "refund.failed": "failed"}
 ENDING_EVENTS = {
     "payment.failed": PaymentStatus.FAILED,
     "payment.cancelled": PaymentStatus.CANCELLED,
@@ -76,6 +77,19 @@ class StandardWebhooksGateway(Gateway):
                 reason=reason(data["data"].get("reason")),
             )
             return GatewayEvent(event_id, event_type, None, end)
+        if event_type in REFUND_EVENTS:
+            amount, currency = money(data, ("data", "amount"), ("data", "currency"))
+            notice = RefundNotice(
+                provider=self.name,
+                transaction_id=identifier_at(data, "data", "transaction_id"),
+                refund_id=identifier_at(data, "data", "refund_id"),
+                amount=amount,
+                currency=currency,
+                status=REFUND_EVENTS[event_type],
+                event_id=event_id,
+                event_type=event_type,
+            )
+            return GatewayEvent(event_id, event_type, None, refund=notice)
         if event_type not in CONFIRMING_EVENTS:
             return GatewayEvent(event_id, event_type, None)
         amount, currency = money(data, ("data", "amount"), ("data", "currency"))

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import stripe
 
-from domain.payments import AttemptEnd, Confirmation, PaymentStatus
+from domain.payments import AttemptEnd, Confirmation, PaymentStatus, RefundNotice
 from gateways.base import (
     Gateway,
     GatewayEvent,
@@ -89,6 +89,22 @@ class StripeGateway(Gateway):
                 reason=reason(why or obj.get("cancellation_reason")),
             )
             return GatewayEvent(event_id, event_type, None, end)
+        if event_type == "charge.refunded":
+            charge = ("data", "object")
+            # amount_refunded: what went back in all (Stripe refunds a charge in parts too).
+            amount, currency = money(data, (*charge, "amount_refunded"), (*charge, "currency"))
+            charge_id = identifier_at(data, *charge, "id")
+            notice = RefundNotice(
+                provider=self.name,
+                transaction_id=identifier_at(data, *charge, "payment_intent"),
+                refund_id=f"{charge_id}:{amount}",
+                amount=amount,
+                currency=currency,
+                status="succeeded",
+                event_id=event_id,
+                event_type=event_type,
+            )
+            return GatewayEvent(event_id, event_type, None, refund=notice)
         if event_type not in CONFIRMING_EVENTS:
             return GatewayEvent(event_id, event_type, None)
         # amount_received is what was actually captured, not what was asked for.

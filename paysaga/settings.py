@@ -33,6 +33,7 @@ class Settings:
     stripe_api_key: str | None
     stripe_api_base: str | None
     payment_window_seconds: int
+    refund_window_seconds: int
     recovery: RecoveryTiming
     reconcile_every_seconds: int
     unmatched_alert_seconds: int
@@ -69,6 +70,7 @@ class Settings:
             stripe_api_key=e.get("PAYSAGA_STRIPE_API_KEY") or None,
             stripe_api_base=e.get("PAYSAGA_STRIPE_API_BASE") or None,
             payment_window_seconds=int(e.get("PAYSAGA_PAYMENT_WINDOW_SECONDS", "900")),
+            refund_window_seconds=int(e.get("PAYSAGA_REFUND_WINDOW_SECONDS", "1209600")),
             recovery=RecoveryTiming(
                 first_phase=float(e.get("PAYSAGA_RETRY_FIRST_PHASE_SECONDS", "300")),
                 fast_max=float(e.get("PAYSAGA_RETRY_FAST_MAX_SECONDS", "10")),

@@ -20,6 +20,7 @@ from activities.confirmation import ConfirmationActivities
 from activities.notifications import MailConfig, NotificationActivities
 from activities.orders import OrderActivities
 from activities.reconciliation import ReconcileInput, ReconciliationActivities
+from activities.refunds import RefundActivities
 from mail.smtp import SmtpServer
 from observability.logs import LogContext
 from paysaga.settings import Settings
@@ -27,6 +28,7 @@ from workflows.mail_relay import MailRelayWorkflow
 from workflows.order_lifecycle import OrderLifecycleWorkflow
 from workflows.payment_confirmation import ConfirmPaymentWorkflow
 from workflows.reconciliation import ReconcileWorkflow, ensure_schedule
+from workflows.refund import RefundWorkflow
 
 SEARCH_ATTRIBUTES = {
     "PaymentState": "Keyword",
@@ -34,7 +36,13 @@ SEARCH_ATTRIBUTES = {
     "TransactionId": "Keyword",
     "OrderState": "Keyword",
 }
-WORKFLOWS = [ConfirmPaymentWorkflow, OrderLifecycleWorkflow, ReconcileWorkflow, MailRelayWorkflow]
+WORKFLOWS = [
+    ConfirmPaymentWorkflow,
+    OrderLifecycleWorkflow,
+    ReconcileWorkflow,
+    MailRelayWorkflow,
+    RefundWorkflow,
+]
 
 
 async def connect(
@@ -109,6 +117,7 @@ def build_worker(
         activities=[
             *ConfirmationActivities(sessions, client).all(),
             *OrderActivities(sessions).all(),
+            *RefundActivities(sessions).all(),
             ReconciliationActivities(sessions, client).reconcile,
             *([NotificationActivities(sessions, mail).relay_mail] if mail else []),
         ],

@@ -41,7 +41,7 @@ from workflows.payment_confirmation import (
 BIN = Path(sys.executable).parent
 TABLES = (
     "products, orders, order_items, payments, audit_log, security_events, "
-    "reconciliation_cases, tickets, events, notifications"
+    "reconciliation_cases, tickets, events, notifications, refunds"
 )
 
 

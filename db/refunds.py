@@ -1,0 +1,230 @@
+"""Refunds: asked for by an owner (within the refund window) or an admin, finished when the
+gateway says so. Full refunds only, one per payment (a unique key), so money never goes back
+twice however often a request or a gateway's notice is repeated.
+
+The order row's conditional update decides, as for paying and cancelling: only the call that
+turns a `paid` order `refunded` releases its stock and writes `PaymentRefunded`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db import journal
+from db.models import Order, Payment, ReconciliationCase, Refund
+from db.orders import release_stock
+from domain import keys
+from domain.confirmation import AuditRecord
+from domain.payments import CaseKind, OrderStatus, PaymentStatus, RefundNotice
+
+
+class RefundRefused(Exception):
+    """Policy says no (not paid, or past the owner's refund window): a 409 with the reason."""
+
+
+@dataclass(frozen=True)
+class RefundAsked:
+    provider: str
+    transaction_id: str
+    status: str  # the refund's status after the request
+    new: bool  # False: a refund was pending (or done) already, nothing new was asked
+
+
+async def request_refund(
+    s: AsyncSession,
+    order_id: uuid.UUID,
+    *,
+    actor: str,
+    is_admin: bool,
+    reason: str | None,
+    window_seconds: int,
+) -> RefundAsked:
+    order = await s.scalar(select(Order).where(Order.id == order_id).with_for_update())
+    assert order is not None  # the route found it
+    existing = await s.scalar(select(Refund).where(Refund.order_id == order_id))
+    if existing is not None and existing.status in ("pending", "succeeded"):
+        return RefundAsked(existing.provider, existing.transaction_id, existing.status, False)
+    if order.status != OrderStatus.PAID or order.paid_at is None:
+        raise RefundRefused(f"the order is {order.status}; only a paid order can be refunded")
+    deadline = order.paid_at + timedelta(seconds=window_seconds)
+    if not is_admin and datetime.now(UTC) > deadline:
+        raise RefundRefused(
+            f"refunds could be asked for until {deadline.isoformat(timespec='seconds')}; "
+            "ask the organizer"
+        )
+    payment = await s.scalar(
+        select(Payment).where(Payment.order_id == order_id, Payment.status == PaymentStatus.PAID)
+    )
+    assert payment is not None and payment.transaction_id is not None  # a paid order's
+    if existing is not None:  # failed before: asked again
+        existing.status, existing.reason, existing.requested_by = "pending", reason, actor
+        existing.completed_at = None
+    else:
+        s.add(
+            Refund(
+                provider=payment.provider,
+                transaction_id=payment.transaction_id,
+                order_id=order_id,
+                amount=payment.amount,
+                currency=payment.currency,
+                status="pending",
+                reason=reason,
+                requested_by=actor,
+            )
+        )
+    await s.flush()
+    await journal.write_audit(
+        s,
+        [
+            AuditRecord(
+                str(order_id),
+                actor,
+                "refund.requested",
+                f"refund.requested:{payment.provider}:{payment.transaction_id}:{uuid.uuid4()}",
+                {"reason": reason, "amount": payment.amount, "currency": payment.currency},
+            )
+        ],
+    )
+    return RefundAsked(payment.provider, payment.transaction_id, "pending", True)
+
+
+async def finish_refund(s: AsyncSession, notice: RefundNotice, requested_by: str) -> str:
+    """Applies the gateway's answer, once. Returns what it did: `succeeded`, `failed`,
+    `already` (told before), `partial` or `unknown` (each of those two opens a case)."""
+    payment = await s.scalar(
+        select(Payment)
+        .where(Payment.provider == notice.provider, Payment.transaction_id == notice.transaction_id)
+        .with_for_update()
+    )
+    if payment is None:
+        await _open_case(s, notice, None, "a refund for a payment paysaga never stored")
+        return "unknown"
+    await s.execute(
+        insert(Refund)
+        .values(
+            provider=notice.provider,
+            transaction_id=notice.transaction_id,
+            order_id=payment.order_id,
+            amount=payment.amount,
+            currency=payment.currency,
+            status="pending",
+            reason="refunded at the gateway",
+            requested_by=requested_by,
+        )
+        .on_conflict_do_nothing(constraint="uq_refunds_provider_transaction")
+    )
+    refund = await s.scalar(
+        select(Refund)
+        .where(Refund.provider == notice.provider, Refund.transaction_id == notice.transaction_id)
+        .with_for_update()
+    )
+    assert refund is not None
+    if refund.status == "succeeded":
+        return "already"
+    refund.gateway_refund_id = notice.refund_id
+    refund.detail = {"event_id": notice.event_id, "event_type": notice.event_type}
+    if notice.status != "succeeded":
+        refund.status, refund.completed_at = "failed", func.now()
+        await journal.emit(
+            s,
+            "RefundFailed",
+            payment.order_id,
+            keys.event("RefundFailed", notice.provider, notice.transaction_id, notice.refund_id),
+            {"provider": notice.provider, "transaction_id": notice.transaction_id},
+        )
+        await _open_case(
+            s,
+            notice,
+            payment,
+            f"the gateway failed refund {notice.refund_id} ({notice.event_type})",
+        )
+        return "failed"
+    if (notice.amount, notice.currency) != (payment.amount, payment.currency):
+        await _open_case(
+            s,
+            notice,
+            payment,
+            f"the gateway refunded {notice.amount} {notice.currency} of "
+            f"{payment.amount} {payment.currency}; paysaga refunds in full",
+        )
+        return "partial"
+    refund.status, refund.completed_at = "succeeded", func.now()
+    await s.execute(
+        update(Payment)
+        .where(Payment.id == payment.id, Payment.status == PaymentStatus.PAID)
+        .values(status=PaymentStatus.REFUNDED)
+    )
+    refunded = await s.scalar(
+        update(Order)
+        .where(Order.id == payment.order_id, Order.status == OrderStatus.PAID)
+        .values(status=OrderStatus.REFUNDED, updated_at=func.now())
+        .returning(Order.id)
+    )
+    released = await release_stock(s, payment.order_id) if refunded is not None else []
+    await journal.emit(
+        s,
+        "PaymentRefunded",
+        payment.order_id,
+        keys.event("PaymentRefunded", notice.provider, notice.transaction_id),
+        {
+            "provider": notice.provider,
+            "transaction_id": notice.transaction_id,
+            "amount": notice.amount,
+            "currency": notice.currency,
+            "refund_reference": notice.refund_id,
+            "reason": refund.reason,
+            "applied_to_order": refunded is not None,
+            "released": [{"sku": sku, "quantity": q} for sku, q in released],
+        },
+    )
+    await s.execute(
+        update(ReconciliationCase)
+        .where(
+            ReconciliationCase.provider == notice.provider,
+            ReconciliationCase.transaction_id == notice.transaction_id,
+            ReconciliationCase.kind == CaseKind.REFUND_FAILED,
+            ReconciliationCase.state == "open",
+        )
+        .values(state="resolved", resolution="refunded", resolved_at=func.now())
+    )
+    await journal.write_audit(
+        s,
+        [
+            AuditRecord(
+                str(payment.order_id),
+                f"gateway:{notice.provider}",
+                "refund.succeeded",
+                keys.payment_refunded(notice.provider, notice.transaction_id),
+                {"refund_id": notice.refund_id, "amount": notice.amount},
+            )
+        ],
+    )
+    return "succeeded"
+
+
+async def _open_case(
+    s: AsyncSession, notice: RefundNotice, payment: Payment | None, reason: str
+) -> None:
+    """A `refund_failed` case for the payment (what it was paid, not what the notice says)."""
+    await s.execute(
+        insert(ReconciliationCase)
+        .values(
+            kind=CaseKind.REFUND_FAILED,
+            provider=notice.provider,
+            transaction_id=notice.transaction_id,
+            order_id=payment.order_id if payment else None,
+            amount=payment.amount if payment else notice.amount,
+            currency=payment.currency if payment else notice.currency,
+            detail={"reason": reason, "refund_id": notice.refund_id},
+        )
+        .on_conflict_do_update(
+            constraint="uq_cases_provider_tx_kind",
+            set_={"state": "open", "resolution": None, "resolved_at": None},
+        )
+    )

@@ -1,0 +1,200 @@
+"""Refunds on the real stack, offline mode: asked for by the owner or an admin, completed by
+each gateway's own refund notice (signed as it signs), once; a failed refund opens a case; a
+refund made in the gateway's dashboard is recorded too; policy refusals are 409s."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from db.models import Event, Product, ReconciliationCase, Refund
+from domain.payments import confirmation_workflow_id, refund_workflow_id
+from tests.api.test_webhooks import signed_confirmation, transaction_of
+from tests.conftest import Stack
+from tests.helpers import count, razorpay_request, standard_request, stripe_request
+
+
+async def paid_order(stack: Stack, provider: str, stock: int = 5) -> tuple[dict[str, Any], str]:
+    order = await stack.place_order(provider, stock=stock)
+    tx = transaction_of(provider, order, f"tx_{uuid.uuid4().hex[:12]}")
+    answer = await stack.post(f"/webhooks/{provider}", signed_confirmation(provider, order, tx))
+    assert answer.json() == {"result": "accepted"}
+    assert (await stack.result(confirmation_workflow_id(provider, tx))).outcome == "paid"
+    return order, tx
+
+
+def refund_notice(
+    provider: str, order: dict[str, Any], tx: str, status: str = "succeeded", amount: int = 0
+) -> tuple[bytes, dict[str, str]]:
+    """The gateway's own refund event, in its documented shape."""
+    amount = amount or order["amount"]
+    refund_id = f"rfnd_{uuid.uuid4().hex[:14]}"
+    if provider == "razorpay":
+        event = "refund.processed" if status == "succeeded" else "refund.failed"
+        return razorpay_request(
+            {
+                "entity": "event",
+                "account_id": "acc_Test",
+                "event": event,
+                "contains": ["refund", "payment"],
+                "payload": {
+                    "refund": {
+                        "entity": {
+                            "id": refund_id,
+                            "entity": "refund",
+                            "amount": amount,
+                            "currency": order["currency"],
+                            "payment_id": tx,
+                            "status": "processed" if status == "succeeded" else "failed",
+                        }
+                    }
+                },
+                "created_at": int(time.time()),
+            }
+        )
+    if provider == "stripe":
+        return stripe_request(
+            {
+                "id": f"evt_{uuid.uuid4().hex[:24]}",
+                "object": "event",
+                "type": "charge.refunded",
+                "created": int(time.time()),
+                "data": {
+                    "object": {
+                        "id": f"ch_{uuid.uuid4().hex[:24]}",
+                        "object": "charge",
+                        "amount": order["amount"],
+                        "amount_refunded": amount,
+                        "currency": order["currency"].lower(),
+                        "payment_intent": tx,
+                        "refunded": amount == order["amount"],
+                    }
+                },
+            }
+        )
+    return standard_request(
+        {
+            "type": "refund.succeeded" if status == "succeeded" else "refund.failed",
+            "timestamp": datetime.now(UTC).isoformat(),
+            "data": {
+                "refund_id": refund_id,
+                "transaction_id": tx,
+                "amount": amount,
+                "currency": order["currency"],
+            },
+        }
+    )
+
+
+async def refund_result(stack: Stack, provider: str, tx: str) -> str:
+    handle = stack.client.get_workflow_handle(refund_workflow_id(provider, tx))
+    return str(await asyncio.wait_for(handle.result(), timeout=60))
+
+
+async def stock_of(stack: Stack, order: dict[str, Any]) -> int:
+    async with stack.sessions() as s:
+        stock = await s.scalar(select(Product.stock).where(Product.sku == order["items"][0]["sku"]))
+    assert stock is not None
+    return stock
+
+
+async def test_owner_asks_and_the_gateway_confirms_once(stack: Stack) -> None:
+    order, tx = await paid_order(stack, "razorpay", stock=5)
+    assert await stock_of(stack, order) == 4
+    asked = await stack.http.post(
+        f"/orders/{order['id']}/refund", json={"reason": "cannot attend"}, headers=stack.user()
+    )
+    assert asked.status_code == 202, asked.text
+    assert asked.json()["status"] == "paid"
+    assert asked.json()["refund"]["status"] == "pending"
+    again = await stack.http.post(f"/orders/{order['id']}/refund", headers=stack.user())
+    assert again.status_code == 202 and again.json()["refund"]["status"] == "pending"
+    assert await count(stack.sessions, Refund) == 1
+
+    notice = refund_notice("razorpay", order, tx)
+    assert (await stack.post("/webhooks/razorpay", notice)).json() == {"result": "accepted"}
+    assert await refund_result(stack, "razorpay", tx) == "succeeded"
+    after = await stack.order(order["id"])
+    assert after["status"] == "refunded"
+    assert after["payment"]["status"] == "refunded"
+    assert after["refund"]["status"] == "succeeded" and after["refund"]["reason"] == "cannot attend"
+    assert await stock_of(stack, order) == 5
+    # The gateway tells it again: nothing changes, nothing is released twice.
+    assert (await stack.post("/webhooks/razorpay", notice)).json() == {"result": "accepted"}
+    assert await refund_result(stack, "razorpay", tx) == "already"
+    assert await stock_of(stack, order) == 5
+    assert await count(stack.sessions, Event, Event.type == "PaymentRefunded") == 1
+    late = await stack.http.post(f"/orders/{order['id']}/refund", headers=stack.user())
+    assert late.status_code == 202 and late.json()["refund"]["status"] == "succeeded"
+
+
+async def test_refund_made_in_the_gateway_dashboard_is_recorded(stack: Stack) -> None:
+    order, tx = await paid_order(stack, "stripe")
+    assert (await stack.post("/webhooks/stripe", refund_notice("stripe", order, tx))).json() == {
+        "result": "accepted"
+    }
+    assert await refund_result(stack, "stripe", tx) == "succeeded"
+    after = await stack.order(order["id"])
+    assert after["status"] == "refunded"
+    assert after["refund"]["requested_by"] == "gateway:stripe"
+
+
+async def test_failed_refund_opens_a_case_and_a_later_success_closes_it(stack: Stack) -> None:
+    order, tx = await paid_order(stack, "standard")
+    asked = await stack.http.post(f"/orders/{order['id']}/refund", headers=stack.admin)
+    assert asked.status_code == 202
+    failed = refund_notice("standard", order, tx, status="failed")
+    assert (await stack.post("/webhooks/standard", failed)).json() == {"result": "accepted"}
+    assert await refund_result(stack, "standard", tx) == "failed"
+    after = await stack.order(order["id"])
+    assert after["status"] == "paid" and after["refund"]["status"] == "failed"
+    cases = (await stack.http.get("/admin/reconciliation", headers=stack.admin)).json()
+    assert [(c["kind"], c["transaction_id"]) for c in cases] == [("refund_failed", tx)]
+    assert await count(stack.sessions, Event, Event.type == "RefundFailed") == 1
+
+    # Asked again (a new refund workflow run), and this time the gateway refunds.
+    assert (await stack.http.post(f"/orders/{order['id']}/refund", headers=stack.admin)).json()[
+        "refund"
+    ]["status"] == "pending"
+    done = refund_notice("standard", order, tx)
+    assert (await stack.post("/webhooks/standard", done)).json() == {"result": "accepted"}
+    for _ in range(100):
+        if (await stack.order(order["id"]))["status"] == "refunded":
+            break
+        await asyncio.sleep(0.1)
+    assert (await stack.order(order["id"]))["status"] == "refunded"
+    async with stack.sessions() as s:
+        case = await s.scalar(select(ReconciliationCase))
+    assert case is not None and case.state == "resolved"
+
+
+async def test_partial_refund_is_not_applied_but_opens_a_case(stack: Stack) -> None:
+    order, tx = await paid_order(stack, "stripe")
+    partial = refund_notice("stripe", order, tx, amount=order["amount"] // 2)
+    assert (await stack.post("/webhooks/stripe", partial)).json() == {"result": "accepted"}
+    assert await refund_result(stack, "stripe", tx) == "partial"
+    assert (await stack.order(order["id"]))["status"] == "paid"
+    cases = (await stack.http.get("/admin/reconciliation", headers=stack.admin)).json()
+    assert [c["kind"] for c in cases] == ["refund_failed"]
+    assert "refunds in full" in cases[0]["reason"]
+
+
+@pytest.mark.parametrize("stack_env", [{"PAYSAGA_REFUND_WINDOW_SECONDS": "0"}])
+async def test_policy_refusals_are_409_and_change_nothing(stack: Stack) -> None:
+    unpaid = await stack.place_order("razorpay")
+    refused = await stack.http.post(f"/orders/{unpaid['id']}/refund", headers=stack.user())
+    assert refused.status_code == 409 and "awaiting_payment" in refused.json()["detail"]
+    order, _ = await paid_order(stack, "razorpay")
+    late = await stack.http.post(f"/orders/{order['id']}/refund", headers=stack.user())
+    assert late.status_code == 409 and "until" in late.json()["detail"]
+    foreign = await stack.http.post(f"/orders/{order['id']}/refund", headers=stack.user("eve"))
+    assert foreign.status_code == 404
+    assert await count(stack.sessions, Refund) == 0
+    admin = await stack.http.post(f"/orders/{order['id']}/refund", headers=stack.admin)
+    assert admin.status_code == 202 and admin.json()["refund"]["status"] == "pending"
