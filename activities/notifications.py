@@ -99,14 +99,22 @@ class NotificationActivities:
                 assert row is not None, "migration 0003 creates the mail cursor"
                 after = feed.Cursor(int(row.txid), row.event_id)
                 found = await feed.read(s, after, PAGE)
-            for item in found:
-                activity.heartbeat()
-                kind = _kind(item.event)
-                if kind is not None and item.event["order_id"]:
-                    with log_context(order_id=item.event["order_id"]):
-                        await self._notify(kind, item)
-                await self._advance(item.cursor)
-                handled += 1
+            # The cursor is written once per page, not per event: most events call for no
+            # mail, and a page read again after a crash sends nothing twice (the rows say
+            # what was sent).
+            done: feed.Cursor | None = None
+            try:
+                for item in found:
+                    activity.heartbeat()
+                    kind = _kind(item.event)
+                    if kind is not None and item.event["order_id"]:
+                        with log_context(order_id=item.event["order_id"]):
+                            await self._notify(kind, item)
+                    done = item.cursor
+                    handled += 1
+            finally:
+                if done is not None:
+                    await self._advance(done)
             if len(found) < PAGE:
                 await asyncio.sleep(self.config.poll_seconds)
         return handled
