@@ -4,16 +4,65 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
+from db.models import Payment
 from db.refunds import finish_refund
 from domain.payments import RefundNotice, RefundRun
+from gateways.stripe_api import GatewayRefused, StripeApi
 
 
 class RefundActivities:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], stripe_api: StripeApi | None = None
+    ) -> None:
         self.sessions = sessions
+        self.stripe_api = stripe_api  # online mode for Stripe refunds
+
+    @activity.defn
+    async def refund_at_gateway(self, run: RefundRun) -> RefundNotice | None:
+        """Online mode: asks the gateway to refund the payment in full (the idempotency key
+        makes a retry the same refund). Its answer, if final; None when the refund is still
+        pending there (its webhook answers later) or in offline mode (the operator refunds in
+        the dashboard). Stripe unreachable: raised, so the server retries."""
+        if run.provider != "stripe" or self.stripe_api is None:
+            return None
+        event = f"refund.{run.provider}.api"
+        try:
+            refund = await self.stripe_api.refund(run.transaction_id)
+        except GatewayRefused as exc:
+            async with self.sessions() as s:
+                paid = await s.scalar(
+                    select(Payment).where(
+                        Payment.provider == run.provider,
+                        Payment.transaction_id == run.transaction_id,
+                    )
+                )
+            return RefundNotice(
+                run.provider,
+                run.transaction_id,
+                f"refused: {exc}"[:200],
+                paid.amount if paid else 0,
+                paid.currency if paid else "XXX",
+                "failed",
+                "",
+                event,
+            )
+        if refund.status == "pending":
+            return None
+        status = "succeeded" if refund.status == "succeeded" else "failed"
+        return RefundNotice(
+            run.provider,
+            run.transaction_id,
+            refund.id,
+            refund.amount,
+            refund.currency,
+            status,
+            refund.id,
+            event,
+        )
 
     @activity.defn
     async def finish_refund(self, notice: RefundNotice) -> str:
@@ -44,4 +93,4 @@ class RefundActivities:
             )
 
     def all(self) -> list[Any]:
-        return [self.finish_refund, self.refund_unanswered]
+        return [self.refund_at_gateway, self.finish_refund, self.refund_unanswered]

@@ -13,6 +13,7 @@ from temporalio.client import Client, Interceptor
 from api.errors import Unavailable
 from api.security import RejectionLog
 from gateways import Gateway, gateway_for
+from gateways.stripe_api import StripeApi
 from paysaga.settings import Settings
 from paysaga.temporal import connect
 
@@ -27,9 +28,16 @@ class Deps:
     interceptors: Sequence[Interceptor] = ()
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     rejections: RejectionLog = field(init=False)
+    # Online mode for Stripe (PAYSAGA_STRIPE_API_KEY): intents at checkout, verify; None
+    # offline. One per process, so its circuit breaker sees every call.
+    stripe_api: StripeApi | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.rejections = RejectionLog(self.sessions)
+        s = self.settings
+        self.stripe_api = (
+            StripeApi(s.stripe_api_key, s.stripe_api_base) if s.stripe_api_key else None
+        )
 
     async def temporal(self) -> Client:
         """Connects on first use, so the API starts (and says it is not ready) without Temporal."""

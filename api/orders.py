@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -22,15 +23,18 @@ from db.orders import (
     MixedCurrencies,
     NewOrder,
     OutOfStock,
+    PriceChanged,
     close_order,
     create_order,
     create_product,
     new_attempt,
     order_view,
+    quote,
 )
 from db.refunds import RefundRefused, request_refund
 from db.tickets import NotPaid, ticket_pdf
 from domain.payments import OrderStatus, RefundRun
+from gateways.stripe_api import GatewayRefused, GatewayUnavailable, Intent, StripeApi
 from workflows.order_client import start_order_lifecycle
 from workflows.order_signals import tell_closed
 from workflows.refund_client import start_refund
@@ -105,17 +109,52 @@ async def place_order(body: OrderIn, caller: CurrentCaller, deps: DepsDep) -> di
         attendee_email=str(body.attendee.email) if body.attendee else None,
         window_seconds=deps.settings.payment_window_seconds,
     )
+    intent = None
     try:
+        if body.provider == "stripe" and deps.stripe_api is not None:
+            new, intent = await _with_stripe_intent(deps, deps.stripe_api, new)
         async with deps.sessions.begin() as s:
             order_id, expires_at = await create_order(s, new)
             view = await order_view(s, order_id)  # in the same transaction: one round trip less
-    except OutOfStock as exc:
-        raise Conflict(f"unknown sku or not enough stock: {exc}", unavailable=exc.skus) from exc
-    except MixedCurrencies as exc:
+    except (OutOfStock, MixedCurrencies, PriceChanged) as exc:
+        if intent is not None and deps.stripe_api is not None:
+            await _cancel_quietly(deps.stripe_api, intent.id)
+        if isinstance(exc, OutOfStock):
+            raise Conflict(f"unknown sku or not enough stock: {exc}", unavailable=exc.skus) from exc
+        if isinstance(exc, PriceChanged):
+            raise Conflict(f"a price changed while checking out: {exc}; try again") from exc
         raise Conflict(f"items are priced in different currencies: {exc}") from exc
     assert view is not None
+    if intent is not None and view["payment"] is not None:
+        # Only in this answer: the browser's key to confirm the payment with Stripe.js.
+        view["payment"]["client_secret"] = intent.client_secret
     await _start_lifecycle(deps, order_id, expires_at)
     return view
+
+
+async def _with_stripe_intent(deps: Deps, api: StripeApi, new: NewOrder) -> tuple[NewOrder, Intent]:
+    """Online checkout (SEQ-BP-002): the PaymentIntent first, for the quoted amount and the
+    order id it will have; only then the stock. Stripe down: 503, nothing reserved."""
+    async with deps.sessions() as s:
+        amount, currency = await quote(s, new.items)
+    order_id = uuid.uuid4()
+    try:
+        intent = await api.create_intent(str(order_id), amount, currency)
+    except (GatewayUnavailable, GatewayRefused) as exc:
+        raise Unavailable(
+            f"the payment gateway is unavailable; nothing was reserved: {exc}"
+        ) from exc
+    return replace(new, intent_id=intent.id, order_id=order_id, quoted=(amount, currency)), intent
+
+
+async def _cancel_quietly(api: StripeApi, intent_id: str) -> None:
+    """An intent for an order that was not made: cancelled, so nobody can pay it. Best
+    effort: one left behind cannot be paid into an order (its metadata names none that
+    exists), and a payment to it would be parked as unmatched."""
+    try:
+        await api.cancel_intent(intent_id)
+    except (GatewayUnavailable, GatewayRefused) as exc:
+        log.warning("intent %s for an order not made stays open: %s", intent_id, exc)
 
 
 async def _start_lifecycle(deps: Deps, order_id: uuid.UUID, expires_at: datetime) -> None:

@@ -1,5 +1,8 @@
 """Synchronous confirmation: the customer's browser returns from the gateway's checkout.
 
+Stripe: the return carries the PaymentIntent's id; it is looked up at Stripe (online mode),
+and one that has succeeded is confirmed for the amount Stripe received.
+
 Razorpay's checkout hands the browser `razorpay_order_id`, `razorpay_payment_id` and
 `razorpay_signature`, the hex HMAC-SHA256 of `"{order_id}|{payment_id}"` with the API key
 secret: proof that this payment paid this Razorpay order, whose amount is fixed. The proof
@@ -35,6 +38,7 @@ from api.errors import BadRequest, Conflict, NotFound, Unavailable
 from db.models import Order, Payment
 from db.orders import order_view
 from domain.payments import Confirmation, OrderStatus, confirmation_workflow_id
+from gateways.stripe_api import GatewayRefused, GatewayUnavailable
 from observability.logs import log_context
 from workflows.confirmation_client import start_confirmation
 
@@ -74,7 +78,7 @@ async def razorpay_verify(
         await deps.rejections.record("razorpay", source, "bad checkout signature", request.url.path)
         log.warning("rejected razorpay checkout return from %s: bad signature", source)
         raise BadRequest("razorpay_signature does not match this order and payment")
-    attempt = await _attempt(deps, caller.sub, caller.is_admin, body.razorpay_order_id)
+    attempt = await _attempt(deps, caller.sub, caller.is_admin, "razorpay", body.razorpay_order_id)
     confirmation = Confirmation(
         provider="razorpay",
         transaction_id=body.razorpay_payment_id,
@@ -87,24 +91,70 @@ async def razorpay_verify(
         order_id=str(attempt.order_id),
         received_at=time.time(),
     )
-    with log_context(transaction_id=confirmation.transaction_id, order_id=confirmation.order_id):
+    return await _confirm_and_answer(deps, confirmation, attempt.order_id)
+
+
+class StripeReturn(BaseModel):
+    payment_intent: Annotated[str, StringConstraints(pattern=r"^pi_[A-Za-z0-9_]{1,250}$")]
+
+
+@router.post(
+    "/payments/stripe/verify",
+    responses={202: {"description": "succeeded at Stripe; the payment is being confirmed"}},
+)
+async def stripe_verify(body: StripeReturn, caller: CurrentCaller, deps: DepsDep) -> JSONResponse:
+    """The browser returns from Stripe with `payment_intent`: it is looked up at Stripe, and
+    only a PaymentIntent that has succeeded is confirmed, for what Stripe received."""
+    if deps.stripe_api is None:
+        raise Conflict("offline mode (no Stripe API key): returns are not verified")
+    attempt = await _attempt(deps, caller.sub, caller.is_admin, "stripe", body.payment_intent)
+    try:
+        intent = await deps.stripe_api.intent(body.payment_intent)
+    except GatewayUnavailable as exc:
+        raise Unavailable(f"Stripe did not answer: {exc}") from exc
+    except GatewayRefused as exc:
+        raise NotFound("no such PaymentIntent at Stripe") from exc
+    if intent.status != "succeeded":
+        raise Conflict(f"the PaymentIntent has not succeeded (it is {intent.status})")
+    confirmation = Confirmation(
+        provider="stripe",
+        transaction_id=intent.id,
+        intent_id=intent.id,
+        amount=intent.amount_received,  # what was captured, as the webhook reports it
+        currency=intent.currency,
+        event_id=f"return:{intent.id}",
+        event_type="payment_intent.verified",
+        order_id=str(attempt.order_id),
+        received_at=time.time(),
+    )
+    return await _confirm_and_answer(deps, confirmation, attempt.order_id)
+
+
+async def _confirm_and_answer(
+    deps: Deps, confirmation: Confirmation, order_id: uuid.UUID
+) -> JSONResponse:
+    """Joins (or starts) the confirmation's workflow, then 200 with the order once it reads
+    paid within `WAIT_SECONDS`, else 202."""
+    with log_context(transaction_id=confirmation.transaction_id, order_id=str(order_id)):
         result = await _start(deps, confirmation)
-        log.info("razorpay checkout return for %s: %s", confirmation.transaction_id, result)
-    view = await _paid_view(deps, attempt.order_id)
+        log.info("%s return for %s: %s", confirmation.provider, confirmation.transaction_id, result)
+    view = await _paid_view(deps, order_id)
     if view is None:
         return JSONResponse(
             {
                 "status": "processing",
-                "order_id": str(attempt.order_id),
-                "workflow_id": confirmation_workflow_id("razorpay", body.razorpay_payment_id),
+                "order_id": str(order_id),
+                "workflow_id": confirmation_workflow_id(
+                    confirmation.provider, confirmation.transaction_id
+                ),
             },
             status_code=202,
         )
     return JSONResponse(view)
 
 
-async def _attempt(deps: Deps, sub: str, is_admin: bool, intent_id: str) -> Payment:
-    """The attempt this Razorpay order belongs to, if the caller owns it (404 otherwise). A
+async def _attempt(deps: Deps, sub: str, is_admin: bool, provider: str, intent_id: str) -> Payment:
+    """The attempt this gateway intent belongs to, if the caller owns it (404 otherwise). A
     database that cannot say is a 503: the browser may try again, and the gateway's webhook
     confirms the payment anyway."""
     try:
@@ -113,7 +163,7 @@ async def _attempt(deps: Deps, sub: str, is_admin: bool, intent_id: str) -> Paym
                 await s.execute(
                     select(Payment, Order.customer_id)
                     .join(Order, Order.id == Payment.order_id)
-                    .where(Payment.provider == "razorpay", Payment.intent_id == intent_id)
+                    .where(Payment.provider == provider, Payment.intent_id == intent_id)
                 )
             ).first()
     except (DBAPIError, InterfaceError, OSError) as exc:

@@ -37,6 +37,10 @@ class MixedCurrencies(Exception):
     pass
 
 
+class PriceChanged(Exception):
+    """A price moved between the quote (the gateway's intent) and the reservation."""
+
+
 @dataclass(frozen=True)
 class NewOrder:
     customer_id: str
@@ -46,6 +50,29 @@ class NewOrder:
     attendee_name: str | None
     attendee_email: str | None
     window_seconds: int = 900  # PAYSAGA_PAYMENT_WINDOW_SECONDS
+    # Online mode: the id the gateway's intent names, and the amount it was created for.
+    order_id: uuid.UUID | None = None
+    quoted: tuple[int, str] | None = None
+
+
+async def quote(s: AsyncSession, items: dict[str, int]) -> tuple[int, str]:
+    """What the items cost now, read without reserving (online checkout creates the
+    gateway's intent for it first). Unknown skus: OutOfStock; mixed: MixedCurrencies."""
+    rows = {
+        sku: (unit, currency)
+        for sku, unit, currency in await s.execute(
+            select(Product.sku, Product.unit_amount, Product.currency).where(
+                Product.sku.in_(list(items))
+            )
+        )
+    }
+    unknown = sorted(set(items) - set(rows))
+    if unknown:
+        raise OutOfStock(unknown)
+    currencies = {currency for _, currency in rows.values()}
+    if len(currencies) != 1:
+        raise MixedCurrencies(sorted(currencies))
+    return sum(q * rows[sku][0] for sku, q in items.items()), currencies.pop()
 
 
 async def create_product(s: AsyncSession, values: dict[str, Any]) -> bool:
@@ -62,7 +89,7 @@ async def create_product(s: AsyncSession, values: dict[str, Any]) -> bool:
 async def create_order(s: AsyncSession, new: NewOrder) -> tuple[uuid.UUID, datetime]:
     """Reserves stock for every item or none (the caller's transaction rolls back on raise).
     Returns the order's id and the end of its payment window."""
-    order_id = uuid.uuid4()
+    order_id = new.order_id or uuid.uuid4()
     expires_at = datetime.now(UTC) + timedelta(seconds=new.window_seconds)
     lines = []
     unavailable = []
@@ -88,6 +115,8 @@ async def create_order(s: AsyncSession, new: NewOrder) -> tuple[uuid.UUID, datet
         raise MixedCurrencies(sorted(currencies))
     currency = currencies.pop()
     amount = sum(quantity * unit for _, quantity, _, unit, _ in lines)
+    if new.quoted is not None and new.quoted != (amount, currency):
+        raise PriceChanged(f"{new.quoted[0]} {new.quoted[1]} quoted, {amount} {currency} now")
     s.add(
         Order(
             id=order_id,

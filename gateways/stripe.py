@@ -107,8 +107,14 @@ class StripeGateway(Gateway):
             return GatewayEvent(event_id, event_type, None, refund=notice)
         if event_type not in CONFIRMING_EVENTS:
             return GatewayEvent(event_id, event_type, None)
-        # amount_received is what was actually captured, not what was asked for.
-        amount, currency = money(data, (*intent, "amount_received"), (*intent, "currency"))
+        # amount_received is what was actually captured, not what was asked for. Stripe always
+        # sends it; the localstripe emulator does not, and then a succeeded intent received
+        # its amount.
+        received = "amount_received"
+        obj = dig(data, *intent)
+        if isinstance(obj, dict) and received not in obj and obj.get("status") == "succeeded":
+            received = "amount"
+        amount, currency = money(data, (*intent, received), (*intent, "currency"))
         intent_id = identifier_at(data, *intent, "id")
         metadata = data["data"]["object"].get("metadata")
         order_id = metadata.get("order_id") if isinstance(metadata, dict) else None

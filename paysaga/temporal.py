@@ -21,6 +21,7 @@ from activities.notifications import MailConfig, NotificationActivities
 from activities.orders import OrderActivities
 from activities.reconciliation import ReconcileInput, ReconciliationActivities
 from activities.refunds import RefundActivities
+from gateways.stripe_api import StripeApi
 from mail.smtp import SmtpServer
 from observability.logs import LogContext
 from paysaga.settings import Settings
@@ -94,6 +95,7 @@ def build_worker(
     *,
     sandboxed: bool = False,
     mail: MailConfig | None = None,
+    stripe_api: StripeApi | None = None,
 ) -> Worker:
     """The worker, by default without the workflow sandbox.
 
@@ -117,7 +119,7 @@ def build_worker(
         activities=[
             *ConfirmationActivities(sessions, client).all(),
             *OrderActivities(sessions).all(),
-            *RefundActivities(sessions).all(),
+            *RefundActivities(sessions, stripe_api).all(),
             ReconciliationActivities(sessions, client).reconcile,
             *([NotificationActivities(sessions, mail).relay_mail] if mail else []),
         ],
@@ -125,6 +127,13 @@ def build_worker(
         # workflow's ids to every line an activity logs.
         interceptors=[LogContext()],
     )
+
+
+def stripe_api(settings: Settings) -> StripeApi | None:
+    """Online mode for Stripe when its API key is set."""
+    if not settings.stripe_api_key:
+        return None
+    return StripeApi(settings.stripe_api_key, settings.stripe_api_base)
 
 
 def mail_config(settings: Settings) -> MailConfig | None:

@@ -2,8 +2,10 @@
 gateway's answer.
 
 Started by `POST /orders/{id}/refund`, or by the gateway's own refund notice when an operator
-refunded in its dashboard (signal-with-start). Offline mode (no gateway API keys, today's
-only mode): the operator refunds in the gateway's dashboard, and the refund webhook
+refunded in its dashboard (signal-with-start). Online mode (Stripe with an API key): the
+gateway is asked to refund, and its answer or its `charge.refunded` webhook, whichever
+comes first, finishes it. Offline mode: the operator refunds in the gateway's dashboard, and
+the refund webhook
 (`refund.processed`, `charge.refunded`, Standard `refund.succeeded` / `refund.failed`) is
 the answer, delivered as the `gateway_answer` signal. Applying it is one guarded
 transaction (`db.refunds.finish_refund`), so a repeated notice changes nothing.
@@ -47,6 +49,17 @@ class RefundWorkflow:
 
     @workflow.run
     async def run(self, run: RefundRun) -> str:
+        if not run.requested_by.startswith("gateway:"):
+            # Online mode: the gateway is asked; its answer, or its webhook, whichever comes
+            # first, finishes the refund (the second finds it done). Offline: None.
+            answer = await workflow.execute_activity_method(
+                RefundActivities.refund_at_gateway,
+                run,
+                start_to_close_timeout=STEP_TIMEOUT,
+                retry_policy=UNTIL_DONE,
+            )
+            if answer is not None:
+                self._answers.insert(0, answer)
         try:
             await workflow.wait_condition(
                 lambda: bool(self._answers), timeout=ANSWER_WAIT, timeout_summary="gateway answer"

@@ -1,0 +1,240 @@
+"""Stripe online mode against a real Stripe emulator (`localstripe`, started here): the
+PaymentIntent is created at checkout, a test card pays it, localstripe's own signed webhook
+pays the order; the return URL's verify joins the same workflow; a refund goes through
+Stripe's API; a Stripe that is down at checkout is a 503 with nothing reserved."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import stripe
+import uvicorn
+from sqlalchemy import func, select
+
+from api.app import create_app
+from db.models import Order, Product
+from domain.payments import confirmation_workflow_id, refund_workflow_id
+from tests.conftest import Stack
+from tests.helpers import ONE_CONFIRMATION, SECRETS, effects, stripe_request
+
+API_KEY = "sk_test_paysaga_localstripe"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def localstripe() -> Iterator[str]:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "localstripe"), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            httpx.get(f"{base}/v1/balance", headers={"Authorization": f"Bearer {API_KEY}"})
+            break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    yield base
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture
+def stack_env(localstripe: str) -> dict[str, str]:
+    return {"PAYSAGA_STRIPE_API_KEY": API_KEY, "PAYSAGA_STRIPE_API_BASE": localstripe}
+
+
+@pytest.fixture
+async def webhooks_to_us(stack: Stack, localstripe: str) -> AsyncIterator[str]:
+    """The API served over real HTTP, and localstripe told to send its webhooks there."""
+    port = _free_port()
+    app = create_app(stack.settings, temporal=stack.client)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
+    serving = asyncio.create_task(server.serve())
+    for _ in range(200):
+        if server.started:
+            break
+        await asyncio.sleep(0.05)
+    async with httpx.AsyncClient() as http:
+        configured = await http.post(
+            f"{localstripe}/_config/webhooks/paysaga",
+            data={
+                "url": f"http://127.0.0.1:{port}/api/v1/webhooks/stripe",
+                "secret": SECRETS["stripe"],
+            },
+        )
+        assert configured.status_code == 200, configured.text
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    await serving
+
+
+def stripe_client(base: str) -> stripe.StripeClient:
+    return stripe.StripeClient(API_KEY, base_addresses={"api": base})
+
+
+async def pay_with_card(base: str, intent_id: str, card: str = "4242424242424242") -> str:
+    """What Stripe.js does in the browser: a card, attached to the intent, confirmed."""
+    client = stripe_client(base)
+
+    def pay() -> str:
+        method = client.v1.payment_methods.create(
+            {
+                "type": "card",
+                "card": {"number": card, "exp_month": 12, "exp_year": 2030, "cvc": "123"},
+            }
+        )
+        client.v1.payment_intents.update(intent_id, {"payment_method": method.id})
+        try:
+            return str(client.v1.payment_intents.confirm(intent_id).status)
+        except stripe.CardError:
+            return "declined"
+
+    return await asyncio.to_thread(pay)
+
+
+async def paid_by_webhook(stack: Stack, order_id: str) -> None:
+    """localstripe sends its webhook a second after the payment: wait for what it does."""
+    for _ in range(150):
+        if (await stack.order(order_id))["status"] == "paid":
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"order {order_id} never paid by localstripe's webhook")
+
+
+async def checkout(stack: Stack, localstripe: str, stock: int = 5) -> dict[str, Any]:
+    order = await stack.place_order("stripe", amount=49900, currency="EUR", stock=stock)
+    intent_id = order["payment"]["intent_id"]
+    assert intent_id.startswith("pi_") and order["payment"]["client_secret"]
+    intent = await asyncio.to_thread(
+        stripe_client(localstripe).v1.payment_intents.retrieve, intent_id
+    )
+    assert (intent.amount, intent.currency, intent.metadata["order_id"]) == (
+        49900,
+        "eur",
+        order["id"],
+    )
+    return order
+
+
+async def test_checkout_card_webhook_verify_and_refund_through_stripe(
+    stack: Stack, localstripe: str, webhooks_to_us: str
+) -> None:
+    order = await checkout(stack, localstripe)
+    intent_id = order["payment"]["intent_id"]
+    assert await pay_with_card(localstripe, intent_id) == "succeeded"
+    # localstripe's own signed payment_intent.succeeded reaches the served API.
+    await paid_by_webhook(stack, order["id"])
+    outcome = await stack.result(confirmation_workflow_id("stripe", intent_id))
+    assert outcome.outcome == "paid"
+    assert (await stack.order(order["id"]))["status"] == "paid"
+    # The browser comes back afterwards: the same workflow, nothing more.
+    back = await stack.http.post(
+        "/payments/stripe/verify", json={"payment_intent": intent_id}, headers=stack.user()
+    )
+    assert back.status_code == 200 and back.json()["status"] == "paid"
+    assert await effects(stack.sessions, order["id"]) == ONE_CONFIRMATION
+
+    asked = await stack.http.post(f"/orders/{order['id']}/refund", headers=stack.user())
+    assert asked.status_code == 202
+    handle = stack.client.get_workflow_handle(refund_workflow_id("stripe", intent_id))
+    assert await asyncio.wait_for(handle.result(), timeout=60) == "succeeded"
+    after = await stack.order(order["id"])
+    assert (after["status"], after["refund"]["status"]) == ("refunded", "succeeded")
+    refunds = await asyncio.to_thread(
+        stripe_client(localstripe).v1.refunds.list, {"payment_intent": intent_id}
+    )
+    assert [(r.amount, r.status) for r in refunds.data] == [(49900, "succeeded")]
+
+
+async def test_return_url_confirms_when_no_webhook_comes(stack: Stack, localstripe: str) -> None:
+    order = await checkout(stack, localstripe)
+    intent_id = order["payment"]["intent_id"]
+    early = await stack.http.post(
+        "/payments/stripe/verify", json={"payment_intent": intent_id}, headers=stack.user()
+    )
+    assert early.status_code == 409 and "requires_payment_method" in early.json()["detail"]
+    assert await pay_with_card(localstripe, intent_id) == "succeeded"
+    back = await stack.http.post(
+        "/payments/stripe/verify", json={"payment_intent": intent_id}, headers=stack.user()
+    )
+    assert back.status_code == 200, back.text
+    assert back.json()["status"] == "paid"
+    assert await effects(stack.sessions, order["id"]) == ONE_CONFIRMATION
+    foreign = await stack.http.post(
+        "/payments/stripe/verify", json={"payment_intent": intent_id}, headers=stack.user("eve")
+    )
+    assert foreign.status_code == 404
+
+
+async def test_a_declined_attempt_then_a_good_card_on_the_same_intent(
+    stack: Stack, localstripe: str, webhooks_to_us: str
+) -> None:
+    order = await checkout(stack, localstripe)
+    intent_id = order["payment"]["intent_id"]
+    # localstripe cannot retry a declined intent as Stripe does: the decline is signed here,
+    # as Stripe signs it.
+    declined = {
+        "id": f"evt_{uuid.uuid4().hex[:24]}",
+        "object": "event",
+        "livemode": False,
+        "type": "payment_intent.payment_failed",
+        "created": int(time.time()),
+        "data": {
+            "object": {
+                "id": intent_id,
+                "object": "payment_intent",
+                "amount": 49900,
+                "amount_received": 0,
+                "currency": "eur",
+                "status": "requires_payment_method",
+                "last_payment_error": {"code": "card_declined", "message": "Declined."},
+            }
+        },
+    }
+    assert (await stack.post("/webhooks/stripe", stripe_request(declined))).json() == {
+        "result": "accepted"
+    }
+    assert (await stack.order(order["id"]))["payment"]["status"] == "failed"
+    assert await pay_with_card(localstripe, intent_id) == "succeeded"
+    await paid_by_webhook(stack, order["id"])
+    assert (await stack.result(confirmation_workflow_id("stripe", intent_id))).outcome == "paid"
+
+
+@pytest.mark.parametrize(
+    "stack_env",
+    [{"PAYSAGA_STRIPE_API_KEY": API_KEY, "PAYSAGA_STRIPE_API_BASE": "http://127.0.0.1:9"}],
+)
+async def test_stripe_down_at_checkout_is_503_with_nothing_reserved(stack: Stack) -> None:
+    sku = f"CONF-{uuid.uuid4().hex[:8]}"
+    product = {"sku": sku, "name": "Pass", "unit_amount": 900, "currency": "EUR", "stock": 3}
+    assert (
+        await stack.http.post("/admin/products", json=product, headers=stack.admin)
+    ).status_code == 201
+    for _ in range(2):
+        answer = await stack.http.post(
+            "/orders",
+            json={"items": [{"sku": sku, "quantity": 1}], "provider": "stripe"},
+            headers=stack.user(),
+        )
+        assert answer.status_code == 503 and "nothing was reserved" in answer.json()["detail"]
+    async with stack.sessions() as s:
+        assert await s.scalar(select(Product.stock).where(Product.sku == sku)) == 3
+        assert await s.scalar(select(func.count()).select_from(Order)) == 0
