@@ -118,7 +118,7 @@ def build_worker(
         workflow_runner=SandboxedWorkflowRunner() if sandboxed else UnsandboxedWorkflowRunner(),
         activities=[
             *ConfirmationActivities(sessions, client).all(),
-            *OrderActivities(sessions).all(),
+            *OrderActivities(sessions, client, stripe_api).all(),
             *RefundActivities(sessions, stripe_api).all(),
             ReconciliationActivities(sessions, client).reconcile,
             *([NotificationActivities(sessions, mail).relay_mail] if mail else []),

@@ -3,8 +3,9 @@
 It holds the payment window as a durable timer. Whichever comes first ends it:
 - `paid` (sent by the confirmation once the order is marked paid): `OrderPlaced`;
 - `closed` (sent by the API once a customer or admin cancel committed): nothing left to do;
-- the window's end: `expire_order` cancels the order, ends the pending attempt as `timeout`
-  and releases the stock, unless a confirmation got there first.
+- the window's end: the pending attempt is looked up at the gateway first (a payment whose
+  webhook never came is confirmed), then `expire_order` cancels the order, ends the pending
+  attempt as `timeout` and releases the stock, unless a confirmation got there first.
 
 Who wins a race between a confirmation and the window (or a cancel) is not decided here but
 in the database, by one conditional update of the order's status (`db.orders.close_order`,
@@ -35,6 +36,8 @@ UNTIL_DONE = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
 )
 STEP_TIMEOUT = timedelta(seconds=30)
+# Added after histories were recorded without it: they replay without the look-up.
+LOOK_UP_BEFORE_EXPIRY = "look-up-before-expiry"
 
 
 @workflow.defn(name="OrderLifecycle")
@@ -57,6 +60,8 @@ class OrderLifecycleWorkflow:
                 )
             except TimeoutError:
                 pass
+        if self._closed is None and not self._paid and workflow.patched(LOOK_UP_BEFORE_EXPIRY):
+            await self._look_up(run.order_id)
         if self._closed is None and not self._paid:
             closed = await workflow.execute_activity_method(
                 OrderActivities.expire_order,
@@ -76,6 +81,22 @@ class OrderLifecycleWorkflow:
             await self._place(run.order_id)
             return self._end(OrderState.PAID)
         return self._end(OrderState.CANCELLED)
+
+    async def _look_up(self, order_id: str) -> None:
+        """SEQ-EH-001: before the window closes the order, a pending attempt is looked up at
+        the gateway. A payment it reports captured is confirmed through its own workflow,
+        which tells this one `paid`: the order is not cancelled under a paying customer whose
+        webhook never came. Best effort: if the gateway cannot say, the window closes as
+        before (a payment found later is parked as late and refunded)."""
+        try:
+            await workflow.execute_activity_method(
+                OrderActivities.look_up_payment,
+                order_id,
+                start_to_close_timeout=timedelta(seconds=90),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+            )
+        except ActivityError:
+            workflow.logger.warning("order %s: payment look-up failed; closing", order_id)
 
     async def _place(self, order_id: str) -> None:
         """`OrderPlaced`, on every paid order's path: a local activity first (no activity task

@@ -24,6 +24,7 @@ from sqlalchemy import func, select
 from api.app import create_app
 from db.models import Order, Product
 from domain.payments import confirmation_workflow_id, refund_workflow_id
+from tests.api.test_lifecycle import lifecycle_result
 from tests.conftest import Stack
 from tests.helpers import ONE_CONFIRMATION, SECRETS, effects, stripe_request
 
@@ -57,8 +58,10 @@ def localstripe() -> Iterator[str]:
 
 
 @pytest.fixture
-def stack_env(localstripe: str) -> dict[str, str]:
-    return {"PAYSAGA_STRIPE_API_KEY": API_KEY, "PAYSAGA_STRIPE_API_BASE": localstripe}
+def stack_env(localstripe: str, request: pytest.FixtureRequest) -> dict[str, str]:
+    """Online mode against localstripe; a test adds or overrides settings (indirect)."""
+    online = {"PAYSAGA_STRIPE_API_KEY": API_KEY, "PAYSAGA_STRIPE_API_BASE": localstripe}
+    return online | getattr(request, "param", {})
 
 
 @pytest.fixture
@@ -219,8 +222,7 @@ async def test_a_declined_attempt_then_a_good_card_on_the_same_intent(
 
 
 @pytest.mark.parametrize(
-    "stack_env",
-    [{"PAYSAGA_STRIPE_API_KEY": API_KEY, "PAYSAGA_STRIPE_API_BASE": "http://127.0.0.1:9"}],
+    "stack_env", [{"PAYSAGA_STRIPE_API_BASE": "http://127.0.0.1:9"}], indirect=True
 )
 async def test_stripe_down_at_checkout_is_503_with_nothing_reserved(stack: Stack) -> None:
     sku = f"CONF-{uuid.uuid4().hex[:8]}"
@@ -238,3 +240,20 @@ async def test_stripe_down_at_checkout_is_503_with_nothing_reserved(stack: Stack
     async with stack.sessions() as s:
         assert await s.scalar(select(Product.stock).where(Product.sku == sku)) == 3
         assert await s.scalar(select(func.count()).select_from(Order)) == 0
+
+
+@pytest.mark.parametrize("stack_env", [{"PAYSAGA_PAYMENT_WINDOW_SECONDS": "4"}], indirect=True)
+async def test_a_payment_whose_webhook_never_came_is_found_before_the_window_closes(
+    stack: Stack, localstripe: str
+) -> None:
+    """SEQ-EH-001: no webhook reaches us (none is configured for this stack), no return;
+    the window's end looks the intent up at Stripe and confirms it instead of cancelling."""
+    order = await checkout(stack, localstripe)
+    intent_id = order["payment"]["intent_id"]
+    assert await pay_with_card(localstripe, intent_id) == "succeeded"
+    assert await lifecycle_result(stack, order["id"]) == "paid"
+    after = await stack.order(order["id"])
+    assert after["status"] == "paid" and after["cancel_reason"] is None
+    assert await effects(stack.sessions, order["id"]) == ONE_CONFIRMATION
+    outcome = await stack.result(confirmation_workflow_id("stripe", intent_id))
+    assert outcome.outcome == "paid"
