@@ -20,6 +20,7 @@ from paysaga.temporal import (
     ensure_reconciliation_schedule,
     mail_config,
     metrics_runtime,
+    razorpay_api,
     stripe_api,
 )
 from workflows.mail_relay import ensure_mail_relay
@@ -46,6 +47,7 @@ async def run_worker(settings: Settings) -> None:
         sandboxed=settings.workflow_sandbox,
         mail=mail,
         stripe_api=stripe_api(settings),
+        razorpay_api=razorpay_api(settings),
     )
     await ensure_reconciliation_schedule(client, settings)
     if mail is not None:

@@ -17,6 +17,7 @@ from db.models import Payment
 from db.orders import close_order, mark_placed
 from domain.orders import CloseResult
 from domain.payments import Confirmation, PaymentStatus, confirmation_workflow_id
+from gateways.razorpay_api import RazorpayApi
 from gateways.stripe_api import GatewayRefused, StripeApi
 from workflows.confirmation_client import start_confirmation
 
@@ -27,10 +28,12 @@ class OrderActivities:
         sessions: async_sessionmaker[AsyncSession],
         client: Client | None = None,
         stripe_api: StripeApi | None = None,
+        razorpay_api: RazorpayApi | None = None,
     ) -> None:
         self.sessions = sessions
         self.client = client  # to start the confirmation of a payment found by a look-up
-        self.stripe_api = stripe_api
+        self.stripe_api = stripe_api  # online mode, per gateway
+        self.razorpay_api = razorpay_api
 
     @activity.defn
     async def look_up_payment(self, order_id: str) -> str:
@@ -48,32 +51,26 @@ class OrderActivities:
             )
         if attempt is None:
             return "none"
-        if attempt.provider != "stripe" or self.stripe_api is None or self.client is None:
+        if self.client is None:
             return "unknown"
         try:
-            intent = await self.stripe_api.intent(attempt.intent_id)
+            looked_up = await self._look_up(order_id, attempt.provider, attempt.intent_id)
         except GatewayRefused:
             return "unknown"
-        if intent.status != "succeeded":
-            return intent.status
-        found = Confirmation(
-            provider="stripe",
-            transaction_id=intent.id,
-            intent_id=intent.id,
-            amount=intent.amount_received,
-            currency=intent.currency,
-            event_id=f"lookup:{intent.id}",
-            event_type="payment_intent.looked_up",
-            order_id=order_id,
-            received_at=time.time(),
-        )
+        if isinstance(looked_up, str):
+            return looked_up
+        found = looked_up
         await start_confirmation(self.client, activity.info().task_queue, found)
-        handle = self.client.get_workflow_handle(confirmation_workflow_id("stripe", intent.id))
+        handle = self.client.get_workflow_handle(
+            confirmation_workflow_id(found.provider, found.transaction_id)
+        )
         try:
             await asyncio.wait_for(handle.result(), timeout=60)
         except (TimeoutError, WorkflowFailureError):
             return "confirming"
-        activity.logger.info("order %s: payment %s found at the gateway", order_id, intent.id)
+        activity.logger.info(
+            "order %s: payment %s found at the gateway", order_id, found.transaction_id
+        )
         return "confirmed"
 
     @activity.defn
@@ -91,6 +88,44 @@ class OrderActivities:
         """`OrderPlaced` after `OrderPaid`: the order is confirmed for fulfilment."""
         async with self.sessions.begin() as s:
             return await mark_placed(s, uuid.UUID(order_id))
+
+    async def _look_up(self, order_id: str, provider: str, intent_id: str) -> Confirmation | str:
+        """A payment the gateway reports for this intent, as its webhook would have told it;
+        or what the gateway says instead."""
+        now = time.time()
+        if provider == "stripe" and self.stripe_api is not None:
+            intent = await self.stripe_api.intent(intent_id)
+            if intent.status != "succeeded":
+                return intent.status
+            return Confirmation(
+                provider="stripe",
+                transaction_id=intent.id,
+                intent_id=intent.id,
+                amount=intent.amount_received,
+                currency=intent.currency,
+                event_id=f"lookup:{intent.id}",
+                event_type="payment_intent.looked_up",
+                order_id=order_id,
+                received_at=now,
+            )
+        if provider == "razorpay" and self.razorpay_api is not None:
+            payments = await self.razorpay_api.payments_of(intent_id)
+            captured = [p for p in payments if p.status == "captured"]
+            if not captured:
+                return payments[-1].status if payments else "no_payment"
+            p = captured[0]  # a second captured payment arrives as a duplicate order payment
+            return Confirmation(
+                provider="razorpay",
+                transaction_id=p.id,
+                intent_id=intent_id,
+                amount=p.amount,
+                currency=p.currency,
+                event_id=f"lookup:{p.id}",
+                event_type="payment.looked_up",
+                order_id=order_id,
+                received_at=now,
+            )
+        return "unknown"
 
     def all(self) -> list[Any]:
         return [self.look_up_payment, self.expire_order, self.place_order]

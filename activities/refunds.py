@@ -11,15 +11,20 @@ from temporalio import activity
 from db.models import Payment
 from db.refunds import finish_refund
 from domain.payments import RefundNotice, RefundRun
-from gateways.stripe_api import GatewayRefused, StripeApi
+from gateways.razorpay_api import RazorpayApi
+from gateways.stripe_api import GatewayRefund, GatewayRefused, StripeApi
 
 
 class RefundActivities:
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], stripe_api: StripeApi | None = None
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        stripe_api: StripeApi | None = None,
+        razorpay_api: RazorpayApi | None = None,
     ) -> None:
         self.sessions = sessions
-        self.stripe_api = stripe_api  # online mode for Stripe refunds
+        self.stripe_api = stripe_api  # online mode, per gateway
+        self.razorpay_api = razorpay_api
 
     @activity.defn
     async def refund_at_gateway(self, run: RefundRun) -> RefundNotice | None:
@@ -27,19 +32,25 @@ class RefundActivities:
         makes a retry the same refund). Its answer, if final; None when the refund is still
         pending there (its webhook answers later) or in offline mode (the operator refunds in
         the dashboard). Stripe unreachable: raised, so the server retries."""
-        if run.provider != "stripe" or self.stripe_api is None:
-            return None
+        async with self.sessions() as s:
+            paid = await s.scalar(
+                select(Payment).where(
+                    Payment.provider == run.provider,
+                    Payment.transaction_id == run.transaction_id,
+                )
+            )
         event = f"refund.{run.provider}.api"
         try:
-            refund = await self.stripe_api.refund(run.transaction_id)
+            if run.provider == "stripe" and self.stripe_api is not None:
+                refund = await self.stripe_api.refund(run.transaction_id)
+            elif run.provider == "razorpay" and self.razorpay_api is not None and paid:
+                done = await self.razorpay_api.refund(run.transaction_id, paid.amount)
+                # Razorpay's `processed` is Stripe's `succeeded`.
+                status = "succeeded" if done.status == "processed" else done.status
+                refund = GatewayRefund(done.id, status, done.amount, done.currency)
+            else:
+                return None
         except GatewayRefused as exc:
-            async with self.sessions() as s:
-                paid = await s.scalar(
-                    select(Payment).where(
-                        Payment.provider == run.provider,
-                        Payment.transaction_id == run.transaction_id,
-                    )
-                )
             return RefundNotice(
                 run.provider,
                 run.transaction_id,

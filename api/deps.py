@@ -13,6 +13,7 @@ from temporalio.client import Client, Interceptor
 from api.errors import Unavailable
 from api.security import RejectionLog
 from gateways import Gateway, gateway_for
+from gateways.razorpay_api import RazorpayApi
 from gateways.stripe_api import StripeApi
 from paysaga.settings import Settings
 from paysaga.temporal import connect
@@ -31,12 +32,18 @@ class Deps:
     # Online mode for Stripe (PAYSAGA_STRIPE_API_KEY): intents at checkout, verify; None
     # offline. One per process, so its circuit breaker sees every call.
     stripe_api: StripeApi | None = field(init=False)
+    razorpay_api: RazorpayApi | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.rejections = RejectionLog(self.sessions)
         s = self.settings
         self.stripe_api = (
             StripeApi(s.stripe_api_key, s.stripe_api_base) if s.stripe_api_key else None
+        )
+        self.razorpay_api = (
+            RazorpayApi(s.razorpay_key_id, s.razorpay_key_secret, s.razorpay_api_base)
+            if s.razorpay_key_id and s.razorpay_key_secret
+            else None
         )
 
     async def temporal(self) -> Client:

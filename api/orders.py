@@ -34,6 +34,7 @@ from db.orders import (
 from db.refunds import RefundRefused, request_refund
 from db.tickets import NotPaid, ticket_pdf
 from domain.payments import OrderStatus, RefundRun
+from gateways.razorpay_api import RazorpayApi
 from gateways.stripe_api import GatewayRefused, GatewayUnavailable, Intent, StripeApi
 from workflows.order_client import start_order_lifecycle
 from workflows.order_signals import tell_closed
@@ -113,6 +114,8 @@ async def place_order(body: OrderIn, caller: CurrentCaller, deps: DepsDep) -> di
     try:
         if body.provider == "stripe" and deps.stripe_api is not None:
             new, intent = await _with_stripe_intent(deps, deps.stripe_api, new)
+        elif body.provider == "razorpay" and deps.razorpay_api is not None:
+            new = await _with_razorpay_order(deps, deps.razorpay_api, new)
         async with deps.sessions.begin() as s:
             order_id, expires_at = await create_order(s, new)
             view = await order_view(s, order_id)  # in the same transaction: one round trip less
@@ -145,6 +148,22 @@ async def _with_stripe_intent(deps: Deps, api: StripeApi, new: NewOrder) -> tupl
             f"the payment gateway is unavailable; nothing was reserved: {exc}"
         ) from exc
     return replace(new, intent_id=intent.id, order_id=order_id, quoted=(amount, currency)), intent
+
+
+async def _with_razorpay_order(deps: Deps, api: RazorpayApi, new: NewOrder) -> NewOrder:
+    """Online checkout with Razorpay: its order first (the checkout pays it), then the
+    stock. Down: 503, nothing reserved. An order left unpaid at Razorpay (no stock here)
+    simply expires there; a payment to it would be parked as unmatched."""
+    async with deps.sessions() as s:
+        amount, currency = await quote(s, new.items)
+    order_id = uuid.uuid4()
+    try:
+        intent_id = await api.create_order(str(order_id), amount, currency)
+    except (GatewayUnavailable, GatewayRefused) as exc:
+        raise Unavailable(
+            f"the payment gateway is unavailable; nothing was reserved: {exc}"
+        ) from exc
+    return replace(new, intent_id=intent_id, order_id=order_id, quoted=(amount, currency))
 
 
 async def _cancel_quietly(api: StripeApi, intent_id: str) -> None:

@@ -39,7 +39,7 @@ class Intent:
 
 
 @dataclass(frozen=True)
-class StripeRefund:
+class GatewayRefund:
     id: str
     status: str  # succeeded, pending, failed, canceled
     amount: int
@@ -124,13 +124,13 @@ class StripeApi:
     async def intent(self, intent_id: str) -> Intent:
         return _intent(await self._call(self.client.v1.payment_intents.retrieve_async(intent_id)))
 
-    async def refund(self, intent_id: str) -> StripeRefund:
+    async def refund(self, intent_id: str) -> GatewayRefund:
         """The whole PaymentIntent, once: the key makes a retried call the same refund."""
         refund = await self._call(
             self.client.v1.refunds.create_async(
                 {"payment_intent": intent_id}, {"idempotency_key": f"refund-{intent_id}"}
             )
         )
-        return StripeRefund(
+        return GatewayRefund(
             refund.id, str(refund.status), int(refund.amount), str(refund.currency).upper()
         )

@@ -32,6 +32,7 @@ class Settings:
     razorpay_key_secret: str | None
     stripe_api_key: str | None
     stripe_api_base: str | None
+    razorpay_api_base: str | None  # tests point it at a server speaking Razorpay's API
     payment_window_seconds: int
     refund_window_seconds: int
     recovery: RecoveryTiming
@@ -69,6 +70,7 @@ class Settings:
             razorpay_key_secret=e.get("PAYSAGA_RAZORPAY_KEY_SECRET") or None,
             stripe_api_key=e.get("PAYSAGA_STRIPE_API_KEY") or None,
             stripe_api_base=e.get("PAYSAGA_STRIPE_API_BASE") or None,
+            razorpay_api_base=e.get("PAYSAGA_RAZORPAY_API_BASE") or None,
             payment_window_seconds=int(e.get("PAYSAGA_PAYMENT_WINDOW_SECONDS", "900")),
             refund_window_seconds=int(e.get("PAYSAGA_REFUND_WINDOW_SECONDS", "1209600")),
             recovery=RecoveryTiming(

@@ -21,6 +21,7 @@ from activities.notifications import MailConfig, NotificationActivities
 from activities.orders import OrderActivities
 from activities.reconciliation import ReconcileInput, ReconciliationActivities
 from activities.refunds import RefundActivities
+from gateways.razorpay_api import RazorpayApi
 from gateways.stripe_api import StripeApi
 from mail.smtp import SmtpServer
 from observability.logs import LogContext
@@ -96,6 +97,7 @@ def build_worker(
     sandboxed: bool = False,
     mail: MailConfig | None = None,
     stripe_api: StripeApi | None = None,
+    razorpay_api: RazorpayApi | None = None,
 ) -> Worker:
     """The worker, by default without the workflow sandbox.
 
@@ -118,8 +120,8 @@ def build_worker(
         workflow_runner=SandboxedWorkflowRunner() if sandboxed else UnsandboxedWorkflowRunner(),
         activities=[
             *ConfirmationActivities(sessions, client).all(),
-            *OrderActivities(sessions, client, stripe_api).all(),
-            *RefundActivities(sessions, stripe_api).all(),
+            *OrderActivities(sessions, client, stripe_api, razorpay_api).all(),
+            *RefundActivities(sessions, stripe_api, razorpay_api).all(),
             ReconciliationActivities(sessions, client).reconcile,
             *([NotificationActivities(sessions, mail).relay_mail] if mail else []),
         ],
@@ -134,6 +136,15 @@ def stripe_api(settings: Settings) -> StripeApi | None:
     if not settings.stripe_api_key:
         return None
     return StripeApi(settings.stripe_api_key, settings.stripe_api_base)
+
+
+def razorpay_api(settings: Settings) -> RazorpayApi | None:
+    """Online mode for Razorpay when its key id and secret are set."""
+    if not (settings.razorpay_key_id and settings.razorpay_key_secret):
+        return None
+    return RazorpayApi(
+        settings.razorpay_key_id, settings.razorpay_key_secret, settings.razorpay_api_base
+    )
 
 
 def mail_config(settings: Settings) -> MailConfig | None:

@@ -27,7 +27,13 @@ from domain.confirmation import ConfirmationState
 from domain.payments import ConfirmationOutcome
 from paysaga.postgres import EmbeddedPostgres
 from paysaga.settings import Settings
-from paysaga.temporal import build_worker, mail_config, replay_failures, stripe_api
+from paysaga.temporal import (
+    build_worker,
+    mail_config,
+    razorpay_api,
+    replay_failures,
+    stripe_api,
+)
 from tests.helpers import SECRETS
 from workflows.mail_relay import ensure_mail_relay, relay_workflow_id
 from workflows.order_lifecycle import ORDER_STATE
@@ -202,6 +208,7 @@ async def stack(
             sandboxed=settings.workflow_sandbox,
             mail=mail,
             stripe_api=stripe_api(settings),
+            razorpay_api=razorpay_api(settings),
         ),
         httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://paysaga/api/v1"

@@ -1,0 +1,106 @@
+"""Talking to Razorpay's API (online mode: PAYSAGA_RAZORPAY_KEY_ID and _KEY_SECRET), with the
+official SDK: create the Razorpay order at checkout, find the payments of an order, refund.
+
+The SDK is synchronous (requests), so each call runs in a thread, with a timeout. Refunds
+carry Razorpay's `X-Refund-Idempotency` key, so a retried refund is the same refund; an
+order's `receipt` is paysaga's order id. The circuit breaker is Stripe's (`gateways.stripe_api`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import razorpay  # type: ignore[import-untyped]  # the SDK ships no type information
+import requests
+from razorpay.errors import (  # type: ignore[import-untyped]
+    BadRequestError,
+    GatewayError,
+    ServerError,
+)
+
+from gateways.stripe_api import Breaker, GatewayRefused, GatewayUnavailable
+
+TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class RazorpayPayment:
+    id: str
+    order_id: str | None
+    status: str  # created, authorized, captured, refunded, failed
+    amount: int
+    currency: str
+
+
+@dataclass(frozen=True)
+class RazorpayRefund:
+    id: str
+    status: str  # pending, processed, failed
+    amount: int
+    currency: str
+
+
+def _payment(entity: dict[str, Any]) -> RazorpayPayment:
+    return RazorpayPayment(
+        str(entity["id"]),
+        entity.get("order_id"),
+        str(entity["status"]),
+        int(entity["amount"]),
+        str(entity["currency"]).upper(),
+    )
+
+
+class RazorpayApi:
+    def __init__(self, key_id: str, key_secret: str, base_url: str | None = None) -> None:
+        options = {"base_url": base_url} if base_url else {}
+        self.client = razorpay.Client(auth=(key_id, key_secret), **options)
+        self.breaker = Breaker()
+
+    async def _call(self, call: Callable[[], Any]) -> Any:
+        self.breaker.check()
+        try:
+            result = await asyncio.to_thread(call)
+        except BadRequestError as exc:  # a 4xx about the request: Razorpay is up
+            self.breaker.record(True)
+            raise GatewayRefused(str(exc)) from exc
+        except (ServerError, GatewayError, requests.RequestException, OSError) as exc:
+            self.breaker.record(False)
+            raise GatewayUnavailable(f"Razorpay: {type(exc).__name__}: {exc}"[:300]) from exc
+        self.breaker.record(True)
+        return result
+
+    async def create_order(self, order_id: str, amount: int, currency: str) -> str:
+        """The Razorpay order the checkout pays (its id is the attempt's intent id)."""
+        created = await self._call(
+            lambda: self.client.order.create(
+                {"amount": amount, "currency": currency, "receipt": order_id},
+                timeout=TIMEOUT,
+            )
+        )
+        return str(created["id"])
+
+    async def payments_of(self, razorpay_order_id: str) -> list[RazorpayPayment]:
+        found = await self._call(
+            lambda: self.client.order.payments(razorpay_order_id, timeout=TIMEOUT)
+        )
+        return [_payment(entity) for entity in found.get("items", [])]
+
+    async def refund(self, payment_id: str, amount: int) -> RazorpayRefund:
+        """In full, once: the idempotency key makes a retried call the same refund."""
+        refund = await self._call(
+            lambda: self.client.payment.refund(
+                payment_id,
+                {"amount": amount},
+                headers={"X-Refund-Idempotency": f"refund-{payment_id}"},
+                timeout=TIMEOUT,
+            )
+        )
+        return RazorpayRefund(
+            str(refund["id"]),
+            str(refund["status"]),
+            int(refund["amount"]),
+            str(refund["currency"]).upper(),
+        )

@@ -1,0 +1,102 @@
+"""Razorpay online mode against a small server speaking Razorpay's documented API
+(`tests.razorpay_server`; there is no Razorpay emulator), with the official `razorpay` SDK as
+the client: the Razorpay order is created at checkout, the checkout return is verified, a
+refund goes through the API once, a payment whose webhook never came is found before the
+window closes, and a Razorpay that is down at checkout is a 503 with nothing reserved."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import func, select
+
+from db.models import Order, Product
+from domain.payments import refund_workflow_id
+from tests.api.test_checkout_verify import checkout_return
+from tests.api.test_lifecycle import lifecycle_result
+from tests.conftest import Stack
+from tests.helpers import ONE_CONFIRMATION, effects
+from tests.razorpay_server import RazorpayApiServer
+
+KEY_ID, KEY_SECRET = "rzp_test_paysaga", "rzp_test_secret_for_the_api"
+
+
+@pytest.fixture(scope="module")
+def razorpay_api() -> Iterator[RazorpayApiServer]:
+    server = RazorpayApiServer(KEY_ID, KEY_SECRET)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def stack_env(razorpay_api: RazorpayApiServer, request: pytest.FixtureRequest) -> dict[str, str]:
+    online = {
+        "PAYSAGA_RAZORPAY_KEY_ID": KEY_ID,
+        "PAYSAGA_RAZORPAY_KEY_SECRET": KEY_SECRET,
+        "PAYSAGA_RAZORPAY_API_BASE": razorpay_api.url,
+    }
+    return online | getattr(request, "param", {})
+
+
+async def test_checkout_return_and_refund_through_the_api(
+    stack: Stack, razorpay_api: RazorpayApiServer
+) -> None:
+    order = await stack.place_order("razorpay", amount=49900, currency="INR")
+    intent = order["payment"]["intent_id"]
+    created = razorpay_api.orders[intent]
+    assert (created["amount"], created["currency"], created["receipt"]) == (
+        49900,
+        "INR",
+        order["id"],
+    )
+    payment_id = razorpay_api.pay(intent)
+    back = await stack.http.post(
+        "/payments/razorpay/verify",
+        json=checkout_return(order, payment_id, secret=KEY_SECRET),
+        headers=stack.user(),
+    )
+    assert back.status_code == 200 and back.json()["status"] == "paid"
+    assert await effects(stack.sessions, order["id"]) == ONE_CONFIRMATION
+
+    calls = razorpay_api.refund_calls
+    asked = await stack.http.post(f"/orders/{order['id']}/refund", headers=stack.user())
+    assert asked.status_code == 202
+    handle = stack.client.get_workflow_handle(refund_workflow_id("razorpay", payment_id))
+    assert await asyncio.wait_for(handle.result(), timeout=60) == "succeeded"
+    after = await stack.order(order["id"])
+    assert (after["status"], after["refund"]["status"]) == ("refunded", "succeeded")
+    assert razorpay_api.refund_calls == calls + 1
+    assert razorpay_api.payments[payment_id]["amount_refunded"] == 49900
+
+
+@pytest.mark.parametrize("stack_env", [{"PAYSAGA_PAYMENT_WINDOW_SECONDS": "4"}], indirect=True)
+async def test_a_payment_whose_webhook_never_came_is_found_before_the_window_closes(
+    stack: Stack, razorpay_api: RazorpayApiServer
+) -> None:
+    order = await stack.place_order("razorpay")
+    razorpay_api.pay(order["payment"]["intent_id"])  # no webhook, no return
+    assert await lifecycle_result(stack, order["id"]) == "paid"
+    assert (await stack.order(order["id"]))["status"] == "paid"
+    assert await effects(stack.sessions, order["id"]) == ONE_CONFIRMATION
+
+
+@pytest.mark.parametrize(
+    "stack_env", [{"PAYSAGA_RAZORPAY_API_BASE": "http://127.0.0.1:9"}], indirect=True
+)
+async def test_razorpay_down_at_checkout_is_503_with_nothing_reserved(stack: Stack) -> None:
+    sku = f"CONF-{uuid.uuid4().hex[:8]}"
+    product = {"sku": sku, "name": "Pass", "unit_amount": 900, "currency": "INR", "stock": 3}
+    created = await stack.http.post("/admin/products", json=product, headers=stack.admin)
+    assert created.status_code == 201
+    answer = await stack.http.post(
+        "/orders",
+        json={"items": [{"sku": sku, "quantity": 1}], "provider": "razorpay"},
+        headers=stack.user(),
+    )
+    assert answer.status_code == 503 and "nothing was reserved" in answer.json()["detail"]
+    async with stack.sessions() as s:
+        assert await s.scalar(select(Product.stock).where(Product.sku == sku)) == 3
+        assert await s.scalar(select(func.count()).select_from(Order)) == 0
