@@ -43,9 +43,11 @@ from domain.payments import (
     Confirmation,
     OrderStatus,
     PaymentStatus,
+    RefundRun,
 )
 from observability.metrics import CONFIRMATION_SECONDS, CONFIRMATIONS
 from workflows.order_signals import tell_paid
+from workflows.refund_client import start_refund
 
 log = logging.getLogger("paysaga.activities")
 
@@ -269,6 +271,15 @@ class ConfirmationActivities:
                 )
         if opened.rowcount:  # type: ignore[attr-defined]  # not again when a retry finds it
             CONFIRMATIONS.labels("parked").inc()
+        if v.outcome == CaseKind.LATE_PAYMENT and self.client is not None:
+            # Money for an order cancelled before it came goes back by itself: its refund
+            # workflow asks the gateway (online) or waits for the operator's refund (offline),
+            # and settles this parked confirmation once refunded. Idempotent on retries.
+            await start_refund(
+                self.client,
+                activity.info().task_queue,
+                RefundRun(c.provider, c.transaction_id, "system:late_payment"),
+            )
         # 2b2: the admins' alert is this log line (structured, greppable) plus the open case.
         log.warning(
             "reconciliation case opened: kind=%s provider=%s transaction_id=%s order_id=%s: %s",

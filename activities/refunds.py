@@ -7,10 +7,18 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 from db.models import Payment
 from db.refunds import finish_refund
-from domain.payments import RefundNotice, RefundRun
+from domain.payments import (
+    AdminRequest,
+    RefundAnswer,
+    RefundNotice,
+    RefundRun,
+    confirmation_workflow_id,
+)
 from gateways.razorpay_api import RazorpayApi
 from gateways.stripe_api import GatewayRefund, GatewayRefused, StripeApi
 
@@ -21,8 +29,10 @@ class RefundActivities:
         sessions: async_sessionmaker[AsyncSession],
         stripe_api: StripeApi | None = None,
         razorpay_api: RazorpayApi | None = None,
+        client: Client | None = None,
     ) -> None:
         self.sessions = sessions
+        self.client = client  # to settle a parked confirmation once its money went back
         self.stripe_api = stripe_api  # online mode, per gateway
         self.razorpay_api = razorpay_api
 
@@ -76,12 +86,12 @@ class RefundActivities:
         )
 
     @activity.defn
-    async def finish_refund(self, notice: RefundNotice) -> str:
+    async def finish_refund(self, answer: RefundAnswer) -> str:
         """The gateway's answer applied once: refunded (payment, order, stock, event) or a
         `refund_failed` case."""
         async with self.sessions.begin() as s:
-            done = await finish_refund(s, notice, f"gateway:{notice.provider}")
-        activity.logger.info("refund of %s: %s", notice.transaction_id, done)
+            done = await finish_refund(s, answer.notice, answer.requested_by)
+        activity.logger.info("refund of %s: %s", answer.notice.transaction_id, done)
         return done
 
     @activity.defn
@@ -103,5 +113,32 @@ class RefundActivities:
                 run.requested_by,
             )
 
+    @activity.defn
+    async def settle_parked(self, run: RefundRun) -> bool:
+        """A refunded payment whose confirmation is parked (a late payment) is settled: its
+        workflow is told `resolve`, which closes its case. False if none is running."""
+        if self.client is None:
+            return False
+        handle = self.client.get_workflow_handle(
+            confirmation_workflow_id(run.provider, run.transaction_id)
+        )
+        request = AdminRequest(
+            request_id=f"refund-{run.provider}-{run.transaction_id}",
+            admin="system:refund",
+            note="refunded to the customer (automatic refund of a late payment)",
+        )
+        try:
+            await handle.signal("resolve", request)
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return False
+            raise
+        return True
+
     def all(self) -> list[Any]:
-        return [self.refund_at_gateway, self.finish_refund, self.refund_unanswered]
+        return [
+            self.refund_at_gateway,
+            self.finish_refund,
+            self.refund_unanswered,
+            self.settle_parked,
+        ]

@@ -129,6 +129,14 @@ class RefundRun:
     requested_by: str
 
 
+@dataclass(frozen=True)
+class RefundAnswer:
+    """A gateway's answer, to apply, and who asked for the refund (recorded with it)."""
+
+    notice: RefundNotice
+    requested_by: str
+
+
 def refund_workflow_id(provider: str, transaction_id: str) -> str:
     return f"refund-{provider}-{transaction_id}"
 

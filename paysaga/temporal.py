@@ -121,7 +121,7 @@ def build_worker(
         activities=[
             *ConfirmationActivities(sessions, client).all(),
             *OrderActivities(sessions, client, stripe_api, razorpay_api).all(),
-            *RefundActivities(sessions, stripe_api, razorpay_api).all(),
+            *RefundActivities(sessions, stripe_api, razorpay_api, client).all(),
             ReconciliationActivities(sessions, client).reconcile,
             *([NotificationActivities(sessions, mail).relay_mail] if mail else []),
         ],

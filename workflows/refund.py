@@ -24,7 +24,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.refunds import RefundActivities
-    from domain.payments import RefundNotice, RefundRun
+    from domain.payments import RefundAnswer, RefundNotice, RefundRun
 
 ANSWER_WAIT = timedelta(days=7)
 # The database may be down when the answer comes: retried by the server until it goes in.
@@ -77,7 +77,14 @@ class RefundWorkflow:
         while self._answers:
             done = await workflow.execute_activity_method(
                 RefundActivities.finish_refund,
-                self._answers.pop(0),
+                RefundAnswer(self._answers.pop(0), run.requested_by),
+                start_to_close_timeout=STEP_TIMEOUT,
+                retry_policy=UNTIL_DONE,
+            )
+        if done == "succeeded" and run.requested_by == "system:late_payment":
+            await workflow.execute_activity_method(
+                RefundActivities.settle_parked,
+                run,
                 start_to_close_timeout=STEP_TIMEOUT,
                 retry_policy=UNTIL_DONE,
             )

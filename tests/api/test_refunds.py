@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
+from temporalio.client import WorkflowExecutionStatus
 
 from db.models import Event, Product, ReconciliationCase, Refund
 from domain.payments import confirmation_workflow_id, refund_workflow_id
@@ -198,3 +199,30 @@ async def test_policy_refusals_are_409_and_change_nothing(stack: Stack) -> None:
     assert await count(stack.sessions, Refund) == 0
     admin = await stack.http.post(f"/orders/{order['id']}/refund", headers=stack.admin)
     assert admin.status_code == 202 and admin.json()["refund"]["status"] == "pending"
+
+
+async def test_a_late_payment_is_refunded_by_itself_and_its_case_settled(stack: Stack) -> None:
+    order = await stack.place_order("razorpay")
+    cancelled = await stack.http.post(f"/orders/{order['id']}/cancel", headers=stack.user())
+    assert cancelled.status_code == 200
+    tx = f"pay_{uuid.uuid4().hex[:14]}"
+    late = await stack.post("/webhooks/razorpay", signed_confirmation("razorpay", order, tx))
+    assert late.json() == {"result": "accepted"}
+    workflow_id = confirmation_workflow_id("razorpay", tx)
+    await stack.wait_state(workflow_id, "needs_reconciliation", lambda s: s.parked)
+    # Its refund started by itself (offline mode: it waits for the operator's refund at the
+    # gateway, whose notice completes it).
+    refund = stack.client.get_workflow_handle(refund_workflow_id("razorpay", tx))
+    assert (await refund.describe()).status == WorkflowExecutionStatus.RUNNING
+    notice = refund_notice("razorpay", order, tx)
+    assert (await stack.post("/webhooks/razorpay", notice)).json() == {"result": "accepted"}
+    assert await refund_result(stack, "razorpay", tx) == "succeeded"
+    assert (await stack.result(workflow_id)).outcome == "resolved"
+    final = await stack.order(order["id"])
+    assert (final["status"], final["payment"]["status"]) == ("cancelled", "refunded")
+    assert final["refund"]["requested_by"] == "system:late_payment"
+    async with stack.sessions() as s:
+        case = await s.scalar(
+            select(ReconciliationCase).where(ReconciliationCase.transaction_id == tx)
+        )
+    assert case is not None and (case.kind, case.state) == ("late_payment", "resolved")
