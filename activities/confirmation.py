@@ -321,20 +321,14 @@ class ConfirmationActivities:
                 )
                 .values(status=PaymentStatus.REFUNDED)
             )
-            await journal.emit(
+            await journal.payment_refunded(
                 s,
-                "PaymentRefunded",
                 inp.order_id,
-                keys.event("PaymentRefunded", c.provider, c.transaction_id),
-                {
-                    "provider": c.provider,
-                    "transaction_id": c.transaction_id,
-                    "amount": c.amount,
-                    "currency": c.currency,
-                    "reason": inp.reason,
-                    "refund_reference": reference,
-                    "applied_to_order": False,
-                },
+                c.provider,
+                c.transaction_id,
+                c.amount,
+                c.currency,
+                {"reason": inp.reason, "refund_reference": reference, "applied_to_order": False},
             )
         CONFIRMATIONS.labels("refunded").inc()
         return reference

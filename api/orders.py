@@ -34,8 +34,7 @@ from db.orders import (
 from db.refunds import RefundRefused, request_refund
 from db.tickets import NotPaid, ticket_pdf
 from domain.payments import OrderStatus, RefundRun
-from gateways.razorpay_api import RazorpayApi
-from gateways.stripe_api import GatewayRefused, GatewayUnavailable, Intent, StripeApi
+from gateways.stripe_api import GatewayRefused, GatewayUnavailable, StripeApi
 from workflows.order_client import start_order_lifecycle
 from workflows.order_signals import tell_closed
 from workflows.refund_client import start_refund
@@ -110,60 +109,55 @@ async def place_order(body: OrderIn, caller: CurrentCaller, deps: DepsDep) -> di
         attendee_email=str(body.attendee.email) if body.attendee else None,
         window_seconds=deps.settings.payment_window_seconds,
     )
-    intent = None
+    client_secret = None
     try:
-        if body.provider == "stripe" and deps.stripe_api is not None:
-            new, intent = await _with_stripe_intent(deps, deps.stripe_api, new)
-        elif body.provider == "razorpay" and deps.razorpay_api is not None:
-            new = await _with_razorpay_order(deps, deps.razorpay_api, new)
+        new, client_secret = await _gateway_first(deps, new)
         async with deps.sessions.begin() as s:
             order_id, expires_at = await create_order(s, new)
             view = await order_view(s, order_id)  # in the same transaction: one round trip less
     except (OutOfStock, MixedCurrencies, PriceChanged) as exc:
-        if intent is not None and deps.stripe_api is not None:
-            await _cancel_quietly(deps.stripe_api, intent.id)
+        if new.order_id is not None and new.provider == "stripe" and deps.stripe_api:
+            await _cancel_quietly(deps.stripe_api, new.intent_id)
         if isinstance(exc, OutOfStock):
             raise Conflict(f"unknown sku or not enough stock: {exc}", unavailable=exc.skus) from exc
         if isinstance(exc, PriceChanged):
             raise Conflict(f"a price changed while checking out: {exc}; try again") from exc
         raise Conflict(f"items are priced in different currencies: {exc}") from exc
     assert view is not None
-    if intent is not None and view["payment"] is not None:
+    if client_secret is not None and view["payment"] is not None:
         # Only in this answer: the browser's key to confirm the payment with Stripe.js.
-        view["payment"]["client_secret"] = intent.client_secret
+        view["payment"]["client_secret"] = client_secret
     await _start_lifecycle(deps, order_id, expires_at)
     return view
 
 
-async def _with_stripe_intent(deps: Deps, api: StripeApi, new: NewOrder) -> tuple[NewOrder, Intent]:
-    """Online checkout (SEQ-BP-002): the PaymentIntent first, for the quoted amount and the
-    order id it will have; only then the stock. Stripe down: 503, nothing reserved."""
+async def _gateway_first(deps: Deps, new: NewOrder) -> tuple[NewOrder, str | None]:
+    """Online checkout (SEQ-BP-002): the gateway's intent first (a Stripe PaymentIntent, a
+    Razorpay order), for the quoted amount and the order id it will have; only then the
+    stock. The gateway down: 503, nothing reserved. Offline: the order as it is. Returns it
+    with the intent, and Stripe's client secret."""
+    stripe_api = deps.stripe_api if new.provider == "stripe" else None
+    razorpay_api = deps.razorpay_api if new.provider == "razorpay" else None
+    if stripe_api is None and razorpay_api is None:
+        return new, None
     async with deps.sessions() as s:
         amount, currency = await quote(s, new.items)
     order_id = uuid.uuid4()
+    secret = None
     try:
-        intent = await api.create_intent(str(order_id), amount, currency)
+        if stripe_api is not None:
+            intent = await stripe_api.create_intent(str(order_id), amount, currency)
+            intent_id, secret = intent.id, intent.client_secret
+        else:
+            assert razorpay_api is not None
+            # A Razorpay order left unpaid (no stock here) simply expires at Razorpay.
+            intent_id = await razorpay_api.create_order(str(order_id), amount, currency)
     except (GatewayUnavailable, GatewayRefused) as exc:
         raise Unavailable(
             f"the payment gateway is unavailable; nothing was reserved: {exc}"
         ) from exc
-    return replace(new, intent_id=intent.id, order_id=order_id, quoted=(amount, currency)), intent
-
-
-async def _with_razorpay_order(deps: Deps, api: RazorpayApi, new: NewOrder) -> NewOrder:
-    """Online checkout with Razorpay: its order first (the checkout pays it), then the
-    stock. Down: 503, nothing reserved. An order left unpaid at Razorpay (no stock here)
-    simply expires there; a payment to it would be parked as unmatched."""
-    async with deps.sessions() as s:
-        amount, currency = await quote(s, new.items)
-    order_id = uuid.uuid4()
-    try:
-        intent_id = await api.create_order(str(order_id), amount, currency)
-    except (GatewayUnavailable, GatewayRefused) as exc:
-        raise Unavailable(
-            f"the payment gateway is unavailable; nothing was reserved: {exc}"
-        ) from exc
-    return replace(new, intent_id=intent_id, order_id=order_id, quoted=(amount, currency))
+    online = replace(new, intent_id=intent_id, order_id=order_id, quoted=(amount, currency))
+    return online, secret
 
 
 async def _cancel_quietly(api: StripeApi, intent_id: str) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import AuditEntry, Event
+from domain import keys
 from domain.confirmation import AuditRecord
 
 
@@ -36,6 +37,32 @@ async def emit(
         insert(Event)
         .values(type=type_, order_id=as_uuid(order_id), payload=payload, dedupe_key=dedupe_key)
         .on_conflict_do_nothing(index_elements=["dedupe_key"])
+    )
+
+
+async def payment_refunded(
+    s: AsyncSession,
+    order_id: str | uuid.UUID | None,
+    provider: str,
+    transaction_id: str,
+    amount: int,
+    currency: str,
+    detail: dict[str, Any],
+) -> None:
+    """`PaymentRefunded`, once per payment, whoever records it (an admin's decision, the
+    gateway's refund): the same key, so the first one written stands."""
+    await emit(
+        s,
+        "PaymentRefunded",
+        order_id,
+        keys.event("PaymentRefunded", provider, transaction_id),
+        {
+            "provider": provider,
+            "transaction_id": transaction_id,
+            "amount": amount,
+            "currency": currency,
+            **detail,
+        },
     )
 
 

@@ -167,16 +167,14 @@ async def finish_refund(s: AsyncSession, notice: RefundNotice, requested_by: str
         .returning(Order.id)
     )
     released = await release_stock(s, payment.order_id) if refunded is not None else []
-    await journal.emit(
+    await journal.payment_refunded(
         s,
-        "PaymentRefunded",
         payment.order_id,
-        keys.event("PaymentRefunded", notice.provider, notice.transaction_id),
+        notice.provider,
+        notice.transaction_id,
+        notice.amount,
+        notice.currency,
         {
-            "provider": notice.provider,
-            "transaction_id": notice.transaction_id,
-            "amount": notice.amount,
-            "currency": notice.currency,
             "refund_reference": notice.refund_id,
             "reason": refund.reason,
             "applied_to_order": refunded is not None,

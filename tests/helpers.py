@@ -20,7 +20,7 @@ import stripe
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from db.models import AuditEntry, Event, Payment, Ticket
+from db.models import AuditEntry, Event, Order, Payment, Product, Ticket
 
 SECRETS = {
     "jwt": "test-jwt-secret-0123456789abcdef0123456789",
@@ -183,3 +183,21 @@ NO_CONFIRMATION = {
     "order_paid_events": 0,
     "payment_confirmed_events": 0,
 }
+
+
+async def assert_checkout_refused_with_nothing_reserved(stack: Any, provider: str) -> None:
+    """A gateway that is down at checkout (online mode): 503, and no stock or order taken."""
+    sku = f"CONF-{uuid.uuid4().hex[:8]}"
+    product = {"sku": sku, "name": "Pass", "unit_amount": 900, "currency": "INR", "stock": 3}
+    created = await stack.http.post("/admin/products", json=product, headers=stack.admin)
+    assert created.status_code == 201
+    for _ in range(2):
+        answer = await stack.http.post(
+            "/orders",
+            json={"items": [{"sku": sku, "quantity": 1}], "provider": provider},
+            headers=stack.user(),
+        )
+        assert answer.status_code == 503 and "nothing was reserved" in answer.json()["detail"]
+    async with stack.sessions() as s:
+        assert await s.scalar(select(Product.stock).where(Product.sku == sku)) == 3
+        assert await s.scalar(select(func.count()).select_from(Order)) == 0

@@ -7,18 +7,15 @@ window closes, and a Razorpay that is down at checkout is a 503 with nothing res
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import func, select
 
-from db.models import Order, Product
 from domain.payments import refund_workflow_id
 from tests.api.test_checkout_verify import checkout_return
 from tests.api.test_lifecycle import lifecycle_result
 from tests.conftest import Stack
-from tests.helpers import ONE_CONFIRMATION, effects
+from tests.helpers import ONE_CONFIRMATION, assert_checkout_refused_with_nothing_reserved, effects
 from tests.razorpay_server import RazorpayApiServer
 
 KEY_ID, KEY_SECRET = "rzp_test_paysaga", "rzp_test_secret_for_the_api"
@@ -87,16 +84,4 @@ async def test_a_payment_whose_webhook_never_came_is_found_before_the_window_clo
     "stack_env", [{"PAYSAGA_RAZORPAY_API_BASE": "http://127.0.0.1:9"}], indirect=True
 )
 async def test_razorpay_down_at_checkout_is_503_with_nothing_reserved(stack: Stack) -> None:
-    sku = f"CONF-{uuid.uuid4().hex[:8]}"
-    product = {"sku": sku, "name": "Pass", "unit_amount": 900, "currency": "INR", "stock": 3}
-    created = await stack.http.post("/admin/products", json=product, headers=stack.admin)
-    assert created.status_code == 201
-    answer = await stack.http.post(
-        "/orders",
-        json={"items": [{"sku": sku, "quantity": 1}], "provider": "razorpay"},
-        headers=stack.user(),
-    )
-    assert answer.status_code == 503 and "nothing was reserved" in answer.json()["detail"]
-    async with stack.sessions() as s:
-        assert await s.scalar(select(Product.stock).where(Product.sku == sku)) == 3
-        assert await s.scalar(select(func.count()).select_from(Order)) == 0
+    await assert_checkout_refused_with_nothing_reserved(stack, "razorpay")

@@ -19,14 +19,18 @@ import httpx
 import pytest
 import stripe
 import uvicorn
-from sqlalchemy import func, select
 
 from api.app import create_app
-from db.models import Order, Product
 from domain.payments import confirmation_workflow_id, refund_workflow_id
 from tests.api.test_lifecycle import lifecycle_result
 from tests.conftest import Stack
-from tests.helpers import ONE_CONFIRMATION, SECRETS, effects, stripe_request
+from tests.helpers import (
+    ONE_CONFIRMATION,
+    SECRETS,
+    assert_checkout_refused_with_nothing_reserved,
+    effects,
+    stripe_request,
+)
 
 API_KEY = "sk_test_paysaga_localstripe"
 
@@ -225,21 +229,7 @@ async def test_a_declined_attempt_then_a_good_card_on_the_same_intent(
     "stack_env", [{"PAYSAGA_STRIPE_API_BASE": "http://127.0.0.1:9"}], indirect=True
 )
 async def test_stripe_down_at_checkout_is_503_with_nothing_reserved(stack: Stack) -> None:
-    sku = f"CONF-{uuid.uuid4().hex[:8]}"
-    product = {"sku": sku, "name": "Pass", "unit_amount": 900, "currency": "EUR", "stock": 3}
-    assert (
-        await stack.http.post("/admin/products", json=product, headers=stack.admin)
-    ).status_code == 201
-    for _ in range(2):
-        answer = await stack.http.post(
-            "/orders",
-            json={"items": [{"sku": sku, "quantity": 1}], "provider": "stripe"},
-            headers=stack.user(),
-        )
-        assert answer.status_code == 503 and "nothing was reserved" in answer.json()["detail"]
-    async with stack.sessions() as s:
-        assert await s.scalar(select(Product.stock).where(Product.sku == sku)) == 3
-        assert await s.scalar(select(func.count()).select_from(Order)) == 0
+    await assert_checkout_refused_with_nothing_reserved(stack, "stripe")
 
 
 @pytest.mark.parametrize("stack_env", [{"PAYSAGA_PAYMENT_WINDOW_SECONDS": "4"}], indirect=True)
