@@ -29,9 +29,9 @@ from tests.conftest import Stack
 from tests.helpers import ONE_CONFIRMATION, effects, razorpay_payment_event, razorpay_request
 from workflows.payment_confirmation import HISTORY_BUDGET, ConfirmPaymentWorkflow
 
-# 5,000 requests in `make test` (the history budget is crossed five times over, and the suite
+# 3,000 requests in `make test` (six runs, continued as new; 326 refused writes; the suite
 # stays inside its 10 minutes); PAYSAGA_TEST_OUTAGE_REQUESTS=10000 for the full count.
-REQUESTS = int(os.environ.get("PAYSAGA_TEST_OUTAGE_REQUESTS", "5000"))
+REQUESTS = int(os.environ.get("PAYSAGA_TEST_OUTAGE_REQUESTS", "3000"))
 API_REQUESTS = REQUESTS // 10
 SIGNALS = REQUESTS - API_REQUESTS
 # A run continues as new at the first workflow task past the budget; what one task adds (a
@@ -135,7 +135,7 @@ async def test_a_long_4a_outage_with_thousands_of_retries_stays_bounded_and_ends
     flooded = time.monotonic() - started
     refused = await counted_refusal()
     print(f"signals done at {signalled:.1f} s, API requests at {flooded:.1f} s, {refused} refused")
-    # Hundreds of refused attempts (545 at 5,000 requests, over 1,000 at 10,000), none an event.
+    # Hundreds of refused attempts (326 at 3,000 requests, over 1,000 at 10,000), none an event.
     assert refused >= REQUESTS // 20
 
     # Admin actions still reach it: refused by the workflow's rule (not by a server limit),

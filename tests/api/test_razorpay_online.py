@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from domain.payments import refund_workflow_id
+from domain.payments import confirmation_workflow_id, refund_workflow_id
 from tests.api.test_checkout_verify import checkout_return
 from tests.api.test_lifecycle import lifecycle_result
 from tests.conftest import Stack
@@ -56,6 +56,8 @@ async def test_checkout_return_and_refund_through_the_api(
         headers=stack.user(),
     )
     assert back.status_code == 200 and back.json()["status"] == "paid"
+    # Paid is answered once the order reads paid; the audit and the ticket follow.
+    await stack.result(confirmation_workflow_id("razorpay", payment_id))
     assert await effects(stack.sessions, order["id"]) == ONE_CONFIRMATION
 
     calls = razorpay_api.refund_calls
@@ -74,9 +76,10 @@ async def test_a_payment_whose_webhook_never_came_is_found_before_the_window_clo
     stack: Stack, razorpay_api: RazorpayApiServer
 ) -> None:
     order = await stack.place_order("razorpay")
-    razorpay_api.pay(order["payment"]["intent_id"])  # no webhook, no return
+    payment_id = razorpay_api.pay(order["payment"]["intent_id"])  # no webhook, no return
     assert await lifecycle_result(stack, order["id"]) == "paid"
     assert (await stack.order(order["id"]))["status"] == "paid"
+    await stack.result(confirmation_workflow_id("razorpay", payment_id))
     assert await effects(stack.sessions, order["id"]) == ONE_CONFIRMATION
 
 

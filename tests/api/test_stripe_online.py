@@ -184,6 +184,8 @@ async def test_return_url_confirms_when_no_webhook_comes(stack: Stack, localstri
     )
     assert back.status_code == 200, back.text
     assert back.json()["status"] == "paid"
+    # Paid is answered once the order reads paid; the audit and the ticket follow.
+    await stack.result(confirmation_workflow_id("stripe", intent_id))
     assert await effects(stack.sessions, order["id"]) == ONE_CONFIRMATION
     foreign = await stack.http.post(
         "/payments/stripe/verify", json={"payment_intent": intent_id}, headers=stack.user("eve")
@@ -244,6 +246,6 @@ async def test_a_payment_whose_webhook_never_came_is_found_before_the_window_clo
     assert await lifecycle_result(stack, order["id"]) == "paid"
     after = await stack.order(order["id"])
     assert after["status"] == "paid" and after["cancel_reason"] is None
-    assert await effects(stack.sessions, order["id"]) == ONE_CONFIRMATION
     outcome = await stack.result(confirmation_workflow_id("stripe", intent_id))
     assert outcome.outcome == "paid"
+    assert await effects(stack.sessions, order["id"]) == ONE_CONFIRMATION
