@@ -250,8 +250,16 @@ async def test_smtp_refusing_leaves_orders_paid_and_each_mail_arrives_once_after
                 break
             await asyncio.sleep(0.2)
         assert inbox.refused >= 2 and inbox.messages == []
-        during = await worker_metrics(port)
         errors = "paysaga_notifications_total"
+        # The server refuses before the relay counts its error: wait for the count.
+        for _ in range(50):
+            during = await worker_metrics(port)
+            if (
+                value(during, errors, kind="payment_confirmed", result="error")
+                >= value(before, errors, kind="payment_confirmed", result="error") + 2
+            ):
+                break
+            await asyncio.sleep(0.1)
         assert (
             value(during, errors, kind="payment_confirmed", result="error")
             >= value(before, errors, kind="payment_confirmed", result="error") + 2

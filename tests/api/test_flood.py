@@ -51,11 +51,14 @@ async def test_a_flood_of_bad_signatures_is_counted_not_stored(stack: Stack) -> 
     await asyncio.sleep(0.5)
     during = await _valid_acks(stack, 20)
     await asyncio.gather(*flood)
-    await asyncio.sleep(1.2)  # the last second's count is flushed
-
-    async with stack.sessions() as s:
-        rows = await s.scalar(select(func.count()).select_from(SecurityEvent))
-        counted = await s.scalar(select(func.sum(SecurityEvent.count)))
+    # The last second's count is flushed within a second or so; on a loaded machine later.
+    for _ in range(100):
+        async with stack.sessions() as s:
+            rows = await s.scalar(select(func.count()).select_from(SecurityEvent))
+            counted = await s.scalar(select(func.sum(SecurityEvent.count)))
+        if counted == FLOOD:
+            break
+        await asyncio.sleep(0.1)
     # One row per source and minute: a flood that spans a minute boundary or two, not 10,000.
     assert rows is not None and 1 <= rows <= 3
     assert counted == FLOOD
