@@ -86,7 +86,9 @@ async def start_confirmation(
 
 async def running_state(client: Client, workflow_id: str) -> ConfirmationState | None:
     """A confirmation's state while it runs; None once it finished or never existed."""
-    handle = client.get_workflow_handle_for(ConfirmPaymentWorkflow.run, workflow_id)
+    # Not get_workflow_handle_for(ConfirmPaymentWorkflow.run, ...): its typing depends on the
+    # order mypy reads an import cycle in (workflows <-> activities), cold cache or warm.
+    handle = client.get_workflow_handle(workflow_id)
     try:
         if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
             return None
@@ -134,7 +136,9 @@ async def send_admin_action(
     if not is_identifier(transaction_id):
         raise ActionRefused(404, "no confirmation has that transaction id")
     workflow_id = confirmation_workflow_id(provider, transaction_id)
-    handle = client.get_workflow_handle_for(ConfirmPaymentWorkflow.run, workflow_id)
+    # Not get_workflow_handle_for(ConfirmPaymentWorkflow.run, ...): its typing depends on the
+    # order mypy reads an import cycle in (workflows <-> activities), cold cache or warm.
+    handle = client.get_workflow_handle(workflow_id)
     # The server may turn an update away while the workflow is busy: a signal met its
     # speculative workflow task, the run was continuing as new, or 10 updates were in flight.
     # The update id is the request id, so trying again cannot act twice.
