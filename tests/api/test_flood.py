@@ -13,6 +13,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.models import SecurityEvent
+from domain.payments import confirmation_workflow_id
 from tests.api.test_webhooks import signed_confirmation
 from tests.conftest import Stack
 
@@ -22,13 +23,19 @@ FLOOD = 10_000
 async def _valid_acks(stack: Stack, n: int) -> list[float]:
     """Sends n real confirmations one after another; returns each ack's seconds."""
     seconds = []
+    sent = []
     for _ in range(n):
         order = await stack.place_order("razorpay")
-        request = signed_confirmation("razorpay", order, f"pay_{uuid.uuid4().hex[:14]}")
+        tx = f"pay_{uuid.uuid4().hex[:14]}"
+        request = signed_confirmation("razorpay", order, tx)
         started = time.perf_counter()
         response = await stack.post("/webhooks/razorpay", request)
         seconds.append(time.perf_counter() - started)
         assert response.json() == {"result": "accepted"}
+        sent.append(tx)
+    # Each ends paid (the test's end checks the invariants: none may be half-way then).
+    for tx in sent:
+        assert (await stack.result(confirmation_workflow_id("razorpay", tx))).outcome == "paid"
     return seconds
 
 
