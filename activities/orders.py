@@ -17,8 +17,9 @@ from db.models import Payment
 from db.orders import close_order, mark_placed
 from domain.orders import CloseResult
 from domain.payments import Confirmation, PaymentStatus, confirmation_workflow_id
+from gateways.api import GatewayRefused
 from gateways.razorpay_api import RazorpayApi
-from gateways.stripe_api import GatewayRefused, StripeApi
+from gateways.stripe_api import StripeApi
 from workflows.confirmation_client import start_confirmation
 
 
@@ -97,16 +98,8 @@ class OrderActivities:
             intent = await self.stripe_api.intent(intent_id)
             if intent.status != "succeeded":
                 return intent.status
-            return Confirmation(
-                provider="stripe",
-                transaction_id=intent.id,
-                intent_id=intent.id,
-                amount=intent.amount_received,
-                currency=intent.currency,
-                event_id=f"lookup:{intent.id}",
-                event_type="payment_intent.looked_up",
-                order_id=order_id,
-                received_at=now,
+            return intent.confirmation(
+                f"lookup:{intent.id}", "payment_intent.looked_up", order_id, now
             )
         if provider == "razorpay" and self.razorpay_api is not None:
             payments = await self.razorpay_api.payments_of(intent_id)

@@ -19,8 +19,9 @@ from domain.payments import (
     RefundRun,
     confirmation_workflow_id,
 )
+from gateways.api import GatewayRefused
 from gateways.razorpay_api import RazorpayApi
-from gateways.stripe_api import GatewayRefund, GatewayRefused, StripeApi
+from gateways.stripe_api import StripeApi
 
 
 class RefundActivities:
@@ -54,10 +55,7 @@ class RefundActivities:
             if run.provider == "stripe" and self.stripe_api is not None:
                 refund = await self.stripe_api.refund(run.transaction_id)
             elif run.provider == "razorpay" and self.razorpay_api is not None and paid:
-                done = await self.razorpay_api.refund(run.transaction_id, paid.amount)
-                # Razorpay's `processed` is Stripe's `succeeded`.
-                status = "succeeded" if done.status == "processed" else done.status
-                refund = GatewayRefund(done.id, status, done.amount, done.currency)
+                refund = await self.razorpay_api.refund(run.transaction_id, paid.amount)
             else:
                 return None
         except GatewayRefused as exc:

@@ -34,7 +34,8 @@ from db.orders import (
 from db.refunds import RefundRefused, request_refund
 from db.tickets import NotPaid, ticket_pdf
 from domain.payments import OrderStatus, RefundRun
-from gateways.stripe_api import GatewayRefused, GatewayUnavailable, StripeApi
+from gateways.api import GatewayRefused, GatewayUnavailable
+from gateways.stripe_api import StripeApi
 from workflows.order_client import start_order_lifecycle
 from workflows.order_signals import tell_closed
 from workflows.refund_client import start_refund

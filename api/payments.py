@@ -38,7 +38,7 @@ from api.errors import BadRequest, Conflict, NotFound, Unavailable
 from db.models import Order, Payment
 from db.orders import order_view
 from domain.payments import Confirmation, OrderStatus, confirmation_workflow_id
-from gateways.stripe_api import GatewayRefused, GatewayUnavailable
+from gateways.api import GatewayRefused, GatewayUnavailable
 from observability.logs import log_context
 from workflows.confirmation_client import start_confirmation
 
@@ -116,16 +116,8 @@ async def stripe_verify(body: StripeReturn, caller: CurrentCaller, deps: DepsDep
         raise NotFound("no such PaymentIntent at Stripe") from exc
     if intent.status != "succeeded":
         raise Conflict(f"the PaymentIntent has not succeeded (it is {intent.status})")
-    confirmation = Confirmation(
-        provider="stripe",
-        transaction_id=intent.id,
-        intent_id=intent.id,
-        amount=intent.amount_received,  # what was captured, as the webhook reports it
-        currency=intent.currency,
-        event_id=f"return:{intent.id}",
-        event_type="payment_intent.verified",
-        order_id=str(attempt.order_id),
-        received_at=time.time(),
+    confirmation = intent.confirmation(
+        f"return:{intent.id}", "payment_intent.verified", str(attempt.order_id), time.time()
     )
     return await _confirm_and_answer(deps, confirmation, attempt.order_id)
 

@@ -3,7 +3,7 @@ official SDK: create the Razorpay order at checkout, find the payments of an ord
 
 The SDK is synchronous (requests), so each call runs in a thread, with a timeout. Refunds
 carry Razorpay's `X-Refund-Idempotency` key, so a retried refund is the same refund; an
-order's `receipt` is paysaga's order id. The circuit breaker is Stripe's (`gateways.stripe_api`).
+order's `receipt` is paysaga's order id. A circuit breaker (`gateways.api`) guards the calls.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from razorpay.errors import (  # type: ignore[import-untyped]
     ServerError,
 )
 
-from gateways.stripe_api import Breaker, GatewayRefused, GatewayUnavailable
+from gateways.api import Breaker, GatewayRefund, GatewayRefused, GatewayUnavailable
 
 TIMEOUT = 10.0
 
@@ -31,14 +31,6 @@ class RazorpayPayment:
     id: str
     order_id: str | None
     status: str  # created, authorized, captured, refunded, failed
-    amount: int
-    currency: str
-
-
-@dataclass(frozen=True)
-class RazorpayRefund:
-    id: str
-    status: str  # pending, processed, failed
     amount: int
     currency: str
 
@@ -57,7 +49,7 @@ class RazorpayApi:
     def __init__(self, key_id: str, key_secret: str, base_url: str | None = None) -> None:
         options = {"base_url": base_url} if base_url else {}
         self.client = razorpay.Client(auth=(key_id, key_secret), **options)
-        self.breaker = Breaker()
+        self.breaker = Breaker("Razorpay")
 
     async def _call(self, call: Callable[[], Any]) -> Any:
         self.breaker.check()
@@ -88,7 +80,7 @@ class RazorpayApi:
         )
         return [_payment(entity) for entity in found.get("items", [])]
 
-    async def refund(self, payment_id: str, amount: int) -> RazorpayRefund:
+    async def refund(self, payment_id: str, amount: int) -> GatewayRefund:
         """In full, once: the idempotency key makes a retried call the same refund."""
         refund = await self._call(
             lambda: self.client.payment.refund(
@@ -98,9 +90,10 @@ class RazorpayApi:
                 timeout=TIMEOUT,
             )
         )
-        return RazorpayRefund(
+        status = str(refund["status"])  # pending, processed, failed
+        return GatewayRefund(
             str(refund["id"]),
-            str(refund["status"]),
+            "succeeded" if status == "processed" else status,
             int(refund["amount"]),
             str(refund["currency"]).upper(),
         )

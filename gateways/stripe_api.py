@@ -2,29 +2,18 @@
 with the official SDK: create a PaymentIntent at checkout, look one up, refund one.
 
 Every call has a timeout and the SDK's own retries with an idempotency key, so a retried
-create or refund is the same one at Stripe. A circuit breaker stops calling a Stripe that
-failed `FAILURES` times running, for `OPEN_SECONDS`: a checkout then answers 503 at once,
-with nothing reserved, instead of each customer waiting out the timeouts.
+create or refund is the same one at Stripe; a circuit breaker (`gateways.api`) guards them.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import stripe
 
-FAILURES = 5
-OPEN_SECONDS = 30.0
-
-
-class GatewayUnavailable(Exception):
-    """Stripe did not answer (or the breaker is open): try again later (503)."""
-
-
-class GatewayRefused(Exception):
-    """Stripe answered no (a 4xx): not retried."""
+from domain.payments import Confirmation
+from gateways.api import Breaker, GatewayRefund, GatewayRefused, GatewayUnavailable
 
 
 @dataclass(frozen=True)
@@ -37,31 +26,21 @@ class Intent:
     client_secret: str | None
     order_id: str | None
 
-
-@dataclass(frozen=True)
-class GatewayRefund:
-    id: str
-    status: str  # succeeded, pending, failed, canceled
-    amount: int
-    currency: str
-
-
-class Breaker:
-    def __init__(self, failures: int = FAILURES, open_seconds: float = OPEN_SECONDS) -> None:
-        self.limit, self.open_seconds = failures, open_seconds
-        self.failures, self.opened_at = 0, 0.0
-
-    def check(self) -> None:
-        if self.failures >= self.limit and time.monotonic() - self.opened_at < self.open_seconds:
-            raise GatewayUnavailable("Stripe failed repeatedly; not calling it for a while")
-
-    def record(self, ok: bool) -> None:
-        if ok:
-            self.failures = 0
-            return
-        self.failures += 1
-        if self.failures >= self.limit:
-            self.opened_at = time.monotonic()  # (re)opened; one trial call once it elapses
+    def confirmation(
+        self, event_id: str, event_type: str, order_id: str, received_at: float
+    ) -> Confirmation:
+        """A succeeded intent as its webhook would have reported it: for what was received."""
+        return Confirmation(
+            provider="stripe",
+            transaction_id=self.id,
+            intent_id=self.id,
+            amount=self.amount_received,
+            currency=self.currency,
+            event_id=event_id,
+            event_type=event_type,
+            order_id=order_id,
+            received_at=received_at,
+        )
 
 
 def _intent(pi: Any) -> Intent:
@@ -90,7 +69,7 @@ class StripeApi:
             max_network_retries=2,
             http_client=stripe.HTTPXClient(timeout=timeout),
         )
-        self.breaker = Breaker()
+        self.breaker = Breaker("Stripe")
 
     async def _call(self, call: Any) -> Any:
         self.breaker.check()
