@@ -28,6 +28,7 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from db import journal
+from db.cases import close_open_cases
 from db.errors import is_bad_data
 from db.journal import as_uuid
 from db.models import Order, Payment, ReconciliationCase, SecurityEvent
@@ -293,7 +294,7 @@ class ConfirmationActivities:
     @activity.defn
     async def close_cases(self, inp: CloseCasesInput) -> None:
         async with self.sessions.begin() as s:
-            await _close_open_cases(s, inp.provider, inp.transaction_id, inp.resolution)
+            await close_open_cases(s, inp.provider, inp.transaction_id, inp.resolution)
 
     @activity.defn
     async def record_refund(self, inp: RefundInput) -> str:
@@ -304,7 +305,7 @@ class ConfirmationActivities:
             "rfnd_" + hashlib.sha256(f"{c.provider}:{c.transaction_id}".encode()).hexdigest()[:20]
         )
         async with _refusing_bad_data(self.sessions) as s:
-            await _close_open_cases(
+            await close_open_cases(
                 s,
                 c.provider,
                 c.transaction_id,
@@ -446,17 +447,3 @@ class ConfirmationActivities:
             self.write_audit,
             self.issue_ticket,
         ]
-
-
-async def _close_open_cases(
-    s: AsyncSession, provider: str, transaction_id: str, resolution: str
-) -> None:
-    await s.execute(
-        update(ReconciliationCase)
-        .where(
-            ReconciliationCase.provider == provider,
-            ReconciliationCase.transaction_id == transaction_id,
-            ReconciliationCase.state == "open",
-        )
-        .values(state="resolved", resolution=resolution, resolved_at=func.now())
-    )

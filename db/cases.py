@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.models import Payment, ReconciliationCase
@@ -98,3 +98,21 @@ async def payment_details(
             "order": order,
             "cases": [case_view(c) for c in cases],
         }
+
+
+async def close_open_cases(
+    s: AsyncSession,
+    provider: str,
+    transaction_id: str,
+    resolution: str,
+    kind: str | None = None,
+) -> None:
+    """Resolves a payment's open cases (of one kind, if given) with `resolution`."""
+    query = update(ReconciliationCase).where(
+        ReconciliationCase.provider == provider,
+        ReconciliationCase.transaction_id == transaction_id,
+        ReconciliationCase.state == "open",
+    )
+    if kind is not None:
+        query = query.where(ReconciliationCase.kind == kind)
+    await s.execute(query.values(state="resolved", resolution=resolution, resolved_at=func.now()))

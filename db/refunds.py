@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import journal
+from db.cases import close_open_cases
 from db.models import Order, Payment, ReconciliationCase, Refund
 from db.orders import release_stock
 from domain import keys
@@ -181,15 +182,8 @@ async def finish_refund(s: AsyncSession, notice: RefundNotice, requested_by: str
             "released": [{"sku": sku, "quantity": q} for sku, q in released],
         },
     )
-    await s.execute(
-        update(ReconciliationCase)
-        .where(
-            ReconciliationCase.provider == notice.provider,
-            ReconciliationCase.transaction_id == notice.transaction_id,
-            ReconciliationCase.kind == CaseKind.REFUND_FAILED,
-            ReconciliationCase.state == "open",
-        )
-        .values(state="resolved", resolution="refunded", resolved_at=func.now())
+    await close_open_cases(
+        s, notice.provider, notice.transaction_id, "refunded", kind=CaseKind.REFUND_FAILED
     )
     await journal.write_audit(
         s,
