@@ -33,7 +33,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from db import events as feed
-from db.models import FeedCursor, Notification, Order, Ticket
+from db.models import FeedCursor, Notification, Order
 from db.tickets import NotPaid, ticket_pdf
 from domain.payments import OrderStatus
 from mail.messages import Letter, MailOrder, compose, message_id
@@ -154,12 +154,11 @@ class NotificationActivities:
         pdf, code = None, None
         if kind == "payment_confirmed":
             try:
-                pdf = await ticket_pdf(self.sessions, order_id, self.config.organizer)
+                ticket = await ticket_pdf(self.sessions, order_id, self.config.organizer)
             except NotPaid:
                 NOTIFICATIONS.labels(kind, "skipped").inc()
                 return
-            async with self.sessions() as s:
-                code = await s.scalar(select(Ticket.code).where(Ticket.order_id == order_id))
+            pdf, code = ticket.pdf, ticket.code
         data = item.event["data"]
         letter = Letter(
             kind=kind,

@@ -281,7 +281,7 @@ async def get_ticket(order_id: str, caller: CurrentCaller, deps: DepsDep) -> Res
     the confirmation's ticket step has run makes it, the same for everyone."""
     key = await _own_order(deps, caller, order_id)
     try:
-        pdf = await ticket_pdf(deps.sessions, key, deps.settings.organizer_name)
+        pdf = (await ticket_pdf(deps.sessions, key, deps.settings.organizer_name)).pdf
     except NotPaid as exc:
         raise Conflict("the order is not paid: no valid ticket") from exc
     return Response(
