@@ -15,8 +15,6 @@ from email.utils import format_datetime, formataddr
 
 from domain.money import format_money
 
-KINDS = ("payment_confirmed", "payment_failed", "order_cancelled", "refund_done")
-
 
 @dataclass(frozen=True)
 class MailOrder:

@@ -11,7 +11,6 @@ import argparse
 import itertools
 import signal
 import threading
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -51,8 +50,7 @@ def main(argv: list[str] | None = None) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    while not stopped.is_set():
-        time.sleep(0.2)
+    stopped.wait()
     controller.stop()
 
 

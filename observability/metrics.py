@@ -12,9 +12,8 @@ and each endpoint must show only what its process measures.
 from __future__ import annotations
 
 import logging
-import threading
 import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -82,11 +81,7 @@ class SdkMetrics(Collector):
         except OSError as exc:
             log.warning("Temporal SDK metrics unavailable at %s: %s", self.url, exc)
             return []
-        return list(_families(text))
-
-
-def _families(text: str) -> Iterator[Metric]:
-    yield from text_string_to_metric_families(text)
+        return list(text_string_to_metric_families(text))
 
 
 def serve_worker_metrics(host: str, port: int, sdk_url: str | None) -> tuple[WSGIServer, int]:
@@ -95,8 +90,7 @@ def serve_worker_metrics(host: str, port: int, sdk_url: str | None) -> tuple[WSG
     registry.register(_Forward(WORKER))
     if sdk_url:
         registry.register(SdkMetrics(sdk_url))
-    server, thread = start_http_server(port, addr=host, registry=registry)
-    assert isinstance(thread, threading.Thread)
+    server, _ = start_http_server(port, addr=host, registry=registry)
     return server, int(server.server_address[1])
 
 
