@@ -33,6 +33,7 @@ from db.errors import is_bad_data
 from db.journal import as_uuid
 from db.models import Order, Payment, ReconciliationCase, SecurityEvent
 from db.orders import NotPayable, mark_paid
+from db.refunds import ask_parked_refund
 from db.tickets import issue_code
 from domain import keys
 from domain.confirmation import AuditRecord
@@ -297,9 +298,34 @@ class ConfirmationActivities:
             await close_open_cases(s, inp.provider, inp.transaction_id, inp.resolution)
 
     @activity.defn
+    async def ask_refund(self, inp: RefundInput) -> None:
+        """An admin sends parked money back: a pending refund, and its workflow, which asks
+        the gateway (online) or waits for the operator's refund notice (offline), and tells
+        the parked confirmation `refunded` once the money is back. Idempotent on retries."""
+        c = inp.confirmation
+        async with _refusing_bad_data(self.sessions) as s:
+            status = await ask_parked_refund(
+                s,
+                c.provider,
+                c.transaction_id,
+                c.amount,
+                c.currency,
+                actor=inp.admin,
+                reason=inp.reason,
+            )
+        if status == "succeeded":
+            return  # refunded already (in the gateway's dashboard): this is settled by it
+        assert self.client is not None, "the worker gives confirmations a client"
+        await start_refund(
+            self.client,
+            activity.info().task_queue,
+            RefundRun(c.provider, c.transaction_id, inp.admin, settles_parked=True),
+        )
+
+    @activity.defn
     async def record_refund(self, inp: RefundInput) -> str:
-        """An admin sends parked money back. Offline mode (no gateway API keys): the decision
-        and its reference are recorded here; the refund itself is issued in the gateway."""
+        """Before REFUND_AT_GATEWAY (kept for the confirmations parked then): an admin's
+        refund of parked money was recorded as a decision only, issued in the gateway."""
         c = inp.confirmation
         reference = (
             "rfnd_" + hashlib.sha256(f"{c.provider}:{c.transaction_id}".encode()).hexdigest()[:20]
@@ -441,6 +467,7 @@ class ConfirmationActivities:
             self.validate_confirmation,
             self.open_case,
             self.close_cases,
+            self.ask_refund,
             self.record_refund,
             self.store_payment,
             self.mark_order_paid,

@@ -10,10 +10,9 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from db.models import Payment
+from db.models import Payment, Refund
 from db.refunds import finish_refund
 from domain.payments import (
-    AdminRequest,
     RefundAnswer,
     RefundNotice,
     RefundRun,
@@ -44,7 +43,13 @@ class RefundActivities:
         pending there (its webhook answers later) or in offline mode (the operator refunds in
         the dashboard). Stripe unreachable: raised, so the server retries."""
         async with self.sessions() as s:
+            # What goes back: the refund's amount (an admin's, of money never stored) or,
+            # for a late payment's automatic refund, its stored payment's.
             paid = await s.scalar(
+                select(Refund).where(
+                    Refund.provider == run.provider, Refund.transaction_id == run.transaction_id
+                )
+            ) or await s.scalar(
                 select(Payment).where(
                     Payment.provider == run.provider,
                     Payment.transaction_id == run.transaction_id,
@@ -113,20 +118,17 @@ class RefundActivities:
 
     @activity.defn
     async def settle_parked(self, run: RefundRun) -> bool:
-        """A refunded payment whose confirmation is parked (a late payment) is settled: its
-        workflow is told `resolve`, which closes its case. False if none is running."""
+        """Refunded money whose confirmation is parked (a late payment, or money an admin
+        refunded) is settled: its workflow is told `refunded`, closes its cases and ends so.
+        False if none is running."""
         if self.client is None:
             return False
         handle = self.client.get_workflow_handle(
             confirmation_workflow_id(run.provider, run.transaction_id)
         )
-        request = AdminRequest(
-            request_id=f"refund-{run.provider}-{run.transaction_id}",
-            admin="system:refund",
-            note="refunded to the customer (automatic refund of a late payment)",
-        )
+        note = f"refunded to the payer (refund asked by {run.requested_by})"
         try:
-            await handle.signal("resolve", request)
+            await handle.signal("refunded", note)
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
                 return False

@@ -22,7 +22,8 @@ Rules (each violation names its rule):
   a `late_payment` case (resolved once refunded, or settled by an admin), or its confirmation
   is still running.
 - `refunds_exact`: money goes back once and in full: a succeeded refund is of its payment's
-  amount and currency, and a `refunded` order has a succeeded refund, its payment `refunded`
+  amount and currency (of parked money never stored: of what its case says was paid), and a
+  `refunded` order has a succeeded refund, its payment `refunded`
   and a `PaymentRefunded` event.
 The Temporal parts are scoped to one task queue, so a shared server is checked per stack.
 """
@@ -168,6 +169,17 @@ REFUNDS = text(
     FROM refunds r JOIN payments p
       ON p.provider = r.provider AND p.transaction_id = r.transaction_id
     WHERE r.status = 'succeeded' AND (r.amount <> p.amount OR r.currency <> p.currency)
+    UNION ALL
+    SELECT r.provider || ' ' || r.transaction_id,
+           'refunded ' || r.amount || ' ' || r.currency || ' of money no payment or case holds'
+    FROM refunds r
+    WHERE r.status = 'succeeded'
+      AND NOT EXISTS (SELECT 1 FROM payments p
+                      WHERE p.provider = r.provider AND p.transaction_id = r.transaction_id)
+      AND NOT EXISTS (SELECT 1 FROM reconciliation_cases c
+                      WHERE c.provider = r.provider AND c.transaction_id = r.transaction_id
+                        AND c.kind <> 'refund_failed'
+                        AND c.amount = r.amount AND c.currency = r.currency)
     UNION ALL
     SELECT o.id::text, 'refunded without a PaymentRefunded event' FROM orders o
     WHERE o.status = 'refunded' AND NOT EXISTS (

@@ -95,6 +95,72 @@ async def request_refund(
     return RefundAsked(payment.provider, payment.transaction_id, "pending", True)
 
 
+async def ask_parked_refund(
+    s: AsyncSession,
+    provider: str,
+    transaction_id: str,
+    amount: int,
+    currency: str,
+    *,
+    actor: str,
+    reason: str,
+) -> str:
+    """An admin sends parked money back (unmatched, mismatched, late): a `pending` refund of
+    what the gateway says was paid. Its order is the one the money was stored against, if
+    any (a late payment's cancelled order), never one it merely claimed. Asked again after
+    a failure it is pending again; while pending or done, nothing new. Returns the refund's
+    status."""
+    stored = await s.scalar(
+        select(Payment.order_id).where(
+            Payment.provider == provider, Payment.transaction_id == transaction_id
+        )
+    )
+    asked = await s.scalar(
+        insert(Refund)
+        .values(
+            provider=provider,
+            transaction_id=transaction_id,
+            order_id=stored,
+            amount=amount,
+            currency=currency,
+            status="pending",
+            reason=reason,
+            requested_by=actor,
+        )
+        .on_conflict_do_update(
+            constraint="uq_refunds_provider_transaction",
+            set_={"status": "pending", "reason": reason, "requested_by": actor},
+            where=Refund.status == "failed",
+        )
+        .returning(Refund.id)
+    )
+    if asked is not None:
+        await journal.write_audit(
+            s,
+            [
+                AuditRecord(
+                    str(stored) if stored else None,
+                    actor,
+                    "refund.requested",
+                    f"refund.requested:{provider}:{transaction_id}:{uuid.uuid4()}",
+                    {
+                        "reason": reason,
+                        "amount": amount,
+                        "currency": currency,
+                        "parked": True,
+                    },
+                )
+            ],
+        )
+    status = await s.scalar(
+        select(Refund.status).where(
+            Refund.provider == provider, Refund.transaction_id == transaction_id
+        )
+    )
+    assert status is not None
+    return status
+
+
 async def finish_refund(s: AsyncSession, notice: RefundNotice, requested_by: str) -> str:
     """Applies the gateway's answer, once. Returns what it did: `succeeded`, `failed`,
     `already` (told before), `partial` or `unknown` (each of those two opens a case)."""
@@ -103,29 +169,58 @@ async def finish_refund(s: AsyncSession, notice: RefundNotice, requested_by: str
         .where(Payment.provider == notice.provider, Payment.transaction_id == notice.transaction_id)
         .with_for_update()
     )
-    if payment is None:
-        await _open_case(s, notice, None, "a refund for a payment paysaga never stored")
-        return "unknown"
-    await s.execute(
-        insert(Refund)
-        .values(
-            provider=notice.provider,
-            transaction_id=notice.transaction_id,
-            order_id=payment.order_id,
-            amount=payment.amount,
-            currency=payment.currency,
-            status="pending",
-            reason="refunded at the gateway",
-            requested_by=requested_by,
+    if payment is not None:
+        await s.execute(
+            insert(Refund)
+            .values(
+                provider=notice.provider,
+                transaction_id=notice.transaction_id,
+                order_id=payment.order_id,
+                amount=payment.amount,
+                currency=payment.currency,
+                status="pending",
+                reason="refunded at the gateway",
+                requested_by=requested_by,
+            )
+            .on_conflict_do_nothing(constraint="uq_refunds_provider_transaction")
         )
-        .on_conflict_do_nothing(constraint="uq_refunds_provider_transaction")
-    )
+    else:
+        # Money never stored (unmatched, mismatched) is refunded as parked: an admin asked
+        # for it, or the operator refunded it in the gateway's dashboard (its open case says
+        # what was paid).
+        parked = await s.scalar(
+            select(ReconciliationCase)
+            .where(
+                ReconciliationCase.provider == notice.provider,
+                ReconciliationCase.transaction_id == notice.transaction_id,
+                ReconciliationCase.kind != CaseKind.REFUND_FAILED,
+            )
+            .order_by(ReconciliationCase.id)
+            .limit(1)
+        )
+        if parked is not None:
+            await s.execute(
+                insert(Refund)
+                .values(
+                    provider=notice.provider,
+                    transaction_id=notice.transaction_id,
+                    order_id=None,
+                    amount=parked.amount,
+                    currency=parked.currency,
+                    status="pending",
+                    reason="refunded at the gateway",
+                    requested_by=requested_by,
+                )
+                .on_conflict_do_nothing(constraint="uq_refunds_provider_transaction")
+            )
     refund = await s.scalar(
         select(Refund)
         .where(Refund.provider == notice.provider, Refund.transaction_id == notice.transaction_id)
         .with_for_update()
     )
-    assert refund is not None
+    if refund is None:
+        await _open_case(s, notice, None, "a refund for a payment paysaga never stored")
+        return "unknown"
     if refund.status == "succeeded":
         return "already"
     refund.gateway_refund_id = notice.refund_id
@@ -135,42 +230,44 @@ async def finish_refund(s: AsyncSession, notice: RefundNotice, requested_by: str
         await journal.emit(
             s,
             "RefundFailed",
-            payment.order_id,
+            refund.order_id,
             keys.event("RefundFailed", notice.provider, notice.transaction_id, notice.refund_id),
             {"provider": notice.provider, "transaction_id": notice.transaction_id},
         )
         await _open_case(
             s,
             notice,
-            payment,
+            refund,
             f"the gateway failed refund {notice.refund_id} ({notice.event_type})",
         )
         return "failed"
-    if (notice.amount, notice.currency) != (payment.amount, payment.currency):
+    if (notice.amount, notice.currency) != (refund.amount, refund.currency):
         await _open_case(
             s,
             notice,
-            payment,
+            refund,
             f"the gateway refunded {notice.amount} {notice.currency} of "
-            f"{payment.amount} {payment.currency}; paysaga refunds in full",
+            f"{refund.amount} {refund.currency}; paysaga refunds in full",
         )
         return "partial"
     refund.status, refund.completed_at = "succeeded", func.now()
-    await s.execute(
-        update(Payment)
-        .where(Payment.id == payment.id, Payment.status == PaymentStatus.PAID)
-        .values(status=PaymentStatus.REFUNDED)
-    )
-    refunded = await s.scalar(
-        update(Order)
-        .where(Order.id == payment.order_id, Order.status == OrderStatus.PAID)
-        .values(status=OrderStatus.REFUNDED, updated_at=func.now())
-        .returning(Order.id)
-    )
-    released = await release_stock(s, payment.order_id) if refunded is not None else []
+    refunded, released = None, []
+    if payment is not None:
+        await s.execute(
+            update(Payment)
+            .where(Payment.id == payment.id, Payment.status == PaymentStatus.PAID)
+            .values(status=PaymentStatus.REFUNDED)
+        )
+        refunded = await s.scalar(
+            update(Order)
+            .where(Order.id == payment.order_id, Order.status == OrderStatus.PAID)
+            .values(status=OrderStatus.REFUNDED, updated_at=func.now())
+            .returning(Order.id)
+        )
+        released = await release_stock(s, payment.order_id) if refunded is not None else []
     await journal.payment_refunded(
         s,
-        payment.order_id,
+        refund.order_id,
         notice.provider,
         notice.transaction_id,
         notice.amount,
@@ -189,7 +286,7 @@ async def finish_refund(s: AsyncSession, notice: RefundNotice, requested_by: str
         s,
         [
             AuditRecord(
-                str(payment.order_id),
+                str(refund.order_id) if refund.order_id else None,
                 f"gateway:{notice.provider}",
                 "refund.succeeded",
                 keys.payment_refunded(notice.provider, notice.transaction_id),
@@ -201,18 +298,18 @@ async def finish_refund(s: AsyncSession, notice: RefundNotice, requested_by: str
 
 
 async def _open_case(
-    s: AsyncSession, notice: RefundNotice, payment: Payment | None, reason: str
+    s: AsyncSession, notice: RefundNotice, refund: Refund | None, reason: str
 ) -> None:
-    """A `refund_failed` case for the payment (what it was paid, not what the notice says)."""
+    """A `refund_failed` case for the money (what was paid, not what the notice says)."""
     await s.execute(
         insert(ReconciliationCase)
         .values(
             kind=CaseKind.REFUND_FAILED,
             provider=notice.provider,
             transaction_id=notice.transaction_id,
-            order_id=payment.order_id if payment else None,
-            amount=payment.amount if payment else notice.amount,
-            currency=payment.currency if payment else notice.currency,
+            order_id=refund.order_id if refund else None,
+            amount=refund.amount if refund else notice.amount,
+            currency=refund.currency if refund else notice.currency,
             detail={"reason": reason, "refund_id": notice.refund_id},
         )
         .on_conflict_do_update(

@@ -108,6 +108,10 @@ class ConfirmationState:
     audit_logged: list[str] = field(default_factory=list)  # 6a fallback lines already written
     pending_requests: list[QueuedRequest] = field(default_factory=list)
     recent_request_ids: list[str] = field(default_factory=list)
+    # An admin's refund of parked money was asked for; attach and retry no longer act. And
+    # the refund workflow's word that the money went back (it ends the confirmation).
+    refund_asked: bool = False
+    refunded_note: str | None = None
     runs: int = 1  # this run's number: 1 + the continue-as-new count
     history_suggested: bool = False  # did any run reach the server's continue-as-new hint
 
@@ -117,6 +121,10 @@ class ConfirmationState:
 
     def may(self, action: AdminAction) -> str | None:
         """The one rule for admin actions: None if `action` can act now, else why not."""
+        if self.refund_asked and action in (AdminAction.ATTACH, AdminAction.RETRY):
+            return (
+                f"{action} refused: a refund of this money was asked for; refund again or resolve"
+            )
         if action == AdminAction.RETRY:
             if self.stuck or self.parked:
                 return None

@@ -56,6 +56,7 @@ class PaymentState(StrEnum):
     AMOUNT_MISMATCH = "amount_mismatch"
     NEEDS_RECONCILIATION = "needs_reconciliation"
     RESOLVED = "resolved"
+    REFUND_PENDING = "refund_pending"  # parked money an admin refunds; the gateway is to answer
     REFUNDED = "refunded"
 
 
@@ -127,6 +128,9 @@ class RefundRun:
     provider: str
     transaction_id: str
     requested_by: str
+    # Parked money (an admin's refund): once refunded, its parked confirmation is told
+    # `refunded` and ends so. A late payment's refund does the same (`requested_by`).
+    settles_parked: bool = False
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ Read `_advance` top to bottom and it is the use case: 2 validate, 3 idempotency,
 5 mark paid, 8 ticket, with 6 (the audit trail) written beside it; extensions 2a (mismatch),
 2b (no order) and 3a (duplicates) are named where they happen. Money that cannot be applied is
 parked here, with an open reconciliation case, until an admin `attach`es it to an order,
-`refund`s or `resolve`s it.
+`refund`s or `resolve`s it. A refund goes through the gateway (`workflows.refund`), whose
+workflow tells this one `refunded` once the money is back.
 
 Failure paths (4a, 5a, 6a, 8a): each step names its policy where it is called, and one runner
 (`workflows.steps`) retries it fast, then hands it to the server to retry slowly, without end,
@@ -71,6 +72,9 @@ TRANSACTION_ID = SearchAttributeKey.for_keyword("TransactionId")
 HISTORY_BUDGET = 1_000
 AUDIT_FALLBACK = "AUDIT_FALLBACK"
 REFUSED = "ActionRefused"
+# An admin's `refund` of parked money asks the gateway through the refund workflow; before
+# this patch it only recorded the decision (the histories recorded then replay unchanged).
+REFUND_AT_GATEWAY = "refund-at-gateway"
 
 # 6a: the audit trail gets a shorter first phase; then its entries go to the log, marked.
 AUDIT = StepPolicy("audit", first_phase_cap=60.0, log_fallback=True)
@@ -348,7 +352,13 @@ class ConfirmPaymentWorkflow:
         """Parked: the next admin request decides what happens to the money. It stays queued
         until it has acted, so a continue-as-new meanwhile carries it into the next run."""
         s = self._s
-        await workflow.wait_condition(lambda: bool(s.pending_requests))
+        await workflow.wait_condition(
+            lambda: bool(s.pending_requests) or s.refunded_note is not None
+        )
+        if s.refunded_note is not None:
+            await self._settle_refunded(s.refunded_note)
+            self._drop_requests()
+            return
         queued = s.pending_requests[0]
         request = queued.request
         if queued.action == AdminAction.REFUND:
@@ -378,6 +388,17 @@ class ConfirmPaymentWorkflow:
     async def _refund(self, request: AdminRequest) -> None:
         c, s = self._c, self._s
         reason = request.reason or ""
+        if workflow.patched(REFUND_AT_GATEWAY):
+            # The money goes back through the gateway: the refund workflow asks it (online)
+            # or waits for the operator's refund notice (offline). This stays parked until
+            # that workflow says `refunded`; a failed refund opens a `refund_failed` case.
+            await self._steps.record(
+                ConfirmationActivities.ask_refund,
+                RefundInput(c, s.order_id, request.admin, reason),
+            )
+            s.refund_asked = True
+            await self._set_state(PaymentState.REFUND_PENDING)
+            return
         reference = await self._steps.record(
             ConfirmationActivities.record_refund,
             RefundInput(c, s.order_id, request.admin, reason),
@@ -397,6 +418,16 @@ class ConfirmPaymentWorkflow:
                     "refund_reference": reference,
                 },
             )
+        )
+        await self._set_state(PaymentState.REFUNDED)
+        s.outcome, s.phase = "refunded", Phase.DONE
+
+    async def _settle_refunded(self, note: str) -> None:
+        """The refund workflow sent the parked money back: the cases close, and this ends."""
+        c, s = self._c, self._s
+        await self._steps.record(
+            ConfirmationActivities.close_cases,
+            CloseCasesInput(c.provider, c.transaction_id, note),
         )
         await self._set_state(PaymentState.REFUNDED)
         s.outcome, s.phase = "refunded", Phase.DONE
@@ -504,6 +535,13 @@ class ConfirmPaymentWorkflow:
     def resolve(self, request: AdminRequest) -> None:
         """Closes the open cases with the admin's note (e.g. settled outside paysaga)."""
         self._signalled(AdminAction.RESOLVE, request)
+
+    @workflow.signal(name="refunded")
+    def refunded(self, note: str) -> None:
+        """From the refund workflow (not an admin action): the money went back. Kept until
+        the money is parked, so a refund quicker than the park is not lost."""
+        if self._s.phase != Phase.DONE and self._s.refunded_note is None:
+            self._s.refunded_note = note
 
     # Updates of the same names, for the API: a refusal is the validator's, synchronous.
 

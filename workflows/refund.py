@@ -1,14 +1,17 @@
 """`refund-{provider}-{transaction_id}`: one payment's refund, from the request to the
 gateway's answer.
 
-Started by `POST /orders/{id}/refund`, or by the gateway's own refund notice when an operator
-refunded in its dashboard (signal-with-start). Online mode (Stripe with an API key): the
-gateway is asked to refund, and its answer or its `charge.refunded` webhook, whichever
-comes first, finishes it. Offline mode: the operator refunds in the gateway's dashboard, and
-the refund webhook
-(`refund.processed`, `charge.refunded`, Standard `refund.succeeded` / `refund.failed`) is
-the answer, delivered as the `gateway_answer` signal. Applying it is one guarded
-transaction (`db.refunds.finish_refund`), so a repeated notice changes nothing.
+Started by `POST /orders/{id}/refund`, by a parked confirmation (an admin's `refund` of
+unmatched, mismatched or late money, or a late payment by itself), or by the gateway's own
+refund notice when an operator refunded in its dashboard (signal-with-start). Parked money,
+once back, is settled: its confirmation is told `refunded`.
+
+Online mode (a gateway with API keys): the gateway is asked to refund, and its answer or
+its refund webhook, whichever comes first, finishes it. Offline mode: the operator refunds
+in the gateway's dashboard, and the refund webhook (`refund.processed`, `charge.refunded`,
+Standard `refund.succeeded` / `refund.failed`) is the answer, delivered as the
+`gateway_answer` signal. Applying it is one guarded transaction
+(`db.refunds.finish_refund`), so a repeated notice changes nothing.
 
 Never left waiting unseen: without an answer for `ANSWER_WAIT` a `refund_failed` case is
 opened, and the workflow goes on waiting for the gateway. Bounded: a signal, a timer, an
@@ -27,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.payments import RefundAnswer, RefundNotice, RefundRun
 
 ANSWER_WAIT = timedelta(days=7)
+LATE_PAYMENT = "system:late_payment"  # who asks for a late payment's refund
 # The database may be down when the answer comes: retried by the server until it goes in.
 UNTIL_DONE = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
@@ -81,7 +85,7 @@ class RefundWorkflow:
                 start_to_close_timeout=STEP_TIMEOUT,
                 retry_policy=UNTIL_DONE,
             )
-        if done == "succeeded" and run.requested_by == "system:late_payment":
+        if done == "succeeded" and (run.settles_parked or run.requested_by == LATE_PAYMENT):
             await workflow.execute_activity_method(
                 RefundActivities.settle_parked,
                 run,

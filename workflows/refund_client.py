@@ -25,7 +25,13 @@ async def tell_refund(client: Client, task_queue: str, notice: RefundNotice) -> 
     the gateway's dashboard, or a repeated notice after the workflow ended: applied once)."""
     await client.start_workflow(
         RefundWorkflow.run,
-        RefundRun(notice.provider, notice.transaction_id, f"gateway:{notice.provider}"),
+        # A refund made in the dashboard of money parked here settles its confirmation.
+        RefundRun(
+            notice.provider,
+            notice.transaction_id,
+            f"gateway:{notice.provider}",
+            settles_parked=True,
+        ),
         id=refund_workflow_id(notice.provider, notice.transaction_id),
         task_queue=task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,

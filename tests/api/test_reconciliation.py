@@ -19,13 +19,15 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select, text, update
+from temporalio.client import WorkflowExecutionStatus
 
 from activities.reconciliation import ReconcileInput
 from db import journal
 from db.invariants import check_invariants
-from db.models import AuditEntry, Event, Payment, ReconciliationCase, Ticket
+from db.models import AuditEntry, Event, Payment, ReconciliationCase, Refund, Ticket
 from domain import keys
-from domain.payments import AdminRequest, confirmation_workflow_id
+from domain.payments import AdminRequest, confirmation_workflow_id, refund_workflow_id
+from tests.api.test_refunds import refund_notice, refund_result, wait_refund_status
 from tests.conftest import BIN, Refuse, Stack
 from tests.helpers import ONE_CONFIRMATION, count, effects, razorpay_payment_event, razorpay_request
 from workflows.payment_confirmation import AUDIT_FALLBACK
@@ -246,7 +248,10 @@ async def test_8a_ticket_failure_never_rolls_back_the_payment(stack: Stack, refu
     assert await effects(stack.sessions, order["id"]) == ONE_CONFIRMATION | {"audit": 3}
 
 
-async def test_admin_refunds_parked_money_and_the_order_is_untouched(stack: Stack) -> None:
+async def test_admin_refunds_parked_money_through_the_gateway(stack: Stack) -> None:
+    """Unmatched money an admin refunds (offline mode): a pending refund and its workflow;
+    attach is refused meanwhile; the gateway's refund notice settles it: the confirmation
+    ends `refunded`, its case closes, and the order it never belonged to is untouched."""
     order = await stack.place_order("razorpay", amount=30000)
     tx = f"pay_{uuid.uuid4().hex[:12]}"
     event = razorpay_payment_event("order_NoSuchIntent", tx, 1234)
@@ -254,29 +259,80 @@ async def test_admin_refunds_parked_money_and_the_order_is_untouched(stack: Stac
     workflow_id = confirmation_workflow_id("razorpay", tx)
     await stack.wait_state(workflow_id, "unmatched")
 
-    response = await stack.http.post(
-        f"/admin/payments/razorpay/{tx}/refund",
-        json={"reason": "customer paid twice", "request_id": "rf-1"},
-        headers=stack.admin,
-    )
+    base = f"/admin/payments/razorpay/{tx}"
+    ask = {"reason": "customer paid twice", "request_id": "rf-1"}
+    response = await stack.http.post(f"{base}/refund", json=ask, headers=stack.admin)
     assert response.status_code == 202, response.text
+    await stack.wait_state(workflow_id, "refund_pending", lambda s: s.refund_asked)
+    refund_run = stack.client.get_workflow_handle(refund_workflow_id("razorpay", tx))
+    assert (await refund_run.describe()).status == WorkflowExecutionStatus.RUNNING
+    attach = await stack.http.post(
+        f"{base}/attach", json={"order_id": order["id"]}, headers=stack.admin
+    )
+    assert attach.status_code == 409 and "refund" in attach.json()["detail"]
+    again = await stack.http.post(f"{base}/refund", json=ask, headers=stack.admin)
+    assert again.status_code == 202  # the same request id: the first answer, nothing new
+    async with stack.sessions() as s:
+        pending = await s.scalar(select(Refund).where(Refund.transaction_id == tx))
+    assert pending is not None
+    assert (pending.status, pending.amount, pending.order_id) == ("pending", 1234, None)
 
+    notice = {"amount": 1234, "currency": "INR"}
+    answer = await stack.post("/webhooks/razorpay", refund_notice("razorpay", notice, tx))
+    assert answer.json() == {"result": "accepted"}
     outcome = await stack.result(workflow_id)
     assert outcome.outcome == "refunded"
     assert (await stack.order(order["id"]))["status"] == "awaiting_payment"
     async with stack.sessions() as s:
         case = await s.scalar(select(ReconciliationCase))
+        refund = await s.scalar(select(Refund).where(Refund.transaction_id == tx))
         refunded = await s.scalar(select(Event).where(Event.type == "PaymentRefunded"))
         audit = list(await s.scalars(select(AuditEntry.action).order_by(AuditEntry.id)))
     assert case is not None and case.state == "resolved"
-    assert case.resolution is not None and "refunded by admin:ops" in case.resolution
-    assert refunded is not None and refunded.payload["amount"] == 1234
-    assert audit == ["admin.refund", "payment.refunded"]
+    assert case.resolution is not None and "refund asked by admin:ops" in case.resolution
+    assert refund is not None and refund.status == "succeeded"
+    assert refunded is not None and refunded.order_id is None
+    assert refunded.payload["amount"] == 1234
+    # (a refusal answered synchronously, as the attach's 409, leaves no entry)
+    assert sorted(audit) == ["admin.refund", "refund.requested", "refund.succeeded"]
     open_cases = (await stack.http.get("/admin/reconciliation", headers=stack.admin)).json()
     history = (
         await stack.http.get("/admin/reconciliation?include_resolved=true", headers=stack.admin)
     ).json()
     assert open_cases == [] and [c["state"] for c in history] == ["resolved"]
+
+
+async def test_a_failed_refund_of_parked_money_is_a_case_and_can_be_asked_again(
+    stack: Stack,
+) -> None:
+    order = await stack.place_order("razorpay", amount=30000)
+    tx = f"pay_{uuid.uuid4().hex[:12]}"
+    # Amount mismatch: money for a real order, of the wrong amount; never stored.
+    event = razorpay_payment_event(order["payment"]["intent_id"], tx, 29999)
+    await stack.post("/webhooks/razorpay", razorpay_request(event))
+    workflow_id = confirmation_workflow_id("razorpay", tx)
+    await stack.wait_state(workflow_id, "amount_mismatch")
+    base = f"/admin/payments/razorpay/{tx}"
+    first = {"reason": "wrong amount", "request_id": "rf-1"}
+    assert (await stack.http.post(f"{base}/refund", json=first, headers=stack.admin)).is_success
+    await stack.wait_state(workflow_id, "refund_pending", lambda s: s.refund_asked)
+
+    money = {"amount": 29999, "currency": "INR"}
+    failed = refund_notice("razorpay", money, tx, status="failed")
+    assert (await stack.post("/webhooks/razorpay", failed)).json() == {"result": "accepted"}
+    assert await refund_result(stack, "razorpay", tx) == "failed"
+    cases = (await stack.http.get("/admin/reconciliation", headers=stack.admin)).json()
+    assert sorted(c["kind"] for c in cases) == ["amount_mismatch", "refund_failed"]
+    assert {c["amount"] for c in cases} == {29999}
+    # Still parked: the admin asks again, and this time the gateway refunds.
+    second = {"reason": "wrong amount", "request_id": "rf-2"}
+    assert (await stack.http.post(f"{base}/refund", json=second, headers=stack.admin)).is_success
+    await wait_refund_status(stack, tx, "pending")
+    done = refund_notice("razorpay", money, tx)
+    assert (await stack.post("/webhooks/razorpay", done)).json() == {"result": "accepted"}
+    assert (await stack.result(workflow_id)).outcome == "refunded"
+    assert (await stack.http.get("/admin/reconciliation", headers=stack.admin)).json() == []
+    assert (await stack.order(order["id"]))["status"] == "awaiting_payment"
 
 
 async def test_admin_actions_refuse_what_cannot_act(stack: Stack) -> None:

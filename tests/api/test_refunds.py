@@ -98,6 +98,16 @@ async def refund_result(stack: Stack, provider: str, tx: str) -> str:
     return str(await asyncio.wait_for(handle.result(), timeout=60))
 
 
+async def wait_refund_status(stack: Stack, tx: str, status: str) -> None:
+    """Polls the refund row (what a request wrote) until it reads `status`."""
+    for _ in range(300):
+        async with stack.sessions() as s:
+            if await s.scalar(select(Refund.status).where(Refund.transaction_id == tx)) == status:
+                return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the refund of {tx} never read {status}")
+
+
 async def stock_of(stack: Stack, order: dict[str, Any]) -> int:
     async with stack.sessions() as s:
         stock = await s.scalar(select(Product.stock).where(Product.sku == order["items"][0]["sku"]))
@@ -217,7 +227,7 @@ async def test_a_late_payment_is_refunded_by_itself_and_its_case_settled(stack: 
     notice = refund_notice("razorpay", order, tx)
     assert (await stack.post("/webhooks/razorpay", notice)).json() == {"result": "accepted"}
     assert await refund_result(stack, "razorpay", tx) == "succeeded"
-    assert (await stack.result(workflow_id)).outcome == "resolved"
+    assert (await stack.result(workflow_id)).outcome == "refunded"
     final = await stack.order(order["id"])
     assert (final["status"], final["payment"]["status"]) == ("cancelled", "refunded")
     assert final["refund"]["requested_by"] == "system:late_payment"

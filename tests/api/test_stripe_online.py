@@ -19,6 +19,7 @@ import httpx
 import pytest
 import stripe
 import uvicorn
+from temporalio.service import RPCError
 
 from api.app import create_app
 from domain.payments import confirmation_workflow_id, refund_workflow_id
@@ -249,3 +250,32 @@ async def test_a_payment_whose_webhook_never_came_is_found_before_the_window_clo
     outcome = await stack.result(confirmation_workflow_id("stripe", intent_id))
     assert outcome.outcome == "paid"
     assert await effects(stack.sessions, order["id"]) == ONE_CONFIRMATION
+
+
+async def test_money_for_no_order_is_refunded_through_stripe_by_an_admin(
+    stack: Stack, localstripe: str, webhooks_to_us: str
+) -> None:
+    """A PaymentIntent paysaga never created is paid: unmatched money, parked. An admin's
+    `refund` sends it back through Stripe's refund API, and the parked payment ends refunded."""
+    client = stripe_client(localstripe)
+    intent = await asyncio.to_thread(
+        client.v1.payment_intents.create, {"amount": 2500, "currency": "eur"}
+    )
+    assert await pay_with_card(localstripe, intent.id) == "succeeded"
+    workflow_id = confirmation_workflow_id("stripe", intent.id)
+    for _ in range(150):  # localstripe's webhook comes a second after the payment
+        try:
+            await stack.wait_state(workflow_id, "unmatched")
+            break
+        except RPCError:
+            await asyncio.sleep(0.1)
+    asked = await stack.http.post(
+        f"/admin/payments/stripe/{intent.id}/refund",
+        json={"reason": "no such order"},
+        headers=stack.admin,
+    )
+    assert asked.status_code == 202, asked.text
+    assert (await stack.result(workflow_id)).outcome == "refunded"
+    refunds = await asyncio.to_thread(client.v1.refunds.list, {"payment_intent": intent.id})
+    assert [(r.amount, r.status) for r in refunds.data] == [(2500, "succeeded")]
+    assert (await stack.http.get("/admin/reconciliation", headers=stack.admin)).json() == []
