@@ -32,6 +32,7 @@ from db.orders import (
     quote,
 )
 from db.refunds import RefundRefused, request_refund
+from db.stock import UNFULFILLABLE, WithdrawRefused, withdraw_stock
 from db.tickets import NotPaid, ticket_pdf
 from domain.payments import OrderStatus, RefundRun
 from gateways.api import GatewayRefused, GatewayUnavailable
@@ -88,6 +89,52 @@ async def add_product(body: ProductIn, _: AdminCaller, deps: DepsDep) -> dict[st
         if not await create_product(s, body.model_dump()):
             raise Conflict(f"product {body.sku} exists already")
     return body.model_dump()
+
+
+class WithdrawIn(BaseModel):
+    quantity: Annotated[int, Field(strict=True, ge=1, le=10**9)]
+    reason: Annotated[
+        str, StringConstraints(min_length=1, max_length=2000), AfterValidator(_storable)
+    ]
+
+
+@router.post("/admin/products/{sku}/withdraw")
+async def withdraw_product_stock(
+    sku: Sku, body: WithdrawIn, caller: AdminCaller, deps: DepsDep
+) -> dict[str, Any]:
+    """Takes `quantity` units away (lost, damaged, a smaller room): first from what is on
+    sale; the rest from the orders holding it, newest first, unpaid ones cancelled, paid
+    ones refunded in full (`requested_by: system:unfulfillable`). 404 unknown sku; 409 more
+    than it was stocked with."""
+    admin = f"admin:{caller.sub}"
+    try:
+        async with deps.sessions.begin() as s:
+            done = await withdraw_stock(s, sku, body.quantity, admin=admin, reason=body.reason)
+    except WithdrawRefused as exc:
+        raise Conflict(str(exc)) from exc
+    if done is None:
+        raise NotFound(f"no product {sku}")
+    temporal = await deps.temporal()
+    for order_id in done.cancelled:
+        try:
+            await tell_closed(temporal, str(order_id), "admin")
+        except Unavailable as exc:  # its timer finds the order cancelled and ends the same way
+            log.warning("order %s cancelled; lifecycle not told: %s", order_id, exc)
+    for _, asked in done.refunds:
+        # Temporal down: the refund stays pending; POST /orders/{id}/refund (admin) starts it.
+        await start_refund(
+            temporal,
+            deps.settings.task_queue,
+            RefundRun(asked.provider, asked.transaction_id, UNFULFILLABLE),
+        )
+    return {
+        "sku": done.sku,
+        "quantity": done.quantity,
+        "from_stock": done.from_stock,
+        "cancelled": [str(o) for o in done.cancelled],
+        "refunded": [str(o) for o, _ in done.refunds],
+        "owed": done.owed,
+    }
 
 
 @router.post("/orders", status_code=201)

@@ -52,6 +52,11 @@ class Product(Base):
     stock: Mapped[int] = mapped_column(Integer, CheckConstraint("stock >= 0"))
     # What the product was stocked with: stock + what live (awaiting or paid) orders hold.
     total_stock: Mapped[int] = mapped_column(Integer, CheckConstraint("total_stock >= stock"))
+    # Units an admin withdrew that live orders still hold: written off (not put back on
+    # sale) as those orders are cancelled or refunded (`db.stock`).
+    to_withdraw: Mapped[int] = mapped_column(
+        Integer, CheckConstraint("to_withdraw >= 0"), server_default=text("0")
+    )
     created_at: Mapped[datetime] = _now()
 
 

@@ -279,8 +279,16 @@ async def release_stock(s: AsyncSession, order_id: uuid.UUID) -> list[tuple[str,
     )
     items = sorted((sku, quantity) for sku, quantity in rows)
     for sku, quantity in items:
+        # Units an admin withdrew while orders held them are written off first, not put
+        # back on sale (`db.stock`). One statement: each side reads the row before it.
         await s.execute(
-            update(Product).where(Product.sku == sku).values(stock=Product.stock + quantity)
+            update(Product)
+            .where(Product.sku == sku)
+            .values(
+                stock=Product.stock + func.greatest(quantity - Product.to_withdraw, 0),
+                total_stock=Product.total_stock - func.least(quantity, Product.to_withdraw),
+                to_withdraw=func.greatest(Product.to_withdraw - quantity, 0),
+            )
         )
     return items
 

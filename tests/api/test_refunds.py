@@ -236,3 +236,91 @@ async def test_a_late_payment_is_refunded_by_itself_and_its_case_settled(stack: 
             select(ReconciliationCase).where(ReconciliationCase.transaction_id == tx)
         )
     assert case is not None and (case.kind, case.state) == ("late_payment", "resolved")
+
+
+async def test_stock_an_admin_withdraws_cancels_unpaid_and_refunds_paid_orders(
+    stack: Stack,
+) -> None:
+    """ "No stock after pay: refund". Four seats, two paid, one awaiting payment, one free; the
+    admin withdraws three: the free seat, then the unpaid order (cancelled), then the newest
+    paid one (refunded). The owed seat is written off when that refund completes, never put
+    back on sale; the older paid order keeps its seat."""
+    sku = f"ROOM-{uuid.uuid4().hex[:6]}"
+    product = {"sku": sku, "name": "Workshop", "unit_amount": 9900, "currency": "INR", "stock": 4}
+    assert (await stack.http.post("/admin/products", json=product, headers=stack.admin)).is_success
+
+    async def order() -> dict[str, Any]:
+        body = {"items": [{"sku": sku, "quantity": 1}], "provider": "razorpay"}
+        placed = await stack.http.post("/orders", json=body, headers=stack.user())
+        assert placed.status_code == 201, placed.text
+        created: dict[str, Any] = placed.json()
+        return created
+
+    async def pay(placed: dict[str, Any]) -> str:
+        tx = f"pay_{uuid.uuid4().hex[:12]}"
+        await stack.post("/webhooks/razorpay", signed_confirmation("razorpay", placed, tx))
+        assert (await stack.result(confirmation_workflow_id("razorpay", tx))).outcome == "paid"
+        return tx
+
+    older, newer, unpaid = await order(), await order(), await order()
+    await pay(older)
+    newer_tx = await pay(newer)
+
+    async def seats() -> tuple[int, int, int]:
+        async with stack.sessions() as s:
+            row = (
+                await s.execute(
+                    select(Product.stock, Product.total_stock, Product.to_withdraw).where(
+                        Product.sku == sku
+                    )
+                )
+            ).one()
+        return row.stock, row.total_stock, row.to_withdraw
+
+    too_many = await stack.http.post(
+        f"/admin/products/{sku}/withdraw", json={"quantity": 5, "reason": "x"}, headers=stack.admin
+    )
+    assert too_many.status_code == 409 and "4 unit(s)" in too_many.json()["detail"]
+    unknown = await stack.http.post(
+        "/admin/products/NOPE/withdraw", json={"quantity": 1, "reason": "x"}, headers=stack.admin
+    )
+    assert unknown.status_code == 404
+    as_user = await stack.http.post(
+        f"/admin/products/{sku}/withdraw", json={"quantity": 1, "reason": "x"}, headers=stack.user()
+    )
+    assert as_user.status_code == 403
+    assert await seats() == (1, 4, 0)  # nothing changed by the refusals
+
+    taken = await stack.http.post(
+        f"/admin/products/{sku}/withdraw",
+        json={"quantity": 3, "reason": "the room is smaller"},
+        headers=stack.admin,
+    )
+    assert taken.status_code == 200, taken.text
+    assert taken.json() == {
+        "sku": sku,
+        "quantity": 3,
+        "from_stock": 1,
+        "cancelled": [unpaid["id"]],
+        "refunded": [newer["id"]],
+        "owed": 1,
+    }
+    assert await seats() == (0, 2, 1)  # the unpaid order's seat was written off at once
+    assert (await stack.order(unpaid["id"]))["status"] == "cancelled"
+    pending = await stack.order(newer["id"])
+    assert (pending["status"], pending["refund"]["status"]) == ("paid", "pending")
+    assert pending["refund"]["requested_by"] == "system:unfulfillable"
+    assert "the room is smaller" in pending["refund"]["reason"]
+
+    notice = refund_notice("razorpay", newer, newer_tx)
+    assert (await stack.post("/webhooks/razorpay", notice)).json() == {"result": "accepted"}
+    assert await refund_result(stack, "razorpay", newer_tx) == "succeeded"
+    assert (await stack.order(newer["id"]))["status"] == "refunded"
+    assert (await stack.order(older["id"]))["status"] == "paid"
+    assert await seats() == (0, 1, 0)  # written off, not back on sale
+    sold_out = await stack.http.post(
+        "/orders",
+        json={"items": [{"sku": sku, "quantity": 1}], "provider": "razorpay"},
+        headers=stack.user(),
+    )
+    assert sold_out.status_code == 409 and sold_out.json()["unavailable"] == [sku]
