@@ -20,6 +20,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 from activities.confirmation import (
     CaseInput,
     CloseCasesInput,
+    RefundInput,
     StoreInput,
     ValidateInput,
     Validation,
@@ -76,8 +77,13 @@ class FakeActivities:
     async def issue_ticket(self, order_id: str) -> str:
         return f"ticket-for-{order_id}"
 
+    @activity.defn(name="ask_refund")
+    async def ask_refund(self, inp: RefundInput) -> None:
+        self.effects.add(("ask_refund", inp.reason))
+
     def all(self) -> list[Callable[..., Any]]:
         return [
+            self.ask_refund,
             self.validate,
             self.open_case,
             self.close_cases,

@@ -5,7 +5,8 @@ The order lifecycle's shapes (expired, paid, cancelled) are recorded beside them
 A change to a running workflow must not change the commands it issues for a history that is
 already written; if it would, it goes behind `workflow.patched(...)` (see the README). These
 files are that promise: each shape the workflow takes (paid, parked then attached, resolved,
-a step escalated and recovered, a run that continued as new) as a real server wrote it.
+refunded through the gateway, a step escalated and recovered, a run that continued as new)
+as a real server wrote it.
 
 Record them again, deliberately and only for a new shape, with
 `PAYSAGA_RECORD_HISTORIES=1 .venv/bin/pytest tests/workflows/test_replay_histories.py`, or one
@@ -62,6 +63,17 @@ async def resolve(handle: Handle) -> None:
     await handle.signal(ConfirmPaymentWorkflow.resolve, AdminRequest("r1", "ops", note="x"))
 
 
+async def refund(handle: Handle) -> None:
+    """An admin's refund of parked money, then the refund workflow's word that it is back."""
+    await until_parked(handle)
+    await handle.signal(ConfirmPaymentWorkflow.refund, AdminRequest("r1", "ops", reason="x"))
+    for _ in range(400):
+        if (await handle.query(ConfirmPaymentWorkflow.state)).refund_asked:
+            break
+        await asyncio.sleep(0.05)
+    await handle.signal(ConfirmPaymentWorkflow.refunded, "refunded to the payer")
+
+
 async def retry_while_escalated(handle: Handle) -> None:
     for _ in range(400):
         if (await handle.query(ConfirmPaymentWorkflow.state)).stuck:
@@ -84,6 +96,7 @@ SCENARIOS: dict[str, tuple[Callable[[], FakeActivities], Drive]] = {
     "paid": (lambda: FlakyStore(failures=0), nothing),
     "parked_then_attached": (FakeActivities, attach),
     "parked_then_resolved": (FakeActivities, resolve),
+    "parked_then_refunded": (FakeActivities, refund),
     "store_escalated_then_recovered": (lambda: FlakyStore(failures=12), nothing),
     "store_escalated_then_retried": (lambda: FlakyStore(failures=14), retry_while_escalated),
     "continued_as_new": (FakeActivities, flood_then_attach),
