@@ -18,6 +18,7 @@ from activities.reconciliation import ReconcileInput
 from db.models import Event, Order, Product, ReconciliationCase
 from db.orders import NewOrder, create_order
 from domain.payments import confirmation_workflow_id, order_workflow_id
+from tests.api.test_refunds import refund_notice
 from tests.api.test_webhooks import signed_confirmation, transaction_of
 from tests.conftest import Refuse, Stack
 from tests.helpers import (
@@ -267,6 +268,10 @@ async def test_customer_cancel_releases_stock_once_and_a_late_payment_is_parked(
         headers=stack.admin,
     )
     assert refunded.status_code == 202, refunded.text
+    # Offline mode: the operator refunds at the gateway, whose notice settles it.
+    await stack.wait_state(workflow_id, "refund_pending")
+    notice = refund_notice("razorpay", order, tx)
+    assert (await stack.post("/webhooks/razorpay", notice)).json() == {"result": "accepted"}
     assert (await stack.result(workflow_id)).outcome == "refunded"
     final = await stack.order(order["id"])
     assert (final["status"], final["payment"]["status"]) == ("cancelled", "refunded")
