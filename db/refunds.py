@@ -169,25 +169,12 @@ async def finish_refund(s: AsyncSession, notice: RefundNotice, requested_by: str
         .where(Payment.provider == notice.provider, Payment.transaction_id == notice.transaction_id)
         .with_for_update()
     )
+    # What went back, if the refund was not asked for here: the stored payment or, for money
+    # never stored (unmatched, mismatched), what its open case says was paid.
+    paid: tuple[uuid.UUID | None, int, str] | None = None
     if payment is not None:
-        await s.execute(
-            insert(Refund)
-            .values(
-                provider=notice.provider,
-                transaction_id=notice.transaction_id,
-                order_id=payment.order_id,
-                amount=payment.amount,
-                currency=payment.currency,
-                status="pending",
-                reason="refunded at the gateway",
-                requested_by=requested_by,
-            )
-            .on_conflict_do_nothing(constraint="uq_refunds_provider_transaction")
-        )
+        paid = (payment.order_id, payment.amount, payment.currency)
     else:
-        # Money never stored (unmatched, mismatched) is refunded as parked: an admin asked
-        # for it, or the operator refunded it in the gateway's dashboard (its open case says
-        # what was paid).
         parked = await s.scalar(
             select(ReconciliationCase)
             .where(
@@ -199,20 +186,22 @@ async def finish_refund(s: AsyncSession, notice: RefundNotice, requested_by: str
             .limit(1)
         )
         if parked is not None:
-            await s.execute(
-                insert(Refund)
-                .values(
-                    provider=notice.provider,
-                    transaction_id=notice.transaction_id,
-                    order_id=None,
-                    amount=parked.amount,
-                    currency=parked.currency,
-                    status="pending",
-                    reason="refunded at the gateway",
-                    requested_by=requested_by,
-                )
-                .on_conflict_do_nothing(constraint="uq_refunds_provider_transaction")
+            paid = (None, parked.amount, parked.currency)
+    if paid is not None:
+        await s.execute(
+            insert(Refund)
+            .values(
+                provider=notice.provider,
+                transaction_id=notice.transaction_id,
+                order_id=paid[0],
+                amount=paid[1],
+                currency=paid[2],
+                status="pending",
+                reason="refunded at the gateway",
+                requested_by=requested_by,
             )
+            .on_conflict_do_nothing(constraint="uq_refunds_provider_transaction")
+        )
     refund = await s.scalar(
         select(Refund)
         .where(Refund.provider == notice.provider, Refund.transaction_id == notice.transaction_id)

@@ -302,6 +302,31 @@ async def test_admin_refunds_parked_money_through_the_gateway(stack: Stack) -> N
     assert open_cases == [] and [c["state"] for c in history] == ["resolved"]
 
 
+async def test_parked_money_refunded_in_the_dashboard_settles_itself(stack: Stack) -> None:
+    """The operator refunds unmatched money at the gateway without asking paysaga first: the
+    gateway's notice is measured against the case (what was paid) and settles the payment."""
+    tx = f"pay_{uuid.uuid4().hex[:12]}"
+    await stack.post(
+        "/webhooks/razorpay",
+        razorpay_request(razorpay_payment_event("order_NoSuchIntent", tx, 4321)),
+    )
+    workflow_id = confirmation_workflow_id("razorpay", tx)
+    await stack.wait_state(workflow_id, "unmatched")
+    notice = refund_notice("razorpay", {"amount": 4321, "currency": "INR"}, tx)
+    assert (await stack.post("/webhooks/razorpay", notice)).json() == {"result": "accepted"}
+    assert await refund_result(stack, "razorpay", tx) == "succeeded"
+    assert (await stack.result(workflow_id)).outcome == "refunded"
+    async with stack.sessions() as s:
+        refund = await s.scalar(select(Refund).where(Refund.transaction_id == tx))
+    assert refund is not None
+    assert (refund.status, refund.amount, refund.requested_by) == (
+        "succeeded",
+        4321,
+        "gateway:razorpay",
+    )
+    assert (await stack.http.get("/admin/reconciliation", headers=stack.admin)).json() == []
+
+
 async def test_a_failed_refund_of_parked_money_is_a_case_and_can_be_asked_again(
     stack: Stack,
 ) -> None:
