@@ -39,6 +39,7 @@ from domain import keys
 from domain.confirmation import AuditRecord
 from domain.money import BIGINT_MAX
 from domain.payments import (
+    LATE_PAYMENT,
     NOT_PAYABLE,
     UNPROCESSABLE,
     CaseKind,
@@ -276,11 +277,22 @@ class ConfirmationActivities:
         if v.outcome == CaseKind.LATE_PAYMENT and self.client is not None:
             # Money for an order cancelled before it came goes back by itself: its refund
             # workflow asks the gateway (online) or waits for the operator's refund (offline),
-            # and settles this parked confirmation once refunded. Idempotent on retries.
+            # and settles this parked confirmation once refunded. Idempotent on retries. The
+            # pending refund is recorded first, so the order shows it while it runs.
+            async with _refusing_bad_data(self.sessions) as s:
+                await ask_parked_refund(
+                    s,
+                    c.provider,
+                    c.transaction_id,
+                    c.amount,
+                    c.currency,
+                    actor=LATE_PAYMENT,
+                    reason="the order was cancelled before the payment came",
+                )
             await start_refund(
                 self.client,
                 activity.info().task_queue,
-                RefundRun(c.provider, c.transaction_id, "system:late_payment"),
+                RefundRun(c.provider, c.transaction_id, LATE_PAYMENT),
             )
         # 2b2: the admins' alert is this log line (structured, greppable) plus the open case.
         log.warning(

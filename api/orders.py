@@ -276,7 +276,8 @@ async def cancel_order(order_id: str, caller: CurrentCaller, deps: DepsDep) -> d
     key, owner = await _order_and_owner(deps, caller, order_id)
     reason = "customer" if caller.sub == owner else "admin"
     async with deps.sessions.begin() as s:
-        changed, status, _ = await close_order(s, key, reason)
+        actor = caller.sub if reason == "customer" else f"admin:{caller.sub}"
+        changed, status, _ = await close_order(s, key, reason, actor)
     if status in (OrderStatus.PAID, OrderStatus.REFUNDED):
         raise Conflict(f"the order is {status}; a paid order is refunded, not cancelled")
     if status == OrderStatus.AWAITING_PAYMENT:  # not changed: its payment is stored already

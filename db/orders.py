@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db import journal
 from db.models import Order, OrderItem, Payment, Product, Refund, Ticket
 from domain import keys
+from domain.confirmation import AuditRecord
 from domain.payments import OrderStatus, PaymentStatus
 
 
@@ -206,7 +207,7 @@ CANCEL_REASONS = ("timeout", "customer", "admin")
 
 
 async def close_order(
-    s: AsyncSession, order_id: uuid.UUID, reason: str
+    s: AsyncSession, order_id: uuid.UUID, reason: str, actor: str = "system:payment_window"
 ) -> tuple[bool, str | None, str | None]:
     """The one place an unpaid order is cancelled (window closed, customer, admin).
 
@@ -214,7 +215,8 @@ async def close_order(
     it are decided: `mark_paid` updates the same row `WHERE status = 'awaiting_payment'`, so
     exactly one of them changes it. Only the call that changed it releases the stock, ends the
     pending attempt (`timeout` or `cancelled`) and writes `OrderCancelled`, so all of that
-    happens once. An order whose payment is stored (not yet marked paid) is not cancelled.
+    happens once, with its audit entry (by `actor`). An order whose payment is stored (not yet
+    marked paid) is not cancelled.
     Returns (changed, status after, the cancel reason if it is cancelled).
     """
     assert reason in CANCEL_REASONS
@@ -253,18 +255,26 @@ async def close_order(
         )
     ).all()
     items = await release_stock(s, order_id)
-    await journal.emit(
+    detail = {
+        "reason": reason,
+        "released": [{"sku": sku, "quantity": q} for sku, q in items],
+        "attempts_ended": [
+            {"provider": p, "intent_id": i, "status": str(attempt_status)} for p, i in ended
+        ],
+    }
+    key = keys.event("OrderCancelled", order_id)
+    await journal.emit(s, "OrderCancelled", order_id, key, detail)
+    await journal.write_audit(
         s,
-        "OrderCancelled",
-        order_id,
-        keys.event("OrderCancelled", order_id),
-        {
-            "reason": reason,
-            "released": [{"sku": sku, "quantity": q} for sku, q in items],
-            "attempts_ended": [
-                {"provider": p, "intent_id": i, "status": str(attempt_status)} for p, i in ended
-            ],
-        },
+        [
+            AuditRecord(
+                str(order_id),
+                actor,
+                "order.cancelled",
+                keys.status_changed(str(order_id), OrderStatus.CANCELLED),
+                {"from": OrderStatus.AWAITING_PAYMENT, "to": OrderStatus.CANCELLED} | detail,
+            )
+        ],
     )
     return True, OrderStatus.CANCELLED, reason
 

@@ -96,7 +96,7 @@ async def withdraw_stock(
         if covered >= short:
             break
         if status == OrderStatus.AWAITING_PAYMENT:
-            changed, _, _ = await close_order(s, order_id, "admin")
+            changed, _, _ = await close_order(s, order_id, "admin", admin)
             if changed:  # not if its payment is stored already: it is about to be paid
                 done.cancelled.append(order_id)
                 covered += held

@@ -141,6 +141,9 @@ class RefundAnswer:
     requested_by: str
 
 
+LATE_PAYMENT = "system:late_payment"  # who asks for a late payment's refund
+
+
 def refund_workflow_id(provider: str, transaction_id: str) -> str:
     return f"refund-{provider}-{transaction_id}"
 

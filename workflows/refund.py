@@ -27,10 +27,9 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.refunds import RefundActivities
-    from domain.payments import RefundAnswer, RefundNotice, RefundRun
+    from domain.payments import LATE_PAYMENT, RefundAnswer, RefundNotice, RefundRun
 
 ANSWER_WAIT = timedelta(days=7)
-LATE_PAYMENT = "system:late_payment"  # who asks for a late payment's refund
 # The database may be down when the answer comes: retried by the server until it goes in.
 UNTIL_DONE = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)

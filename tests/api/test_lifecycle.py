@@ -243,6 +243,9 @@ async def test_customer_cancel_releases_stock_once_and_a_late_payment_is_parked(
     assert again.status_code == 200 and again.json()["status"] == "cancelled"
     assert await stock_of(stack, order) == 2
     assert await lifecycle_result(stack, order["id"]) == "cancelled"
+    audit = await stack.http.get(f"/admin/audit?order_id={order['id']}", headers=stack.admin)
+    cancels = [(e["action"], e["actor"]) for e in audit.json() if "cancel" in e["action"]]
+    assert cancels == [("order.cancelled", "alice")]  # once, by whom
     assert await order_state_attribute(stack, order["id"]) == "cancelled"
 
     # The money comes anyway: stored, never applied, parked for an admin as a late payment.

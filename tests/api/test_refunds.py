@@ -224,6 +224,8 @@ async def test_a_late_payment_is_refunded_by_itself_and_its_case_settled(stack: 
     # gateway, whose notice completes it).
     refund = stack.client.get_workflow_handle(refund_workflow_id("razorpay", tx))
     assert (await refund.describe()).status == WorkflowExecutionStatus.RUNNING
+    shown = (await stack.order(order["id"]))["refund"]  # the order shows it while it runs
+    assert (shown["status"], shown["requested_by"]) == ("pending", "system:late_payment")
     notice = refund_notice("razorpay", order, tx)
     assert (await stack.post("/webhooks/razorpay", notice)).json() == {"result": "accepted"}
     assert await refund_result(stack, "razorpay", tx) == "succeeded"
