@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install dev test lint bench bench-quick clean
+.PHONY: install dev test lint bench bench-quick integrity clean
 
 install: $(VENV)/.installed
 
@@ -32,6 +32,15 @@ bench: install
 
 bench-quick: install
 	$(BIN)/paysaga bench --quick
+
+# The model-based integrity campaign (issue 12): `make integrity RUNS=200` runs 200 examples
+# (STEPS steps each at most) against the real stack with faults; figures go to
+# build/integrity-report.json. `make test` runs a bounded one (8 examples of up to 12 steps).
+RUNS  ?= 100
+STEPS ?= 25
+integrity: install
+	PAYSAGA_INTEGRITY_EXAMPLES=$(RUNS) PAYSAGA_INTEGRITY_STEPS=$(STEPS) \
+		$(BIN)/pytest tests/integrity/test_integrity.py -x -q -s -n 0
 
 clean:
 	rm -rf $(VENV) .paysaga .pytest_cache .mypy_cache .ruff_cache

@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -263,21 +264,23 @@ def fault_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield tmp_path_factory.mktemp("fault")
 
 
-@pytest.fixture
-async def fault_stack(fault_dir: Path, fault_env: dict[str, str]) -> AsyncIterator[FaultStack]:
-    pg = EmbeddedPostgres(fault_dir / "pg")
-    pg.start()
-    temporal = TemporalServer(fault_dir)
+@asynccontextmanager
+async def open_stack(directory: Path, env_overrides: dict[str, str]) -> AsyncIterator[FaultStack]:
+    """The stack of real processes, as a context manager (the integrity campaign, whose test
+    is synchronous, enters it on its own loop)."""
+    pg = EmbeddedPostgres(directory / "pg")
+    await asyncio.to_thread(pg.start)
+    temporal = TemporalServer(directory)
     engine: AsyncEngine | None = None
     stack: FaultStack | None = None
     try:
         await pg.create_database("paysaga")
         url = pg.url("paysaga")
         await asyncio.to_thread(upgrade, url)
-        temporal.start()
+        await asyncio.to_thread(temporal.start)
         task_queue = "paysaga"
         settings = settings_for(
-            url, task_queue, PAYSAGA_TEMPORAL_ADDRESS=temporal.address, **fault_env
+            url, task_queue, PAYSAGA_TEMPORAL_ADDRESS=temporal.address, **env_overrides
         )
         env = (
             os.environ
@@ -287,16 +290,16 @@ async def fault_stack(fault_dir: Path, fault_env: dict[str, str]) -> AsyncIterat
                 "PAYSAGA_TASK_QUEUE": task_queue,
                 "PAYSAGA_JWT_SECRET": SECRETS["jwt"],
             }
-            | fault_env
+            | env_overrides
         )
         client = await connect(settings)
         engine = make_engine(url)
         app = create_app(settings, temporal=client)
         async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://paysaga/api/v1"
+            transport=httpx.ASGITransport(app=app), base_url="http://paysaga/api/v1", timeout=60
         ) as http:
             stack = FaultStack(
-                fault_dir,
+                directory,
                 pg,
                 temporal,
                 env,
@@ -313,8 +316,14 @@ async def fault_stack(fault_dir: Path, fault_env: dict[str, str]) -> AsyncIterat
             stack.stop_worker()
         if engine is not None:
             await engine.dispose()
-        temporal.stop()
-        pg.stop()
+        await asyncio.to_thread(temporal.stop)
+        await asyncio.to_thread(pg.stop)
+
+
+@pytest.fixture
+async def fault_stack(fault_dir: Path, fault_env: dict[str, str]) -> AsyncIterator[FaultStack]:
+    async with open_stack(fault_dir, fault_env) as stack:
+        yield stack
 
 
 async def refuse_audit(engine: AsyncEngine, refuse: bool) -> None:

@@ -1,0 +1,1016 @@
+"""Issue 12: financial integrity under any interleaving, as a hypothesis state machine
+against the real stack (API in-process, worker subprocess, Temporal dev server, embedded
+PostgreSQL), with faults: PostgreSQL stopped and started, the worker killed and restarted.
+
+Every step is followed by a wait until the stack is quiet (no confirmation, refund or order
+lifecycle in the middle of something), then the model (`tests.integrity.model`) is compared
+with what the API and the database show, and `paysaga admin check` must find nothing.
+
+`make test` runs a bounded campaign; `make integrity RUNS=N` a long one
+(`PAYSAGA_INTEGRITY_EXAMPLES`, `PAYSAGA_INTEGRITY_STEPS`, `PAYSAGA_INTEGRITY_SEED`). A
+failure prints the seed and hypothesis's shortest sequence of steps; figures go to
+`build/integrity-report.json` (`PAYSAGA_INTEGRITY_REPORT`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import random
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import seed as hypothesis_seed
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError, InterfaceError
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
+
+from db.invariants import check_invariants
+from db.models import AuditEntry, Event, Order, Payment, Product, ReconciliationCase, Refund
+from domain.payments import confirmation_workflow_id, order_workflow_id, refund_workflow_id
+from tests.api.test_lifecycle import failed
+from tests.api.test_refunds import refund_notice
+from tests.api.test_webhooks import signed_confirmation
+from tests.faults.conftest import FaultStack
+from tests.helpers import SECRETS, Request
+from tests.integrity.conftest import KEY_SECRET, WINDOW_SECONDS, open_stack
+from tests.integrity.model import (
+    ACTIONABLE,
+    APPLIED,
+    APPLIED_REFUNDED,
+    GRACE_SECONDS,
+    LATE,
+    LATE_REFUNDED,
+    LIVE,
+    NEAR_SECONDS,
+    PARKED,
+    PROVIDERS,
+    REFUND_PENDING,
+    REFUNDED,
+    RESOLVED,
+    Model,
+    Money,
+    OrderModel,
+    payment_fates,
+)
+from tests.integrity.model import (
+    Product as ProductModel,
+)
+from workflows.payment_confirmation import ConfirmPaymentWorkflow
+
+T = TypeVar("T")
+
+EXAMPLES = int(os.environ.get("PAYSAGA_INTEGRITY_EXAMPLES", "8"))
+STEPS = int(os.environ.get("PAYSAGA_INTEGRITY_STEPS", "12"))
+REPORT = Path(os.environ.get("PAYSAGA_INTEGRITY_REPORT", "build/integrity-report.json"))
+QUIET_CAP = 120.0  # seconds the stack may take to become quiet after a step
+# How long a fault may hold an action back: money sent during one may race the window.
+FAULT_DELAY = 10.0
+DB_ERRORS = (DBAPIError, InterfaceError, OSError)
+
+
+@dataclass
+class Campaign:
+    """What the campaign did, for the report: steps, faults, distinct step sequences."""
+
+    seed: int = 0
+    examples: int = 0
+    steps: int = 0
+    checks: int = 0
+    rules: Counter[str] = field(default_factory=Counter)
+    faults: Counter[str] = field(default_factory=Counter)
+    sequences: set[tuple[str, ...]] = field(default_factory=set)
+    # Every failure seen, before shrinking (a shrink can end in hypothesis's own error).
+    failures: list[str] = field(default_factory=list)
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "examples": self.examples,
+            "steps": self.steps,
+            "checks": self.checks,
+            "faults": dict(self.faults),
+            "faults_total": sum(self.faults.values()),
+            "distinct_sequences": len(self.sequences),
+            "rules": dict(sorted(self.rules.items())),
+            "failures": self.failures[:20],
+        }
+
+
+class World:
+    """The stack on its own event loop, entered once and shared by every example."""
+
+    def __init__(self, runner: asyncio.Runner, stack: FaultStack) -> None:
+        self.runner = runner
+        self.stack = stack
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self.runner.run(coro)
+
+
+def admin() -> dict[str, str]:
+    from api.auth import make_token
+
+    return {"Authorization": f"Bearer {make_token(SECRETS['jwt'], 'ops', admin=True)}"}
+
+
+def owner() -> dict[str, str]:
+    from api.auth import make_token
+
+    return {"Authorization": f"Bearer {make_token(SECRETS['jwt'], 'alice')}"}
+
+
+def new_tx(provider: str) -> str:
+    prefix = {"razorpay": "pay_", "stripe": "pi_", "standard": "txn_"}[provider]
+    return f"{prefix}I{uuid.uuid4().hex[:14]}"
+
+
+def epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
+
+
+def pick(items: list[T], i: int) -> T:
+    return items[i % len(items)]
+
+
+class IntegrityMachine(RuleBasedStateMachine):
+    world: ClassVar[World]
+    campaign: ClassVar[Campaign]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.m = Model()
+        self.sequence: list[str] = []
+        self.s = self.world.stack
+        self.http = self.s.http
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def step(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
+        self.sequence.append(name)
+        self.campaign.steps += 1
+        self.campaign.rules[name] += 1
+        try:
+            self.world.run(coro)
+        except AssertionError as exc:
+            self.campaign.failures.append(f"{' > '.join(self.sequence)}: {exc}"[:4000])
+            raise
+
+    def teardown(self) -> None:
+        self.campaign.examples += 1
+        self.campaign.sequences.add(tuple(self.sequence))
+
+    async def deliver(self, path: str, request: Request, limit: float = 90) -> dict[str, Any]:
+        """As a gateway delivers: retried on 503 (and refused connections) until taken."""
+        deadline = time.monotonic() + limit
+        while True:
+            try:
+                response = await self.http.post(path, content=request[0], headers=request[1])
+            except (httpx.TransportError, OSError):
+                pass
+            else:
+                if response.status_code == 200:
+                    body: dict[str, Any] = response.json()
+                    return body
+                assert response.status_code == 503, (
+                    f"{path}: {response.status_code} {response.text}"
+                )
+            assert time.monotonic() < deadline, f"{path}: not taken within {limit:.0f} s"
+            await asyncio.sleep(0.3)
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        json_body: Any = None,
+        limit: float = 60,
+    ) -> httpx.Response:
+        """An API call by a person: retried while the API answers 503 (a fault healing)."""
+        deadline = time.monotonic() + limit
+        while True:
+            try:
+                response = await self.http.request(method, path, json=json_body, headers=headers)
+            except (httpx.TransportError, OSError):
+                response = None
+            if response is not None and response.status_code != 503:
+                return response
+            assert time.monotonic() < deadline, f"{method} {path}: unavailable for {limit:.0f} s"
+            await asyncio.sleep(0.3)
+
+    async def read(self, what: Callable[[], Awaitable[T]], limit: float = 60) -> T:
+        """A database read, retried while the database (or the pool) recovers."""
+        deadline = time.monotonic() + limit
+        while True:
+            try:
+                return await what()
+            except DB_ERRORS:
+                assert time.monotonic() < deadline, "database unreadable"
+                await asyncio.sleep(0.3)
+
+    def orders(self, predicate: Callable[[OrderModel], bool] = lambda o: True) -> list[OrderModel]:
+        return [o for o in self.m.orders.values() if predicate(o)]
+
+    # -- setup ---------------------------------------------------------------------------
+
+    @initialize()
+    def products(self) -> None:
+        async def create() -> None:
+            for currency, amount in (("INR", 49900), ("EUR", 4900)):
+                sku = f"INT-{uuid.uuid4().hex[:8]}"
+                body = {
+                    "sku": sku,
+                    "name": "Integrity pass",
+                    "unit_amount": amount,
+                    "currency": currency,
+                    "stock": 2,
+                }
+                created = await self.call("POST", "/admin/products", admin(), body)
+                assert created.status_code == 201, created.text
+                self.m.products[sku] = ProductModel(sku, amount, currency, 2)
+
+        self.world.run(create())
+
+    # -- customers ------------------------------------------------------------------------
+
+    @rule(provider=st.sampled_from(PROVIDERS), sku_i=st.integers(0, 1))
+    def create_order(self, provider: str, sku_i: int) -> None:
+        self.step(f"create_order:{provider}", self._create_order(provider, sku_i))
+
+    async def _create_order(self, provider: str, sku_i: int) -> None:
+        sku = pick(sorted(self.m.products), sku_i)
+        available = self.m.available(sku)
+        body = {"items": [{"sku": sku, "quantity": 1}], "provider": provider}
+        created = await self.call("POST", "/orders", owner(), body)
+        if created.status_code == 409:
+            assert min(available) <= 0, (
+                f"{sku} refused with {available} model stock: {created.text}"
+            )
+            assert created.json()["unavailable"] == [sku]
+            return
+        assert created.status_code == 201, created.text
+        assert max(available) > 0, f"{sku} sold beyond its stock (model: {available} left)"
+        order = created.json()
+        product = self.m.products[sku]
+        assert (order["amount"], order["currency"]) == (product.unit_amount, product.currency)
+        assert order["status"] == "awaiting_payment" and order["payment"]["status"] == "pending"
+        self.m.orders[order["id"]] = OrderModel(
+            order["id"],
+            provider,
+            sku,
+            order["amount"],
+            order["currency"],
+            epoch(order["expires_at"]),
+            order["payment"]["intent_id"],
+        )
+
+    @precondition(lambda self: bool(self.m.orders))
+    @rule(i=st.integers(0, 50))
+    def pay(self, i: int) -> None:
+        o = pick(self.orders(), i)
+        self.step("pay", self._pay(o))
+
+    async def _pay(self, o: OrderModel, delay: float = 0.0) -> None:
+        """The gateway confirms the order's latest attempt, for its own amount."""
+        tx = o.intent if o.provider == "stripe" else new_tx(o.provider)
+        request = signed_confirmation(o.provider, o.as_order(), tx)
+        if (o.provider, tx) in self.m.money:  # a Stripe intent is one transaction
+            answer = await self.deliver(f"/webhooks/{o.provider}", request)
+            assert answer == {"result": "duplicate"}, f"intent {tx} confirmed twice: {answer}"
+            return
+        fates, may_pay = payment_fates(o, self.m, delay)
+        self._expect_money(o, tx, fates, may_pay, request)
+        answer = await self.deliver(f"/webhooks/{o.provider}", request)
+        assert answer == {"result": "accepted"}, answer
+
+    def _expect_money(
+        self,
+        o: OrderModel,
+        tx: str,
+        fates: set[str],
+        may_pay: bool,
+        request: Request | None,
+    ) -> Money:
+        money = Money(o.provider, tx, o.amount, o.currency, "match", o.id, fates, request)
+        # A late payment's own refund starts by itself, recorded as pending (offline: until
+        # the gateway's notice); the comparison requires that of every late payment.
+        money.refund = {None, "pending"} if LATE in fates else {None}
+        self.m.money[(o.provider, tx)] = money
+        if may_pay:
+            o.money.add(tx)
+            if fates == {APPLIED}:
+                o.statuses = {"paid"}
+            elif APPLIED in fates:
+                o.statuses = {"paid", "cancelled"}
+            o.attempt_pending = {False}
+        return money
+
+    @precondition(lambda self: any(o.provider == "razorpay" for o in self.m.orders.values()))
+    @rule(i=st.integers(0, 50))
+    def checkout_return(self, i: int) -> None:
+        o = pick(self.orders(lambda o: o.provider == "razorpay"), i)
+        self.step("checkout_return", self._checkout_return(o))
+
+    async def _checkout_return(self, o: OrderModel) -> None:
+        """The browser returns from Razorpay's checkout with its signed proof."""
+        tx = new_tx("razorpay")
+        fates, may_pay = payment_fates(o, self.m, delay=3.0)  # the answer waits up to 3 s
+        self._expect_money(o, tx, fates, may_pay, None)
+        signature = hmac.new(
+            KEY_SECRET.encode(), f"{o.intent}|{tx}".encode(), hashlib.sha256
+        ).hexdigest()
+        proof = {
+            "razorpay_order_id": o.intent,
+            "razorpay_payment_id": tx,
+            "razorpay_signature": signature,
+        }
+        answer = await self.call("POST", "/payments/razorpay/verify", owner(), proof)
+        assert answer.status_code in (200, 202), answer.text
+        if answer.status_code == 200:
+            assert answer.json()["status"] == "paid", answer.text
+            assert "paid" in o.statuses or APPLIED in fates, "a return answered paid wrongly"
+        else:
+            assert answer.json()["status"] == "processing", answer.text
+        # Its webhook follows and is the same payment.
+        self.m.money[("razorpay", tx)].request = signed_confirmation("razorpay", o.as_order(), tx)
+
+    @precondition(lambda self: any(m.request is not None for m in self.m.money.values()))
+    @rule(i=st.integers(0, 50))
+    def duplicate(self, i: int) -> None:
+        money = pick([m for m in self.m.money.values() if m.request is not None], i)
+        self.step("duplicate", self._duplicate(money))
+
+    async def _duplicate(self, money: Money) -> None:
+        assert money.request is not None
+        answer = await self.deliver(f"/webhooks/{money.provider}", money.request)
+        assert answer == {"result": "duplicate"}, f"{money.tx} sent again: {answer}"
+
+    @precondition(lambda self: bool(self.m.orders))
+    @rule(i=st.integers(0, 50))
+    def payment_fails(self, i: int) -> None:
+        o = pick(self.orders(), i)
+        self.step("payment_fails", self._payment_fails(o))
+
+    async def _payment_fails(self, o: OrderModel) -> None:
+        answer = await self.deliver(f"/webhooks/{o.provider}", failed(o.provider, o.as_order()))
+        acts = o.status == "awaiting_payment" and o.attempt_pending == {True}
+        if acts and o.left() > NEAR_SECONDS:
+            assert answer == {"result": "accepted"}, answer
+        elif o.status != "awaiting_payment" or o.attempt_pending == {False}:
+            assert answer == {"result": "ignored"}, f"failure of a finished attempt: {answer}"
+        else:
+            assert answer["result"] in ("accepted", "ignored"), answer
+        o.attempt_pending = {False} if acts or answer["result"] == "ignored" else {True, False}
+
+    @precondition(lambda self: bool(self.m.orders))
+    @rule(i=st.integers(0, 50))
+    def new_attempt(self, i: int) -> None:
+        o = pick(self.orders(), i)
+        self.step("new_attempt", self._new_attempt(o))
+
+    async def _new_attempt(self, o: OrderModel) -> None:
+        answer = await self.call("POST", f"/orders/{o.id}/payments", owner(), {})
+        can = o.status == "awaiting_payment" and o.attempt_pending == {False}
+        if can and o.left() > NEAR_SECONDS:
+            assert answer.status_code == 201, answer.text
+        elif not can:
+            assert answer.status_code == 409, answer.text
+        else:
+            assert answer.status_code in (201, 409), answer.text
+        if answer.status_code == 201:
+            o.intent = answer.json()["payment"]["intent_id"]
+            o.attempt_pending = {True}
+
+    @precondition(lambda self: bool(self.m.orders))
+    @rule(i=st.integers(0, 50))
+    def wrong_amount(self, i: int) -> None:
+        o = pick(self.orders(), i)
+        self.step("wrong_amount", self._wrong_amount(o))
+
+    async def _wrong_amount(self, o: OrderModel) -> None:
+        tx = o.intent if o.provider == "stripe" else new_tx(o.provider)
+        request = signed_confirmation(o.provider, o.as_order(), tx, amount=o.amount + 1)
+        if (o.provider, tx) in self.m.money:
+            answer = await self.deliver(f"/webhooks/{o.provider}", request)
+            assert answer == {"result": "duplicate"}, answer
+            return
+        money = Money(o.provider, tx, o.amount + 1, o.currency, "mismatch", o.id, {PARKED})
+        money.request = request
+        self.m.money[(o.provider, tx)] = money
+        assert (await self.deliver(f"/webhooks/{o.provider}", request)) == {"result": "accepted"}
+
+    @rule(provider=st.sampled_from(PROVIDERS), sku_i=st.integers(0, 1))
+    def unmatched(self, provider: str, sku_i: int) -> None:
+        self.step(f"unmatched:{provider}", self._unmatched(provider, sku_i))
+
+    async def _unmatched(self, provider: str, sku_i: int) -> None:
+        """Money naming no order: of a product's price, so an admin may attach it."""
+        product = self.m.products[pick(sorted(self.m.products), sku_i)]
+        intent = {"razorpay": "order_Nx", "stripe": "pi_Nx", "standard": "int_Nx"}[provider]
+        intent += uuid.uuid4().hex[:14]
+        tx = intent if provider == "stripe" else new_tx(provider)
+        order = {
+            "payment": {"intent_id": intent},
+            "amount": product.unit_amount,
+            "currency": product.currency,
+        }
+        request = signed_confirmation(provider, order, tx)
+        money = Money(
+            provider, tx, product.unit_amount, product.currency, "unmatched", None, {PARKED}
+        )
+        money.request = request
+        self.m.money[(provider, tx)] = money
+        assert (await self.deliver(f"/webhooks/{provider}", request)) == {"result": "accepted"}
+
+    @precondition(lambda self: bool(self.m.orders))
+    @rule(i=st.integers(0, 50), as_admin=st.booleans())
+    def cancel(self, i: int, as_admin: bool) -> None:
+        o = pick(self.orders(), i)
+        self.step("cancel", self._cancel(o, as_admin))
+
+    async def _cancel(self, o: OrderModel, as_admin: bool) -> None:
+        answer = await self.call("POST", f"/orders/{o.id}/cancel", admin() if as_admin else owner())
+        if o.status in ("awaiting_payment", "cancelled"):
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["status"] == "cancelled"
+            o.statuses, o.attempt_pending = {"cancelled"}, {False}
+        elif o.status in ("paid", "refunded"):
+            assert answer.status_code == 409, answer.text
+        else:
+            assert answer.status_code in (200, 409), answer.text
+
+    @precondition(lambda self: any(o.status == "awaiting_payment" for o in self.m.orders.values()))
+    @rule(i=st.integers(0, 50))
+    def window_ends(self, i: int) -> None:
+        o = pick(self.orders(lambda o: o.status == "awaiting_payment"), i)
+        self.step("window_ends", self._window_ends(o))
+
+    async def _window_ends(self, o: OrderModel) -> None:
+        """Nobody pays: the wait until the window has closed (the check awaits the cancel)."""
+        await asyncio.sleep(min(max(0.0, o.left() + 0.2), WINDOW_SECONDS + 1))
+        o.statuses, o.attempt_pending = {"cancelled"}, {False}
+
+    @precondition(lambda self: bool(self.m.orders))
+    @rule(i=st.integers(0, 50), as_admin=st.booleans())
+    def refund(self, i: int, as_admin: bool) -> None:
+        o = pick(self.orders(), i)
+        self.step("refund", self._refund(o, as_admin))
+
+    async def _refund(self, o: OrderModel, as_admin: bool) -> None:
+        path = f"/orders/{o.id}/refund"
+        answer = await self.call("POST", path, admin() if as_admin else owner(), {"reason": "x"})
+        stored = [
+            m
+            for m in self.m.money.values()
+            if o.id in (m.order_id, m.attached_to)
+            and m.fates & {APPLIED, APPLIED_REFUNDED, LATE, LATE_REFUNDED}
+        ]
+        existing = [m for m in stored if m.refund & {"pending", "succeeded"}]
+        if existing:
+            assert len(existing) == 1, f"order {o.id} holds two refunded sums: {existing}"
+            assert answer.status_code == 202, answer.text
+            assert answer.json()["refund"]["status"] in existing[0].refund, answer.text
+        elif o.status == "paid":
+            assert answer.status_code == 202, answer.text
+            assert answer.json()["refund"]["status"] == "pending", answer.text
+            (paid,) = [m for m in stored if m.fates == {APPLIED}]
+            paid.refund = {"pending"}
+        else:
+            assert answer.status_code == 409, f"refund of an order {o.statuses}: {answer.text}"
+
+    @precondition(
+        lambda self: any(
+            m.refund == {"pending"} or m.fates in ({APPLIED}, {LATE}) for m in self.m.money.values()
+        )
+    )
+    @rule(i=st.integers(0, 50))
+    def gateway_refunds(self, i: int) -> None:
+        candidates = [
+            m
+            for m in self.m.money.values()
+            if m.refund == {"pending"} or m.fates in ({APPLIED}, {LATE})
+        ]
+        self.step("gateway_refunds", self._gateway_refunds(pick(candidates, i)))
+
+    async def _gateway_refunds(self, money: Money) -> None:
+        """The gateway's refund notice: asked for, or an operator's refund in its dashboard."""
+        notice = refund_notice(
+            money.provider, {"amount": money.amount, "currency": money.currency}, money.tx
+        )
+        answer = await self.deliver(f"/webhooks/{money.provider}", notice)
+        assert answer == {"result": "accepted"}, answer
+        handle = self.s.client.get_workflow_handle(refund_workflow_id(money.provider, money.tx))
+        done = await asyncio.wait_for(handle.result(), timeout=90)
+        assert done == "succeeded", f"refund of {money.tx}: {done}"
+        money.refund = {"succeeded"}
+        fate = money.fate
+        if fate == APPLIED:
+            money.fates = {APPLIED_REFUNDED}
+            self.m.orders[money.attached_to or str(money.order_id)].statuses = {"refunded"}
+        elif fate == LATE:
+            money.fates = {LATE_REFUNDED}
+        elif fate == REFUND_PENDING:
+            money.fates = {LATE_REFUNDED if money.was_late else REFUNDED}
+
+    # -- operators -----------------------------------------------------------------------
+
+    @precondition(lambda self: any(m.fates <= ACTIONABLE for m in self.m.money.values()))
+    @rule(
+        i=st.integers(0, 50),
+        action=st.sampled_from(["retry", "attach", "refund", "resolve"]),
+        j=st.integers(0, 50),
+    )
+    def admin_acts(self, i: int, action: str, j: int) -> None:
+        money = pick([m for m in self.m.money.values() if m.fates <= ACTIONABLE], i)
+        target = pick(self.orders(), j) if self.m.orders else None
+        self.step(f"admin_{action}", self._admin_acts(money, action, target))
+
+    async def _admin_acts(self, money: Money, action: str, target: OrderModel | None) -> None:
+        if action == "attach" and target is None:
+            action = "retry"
+        body: dict[str, Any] = {"request_id": str(uuid.uuid4())}
+        body |= {"order_id": target.id} if action == "attach" and target else {}
+        body |= {"reason": "integrity", "note": "integrity"}
+        cases = await self.call("GET", "/admin/reconciliation?limit=500", admin())
+        assert cases.status_code == 200
+        listed = [c for c in cases.json() if c["transaction_id"] == money.tx]
+        assert listed, f"parked money {money.provider} {money.tx} has no open case listed"
+        path = f"/admin/payments/{money.provider}/{money.tx}/{action}"
+        answer = await self.call("POST", path, admin(), body)
+        refund_asked = money.fate == REFUND_PENDING
+        if action in ("attach", "retry") and refund_asked:
+            assert answer.status_code == 409, f"{action} after a refund was asked: {answer.text}"
+            return
+        assert answer.status_code == 202, f"{action} on {money.fates}: {answer.text}"
+        assert answer.json()["status"] == "accepted", answer.text
+        if action == "resolve":
+            money.fates = {RESOLVED}
+        elif action == "refund":
+            money.fates = {REFUND_PENDING}
+            money.refund = {"pending"} if money.refund <= {None, "pending"} else money.refund
+        elif action == "attach" and target is not None and money.fate == PARKED:
+            money.fates, may_pay = self._attach_fates(money, target)
+            if may_pay:
+                money.attached_to = target.id
+                target.money.add(money.tx)
+                if APPLIED in money.fates:
+                    target.statuses = (
+                        {"paid"} if money.fates == {APPLIED} else {"paid", "cancelled"}
+                    )
+                target.attempt_pending = {False}
+
+    def _attach_fates(self, money: Money, target: OrderModel) -> tuple[set[str], bool]:
+        if money.kind == "mismatch" or (money.amount, money.currency) != (
+            target.amount,
+            target.currency,
+        ):
+            return {PARKED}, False
+        return payment_fates(target, self.m)
+
+    # -- faults --------------------------------------------------------------------------
+
+    @precondition(lambda self: bool(self.m.orders))
+    @rule(i=st.integers(0, 50))
+    def postgres_outage(self, i: int) -> None:
+        o = pick(self.orders(), i)
+        self.campaign.faults["postgres_stopped"] += 1
+        self.step("postgres_outage", self._postgres_outage(o))
+
+    async def _postgres_outage(self, o: OrderModel) -> None:
+        """PostgreSQL stops; the gateway pays meanwhile (Temporal takes it); it starts again."""
+        await asyncio.to_thread(self.s.pg.stop)
+        paying: asyncio.Task[None] | None = None
+        try:
+            paying = asyncio.create_task(self._pay(o, delay=FAULT_DELAY))
+            await asyncio.sleep(1.5)
+        finally:
+            await asyncio.to_thread(self.s.pg.start)
+        await paying
+
+    @precondition(lambda self: bool(self.m.orders))
+    @rule(i=st.integers(0, 50), j=st.integers(0, 50))
+    def worker_killed(self, i: int, j: int) -> None:
+        o, other = pick(self.orders(), i), pick(self.orders(), j)
+        self.campaign.faults["worker_killed"] += 1
+        self.step("worker_killed", self._worker_killed(o, other))
+
+    async def _worker_killed(self, o: OrderModel, other: OrderModel) -> None:
+        """The worker is killed (SIGKILL); money comes in and a customer cancels; it restarts."""
+        self.s.kill_worker()
+        try:
+            await self._pay(o, delay=FAULT_DELAY)
+            if other is not o and other.status == "awaiting_payment":
+                await self._cancel(other, as_admin=False)
+            await asyncio.sleep(1.0)
+        finally:
+            self.s.start_worker()
+
+    # -- after every step: quiet, then compare -------------------------------------------
+
+    @invariant()
+    def consistent(self) -> None:
+        self.campaign.checks += 1
+        try:
+            self.world.run(self._consistent())
+        except AssertionError as exc:
+            self.campaign.failures.append(f"{' > '.join(self.sequence)}: {exc}"[:4000])
+            raise
+
+    async def _consistent(self) -> None:
+        await self._quiet()
+        problems = await self._compare()
+        violations = await self.read(
+            lambda: check_invariants(self.s.sessions, self.s.client, self.s.settings.task_queue)
+        )
+        problems += [f"paysaga admin check: {v}" for v in violations]
+        assert not problems, "after " + " > ".join(self.sequence) + ":\n" + "\n".join(problems)
+
+    async def _quiet(self) -> None:
+        deadline = time.monotonic() + QUIET_CAP
+        while True:
+            try:
+                busy = await self._busy()
+            except DB_ERRORS as exc:
+                busy = [f"database: {exc.__class__.__name__}"]
+            if not busy:
+                return
+            assert time.monotonic() < deadline, f"not quiet after {QUIET_CAP:.0f} s: {busy}"
+            await asyncio.sleep(0.2)
+
+    async def _status(self, workflow_id: str) -> WorkflowExecutionStatus | None:
+        try:
+            return (await self.s.client.get_workflow_handle(workflow_id).describe()).status
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return None
+            raise
+
+    async def _busy(self) -> list[str]:
+        """What is still in motion: a window past its end not yet closed, a lifecycle still
+        finishing, a confirmation not yet parked or done, a refund finishing."""
+        busy: list[str] = []
+        now = time.time()
+        ids = [uuid.UUID(i) for i in self.m.orders]
+        async with self.s.sessions() as s:
+            statuses = (
+                dict(
+                    (str(i), st)
+                    for i, st in await s.execute(
+                        select(Order.id, Order.status).where(Order.id.in_(ids))
+                    )
+                )
+                if ids
+                else {}
+            )
+            refunds = {
+                (p, tx): status
+                for p, tx, status in await s.execute(
+                    select(Refund.provider, Refund.transaction_id, Refund.status)
+                )
+            }
+        for o in self.m.orders.values():
+            status = statuses[o.id]
+            if status == "awaiting_payment" and now > o.expires_at - NEAR_SECONDS:
+                # Past its window, or closing during the comparison: wait for the close, so
+                # the snapshot compared is one state, not two.
+                busy.append(f"order {o.id} awaiting at its window's end")
+            lifecycle = await self._status(order_workflow_id(o.id))
+            if lifecycle == WorkflowExecutionStatus.RUNNING and status != "awaiting_payment":
+                busy.append(f"lifecycle of {o.id} ({status}) finishing")
+            elif lifecycle not in (None, WorkflowExecutionStatus.RUNNING):
+                assert lifecycle == WorkflowExecutionStatus.COMPLETED, (
+                    f"lifecycle of {o.id}: {lifecycle}"
+                )
+        for m in self.m.money.values():
+            workflow_id = confirmation_workflow_id(m.provider, m.tx)
+            status_ = await self._status(workflow_id)
+            if status_ is None:
+                busy.append(f"{workflow_id} not started")
+            elif status_ == WorkflowExecutionStatus.RUNNING:
+                handle = self.s.client.get_workflow_handle(workflow_id)
+                state = await handle.query(ConfirmPaymentWorkflow.state)
+                if not (
+                    state.parked
+                    and not state.pending_requests
+                    and not state.stuck
+                    and not state.pending_audit
+                    and state.refunded_note is None
+                ):
+                    busy.append(f"{workflow_id} {state.state} ({state.phase})")
+            else:
+                assert status_ == WorkflowExecutionStatus.COMPLETED, f"{workflow_id}: {status_}"
+            refund_status = await self._status(refund_workflow_id(m.provider, m.tx))
+            if refund_status == WorkflowExecutionStatus.RUNNING:
+                if refunds.get((m.provider, m.tx)) not in (None, "pending"):
+                    busy.append(f"refund of {m.tx} finishing")
+            elif refund_status not in (None, WorkflowExecutionStatus.COMPLETED):
+                raise AssertionError(f"refund of {m.tx}: {refund_status}")
+        return busy
+
+    async def _compare(self) -> list[str]:
+        problems: list[str] = []
+        views: dict[str, dict[str, Any]] = {}
+        for o in self.m.orders.values():
+            answer = await self.call("GET", f"/orders/{o.id}", admin())
+            assert answer.status_code == 200, answer.text
+            views[o.id] = answer.json()
+        for m in self.m.money.values():
+            problems += await self._compare_money(m, views)
+        for o in self.m.orders.values():
+            problems += await self._compare_order(o, views[o.id])
+        problems += await self._compare_stock()
+        problems += await self._waiting_workflows()
+        return problems
+
+    async def _compare_order(self, o: OrderModel, view: dict[str, Any]) -> list[str]:
+        p: list[str] = []
+        status = view["status"]
+        if status not in o.statuses:
+            p.append(f"order {o.id}: {status}, model allows {sorted(o.statuses)}")
+        o.statuses = {status}
+        held = [x for x in view["payments"] if x["status"] in ("paid", "refunded")]
+        if len(held) > 1:
+            p.append(f"order {o.id} paid more than once: {held}")
+        late = {m.tx for m in self.m.money.values() if m.fates & {LATE, LATE_REFUNDED}}
+        for x in held:
+            if (x["amount"], x["currency"]) != (o.amount, o.currency):
+                p.append(f"order {o.id} paid with {x['amount']} {x['currency']}")
+            if status in ("paid", "refunded") and x["transaction_id"] not in o.money:
+                p.append(f"order {o.id} paid by {x['transaction_id']}, not money sent for it")
+            if status in ("cancelled", "awaiting_payment") and x["transaction_id"] not in late:
+                p.append(f"order {o.id} ({status}) holds {x['transaction_id']}, not late money")
+        if status in ("paid", "refunded") and len(held) != 1:
+            p.append(f"order {o.id} is {status} with {len(held)} paid payments")
+        if status == "paid" and view["ticket"] is None:
+            p.append(f"order {o.id} paid without a ticket")
+        if status in ("awaiting_payment", "cancelled") and view["ticket"] is not None:
+            p.append(f"order {o.id} ({status}) has a ticket")
+        if status == "awaiting_payment" and time.time() > o.expires_at + GRACE_SECONDS:
+            p.append(f"order {o.id} awaiting payment past its window")
+        if view["payment"]["intent_id"] != o.intent:
+            p.append(f"order {o.id}: latest intent {view['payment']['intent_id']} != {o.intent}")
+        pending = view["payment"]["status"] == "pending"
+        if pending not in o.attempt_pending:
+            p.append(
+                f"order {o.id}: attempt {view['payment']['status']}, model {o.attempt_pending}"
+            )
+        o.attempt_pending = {pending}
+        p += await self._journal(o, view, held)
+        return p
+
+    async def _journal(
+        self, o: OrderModel, view: dict[str, Any], held: list[dict[str, Any]]
+    ) -> list[str]:
+        """Every state change has its event and its audit entry."""
+        p: list[str] = []
+        oid = uuid.UUID(o.id)
+
+        async def counts() -> tuple[Counter[str], Counter[str]]:
+            async with self.s.sessions() as s:
+                events = Counter(
+                    (await s.scalars(select(Event.type).where(Event.order_id == oid))).all()
+                )
+                audit = Counter(
+                    await s.scalars(select(AuditEntry.action).where(AuditEntry.order_id == oid))
+                )
+            return events, audit
+
+        events, audit = await self.read(counts)
+        status = view["status"]
+        ever_paid = status in ("paid", "refunded")
+        want = {
+            "OrderCreated": 1,
+            "OrderPaid": int(ever_paid),
+            "OrderCancelled": int(status == "cancelled"),
+            "PaymentConfirmed": len(held),
+            "PaymentRefunded": sum(1 for x in held if x["status"] == "refunded"),
+        }
+        for kind, n in want.items():
+            if events[kind] != n:
+                p.append(f"order {o.id} ({status}): {events[kind]} {kind} events, want {n}")
+        failed_attempts = sum(1 for x in view["payments"] if x["status"] == "failed")
+        if events["PaymentFailed"] < failed_attempts:
+            p.append(
+                f"order {o.id}: {failed_attempts} failed attempts, {events['PaymentFailed']} events"
+            )
+        if ever_paid and audit["order.status_changed"] != 1:
+            p.append(f"order {o.id} ({status}): {audit['order.status_changed']} status audits")
+        if ever_paid and audit["payment.confirmed"] < 1:
+            p.append(f"order {o.id} ({status}) without its payment.confirmed audit entry")
+        if status == "cancelled" and not any("cancel" in a for a in audit):
+            p.append(f"order {o.id} cancelled without an audit entry: {sorted(audit)}")
+        if status == "refunded" and audit["refund.succeeded"] != 1:
+            p.append(f"order {o.id} refunded with {audit['refund.succeeded']} refund audits")
+        return p
+
+    async def _compare_money(self, m: Money, views: dict[str, dict[str, Any]]) -> list[str]:
+        p: list[str] = []
+        workflow_id = confirmation_workflow_id(m.provider, m.tx)
+        description = await self.s.client.get_workflow_handle(workflow_id).describe()
+        attributes = {
+            k.name: v for k, v in ((x.key, x.value) for x in description.typed_search_attributes)
+        }
+        state = str(attributes.get("PaymentState"))
+
+        async def rows() -> tuple[Any, list[Any], Any]:
+            async with self.s.sessions() as s:
+                payment = (
+                    await s.execute(
+                        select(Payment.status, Payment.order_id, Payment.amount, Order.status)
+                        .join(Order, Order.id == Payment.order_id)
+                        .where(Payment.provider == m.provider, Payment.transaction_id == m.tx)
+                    )
+                ).one_or_none()
+                cases = (
+                    await s.execute(
+                        select(ReconciliationCase.kind, ReconciliationCase.state).where(
+                            ReconciliationCase.provider == m.provider,
+                            ReconciliationCase.transaction_id == m.tx,
+                        )
+                    )
+                ).all()
+                refund = (
+                    await s.execute(
+                        select(Refund.status, Refund.amount, Refund.currency).where(
+                            Refund.provider == m.provider, Refund.transaction_id == m.tx
+                        )
+                    )
+                ).one_or_none()
+            return payment, list(cases), refund
+
+        payment, cases, refund = await self.read(rows)
+        open_kinds = {k for k, st_ in cases if st_ == "open" and k != "refund_failed"}
+        running = description.status == WorkflowExecutionStatus.RUNNING
+        fate = f"lost (workflow {description.status}, {state}, payment {payment}, cases {cases})"
+        if not running and state == "completed" and payment is not None:
+            if (payment[0], payment[3]) == ("paid", "paid"):
+                fate = APPLIED
+            elif (payment[0], payment[3]) == ("refunded", "refunded"):
+                fate = APPLIED_REFUNDED
+        elif not running and state == "refunded":
+            if payment is not None and (payment[0], payment[3]) == ("refunded", "cancelled"):
+                fate = LATE_REFUNDED
+            elif payment is None and refund is not None and refund[0] == "succeeded":
+                fate = REFUNDED
+        elif not running and state == "resolved" and not open_kinds:
+            fate = RESOLVED
+        elif running and state == "refund_pending" and refund is not None:
+            fate = REFUND_PENDING
+        elif running and payment is not None and (payment[0], payment[3]) == ("paid", "cancelled"):
+            if "late_payment" in open_kinds:
+                fate = LATE
+        elif running and open_kinds and payment is None:
+            fate = PARKED
+        if fate not in m.fates:
+            p.append(f"money {m.provider} {m.tx} ({m.kind}): {fate}, model {sorted(m.fates)}")
+        else:
+            m.fates = {fate}
+        m.was_late = m.was_late or fate == LATE
+        if fate in (APPLIED, APPLIED_REFUNDED):
+            paid_order = str(payment[1])
+            if paid_order not in (m.order_id, m.attached_to):
+                p.append(f"money {m.tx} applied to {paid_order}, not its order")
+        refund_status = refund[0] if refund is not None else None
+        if fate == LATE and refund_status != "pending":
+            p.append(f"late money {m.tx}: its refund is {refund_status}, not pending")
+        elif refund_status not in m.refund:
+            p.append(f"money {m.tx} ({fate}): refund {refund_status}, model {m.refund}")
+        m.refund = {refund_status}
+        if (
+            refund is not None
+            and refund[0] == "succeeded"
+            and tuple(refund[1:])
+            != (
+                m.amount,
+                m.currency,
+            )
+        ):
+            p.append(f"money {m.tx}: refunded {refund[1]} {refund[2]} of {m.amount} {m.currency}")
+        return p
+
+    async def _compare_stock(self) -> list[str]:
+        p: list[str] = []
+
+        async def stock() -> dict[str, int]:
+            async with self.s.sessions() as s:
+                rows = await s.execute(
+                    select(Product.sku, Product.stock).where(Product.sku.in_(self.m.products))
+                )
+                return {sku: n for sku, n in rows}
+
+        left = await self.read(stock)
+        for sku, product in self.m.products.items():
+            live = sum(1 for o in self.m.orders.values() if o.sku == sku and o.statuses <= LIVE)
+            if left[sku] != product.total - live:
+                p.append(f"stock of {sku}: {left[sku]}, want {product.total} - {live} live")
+        return p
+
+    async def _waiting_workflows(self) -> list[str]:
+        """No workflow waits without a case (confirmations) or a timer (lifecycles on an
+        order still awaiting payment, refunds on a pending refund)."""
+        p: list[str] = []
+        query = f'TaskQueue = "{self.s.settings.task_queue}" AND ExecutionStatus = "Running"'
+        async for w in self.s.client.list_workflows(query):
+            if w.workflow_type not in ("ConfirmPayment", "Refund", "OrderLifecycle"):
+                continue
+            if await self._status(w.id) != WorkflowExecutionStatus.RUNNING:
+                continue  # the list lags behind
+
+            async def reason(w_id: str = w.id, kind: str = w.workflow_type) -> str | None:
+                async with self.s.sessions() as s:
+                    if kind == "OrderLifecycle":
+                        order_id = uuid.UUID(w_id.split("-", 1)[1])
+                        st_ = await s.scalar(select(Order.status).where(Order.id == order_id))
+                        return None if st_ == "awaiting_payment" else f"order is {st_}"
+                    _, provider, tx = w_id.split("-", 2)
+                    if kind == "Refund":
+                        rs = await s.scalar(
+                            select(Refund.status).where(
+                                Refund.provider == provider, Refund.transaction_id == tx
+                            )
+                        )
+                        # No row yet: a late payment's own refund, offline, waits for the
+                        # gateway's notice (its row is written then), on its timer.
+                        return None if rs in (None, "pending") else f"refund is {rs}"
+                    n = await s.scalar(
+                        select(func.count())
+                        .select_from(ReconciliationCase)
+                        .where(
+                            ReconciliationCase.provider == provider,
+                            ReconciliationCase.transaction_id == tx,
+                            ReconciliationCase.state == "open",
+                        )
+                    )
+                    return None if n else "no open case"
+
+            why = await self.read(reason)
+            if why is not None:
+                p.append(f"{w.id} ({w.workflow_type}) waits: {why}")
+        return p
+
+
+def test_integrity_under_any_interleaving(fault_dir: Path, fault_env: dict[str, str]) -> None:
+    campaign = Campaign(
+        seed=int(os.environ.get("PAYSAGA_INTEGRITY_SEED") or random.SystemRandom().getrandbits(32))
+    )
+    print(
+        f"\nintegrity campaign: seed {campaign.seed} (PAYSAGA_INTEGRITY_SEED to replay), "
+        f"{EXAMPLES} examples of up to {STEPS} steps"
+    )
+    started = time.monotonic()
+    outcome = "failed"
+    with asyncio.Runner() as runner:
+        stack_cm = open_stack(fault_dir, fault_env)
+        stack = runner.run(stack_cm.__aenter__())
+        try:
+            IntegrityMachine.world = World(runner, stack)
+            IntegrityMachine.campaign = campaign
+            machine = hypothesis_seed(campaign.seed)(IntegrityMachine)
+            run_state_machine_as_test(
+                machine,
+                settings=settings(
+                    max_examples=EXAMPLES,
+                    stateful_step_count=STEPS,
+                    deadline=None,
+                    derandomize=False,
+                    print_blob=True,
+                    suppress_health_check=list(HealthCheck),
+                    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
+                ),
+            )
+            outcome = "passed"
+        finally:
+            figures = campaign.figures() | {
+                "result": outcome,
+                "seconds": round(time.monotonic() - started, 1),
+                "window_seconds": WINDOW_SECONDS,
+            }
+            REPORT.parent.mkdir(parents=True, exist_ok=True)
+            REPORT.write_text(json.dumps(figures, indent=2) + "\n")
+            print(f"integrity campaign: {figures}")
+            runner.run(stack_cm.__aexit__(None, None, None))
+
+
+pytestmark = pytest.mark.integrity
