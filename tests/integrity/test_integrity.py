@@ -38,7 +38,6 @@ from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,
     invariant,
-    precondition,
     rule,
     run_state_machine_as_test,
 )
@@ -102,6 +101,7 @@ class Campaign:
     rules: Counter[str] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
     sequences: set[tuple[str, ...]] = field(default_factory=set)
+    skipped: Counter[str] = field(default_factory=Counter)  # rules with nothing to act on
     # Every failure seen, before shrinking (a shrink can end in hypothesis's own error).
     failures: list[str] = field(default_factory=list)
 
@@ -115,6 +115,7 @@ class Campaign:
             "faults_total": sum(self.faults.values()),
             "distinct_sequences": len(self.sequences),
             "rules": dict(sorted(self.rules.items())),
+            "skipped": dict(sorted(self.skipped.items())),
             "failures": self.failures[:20],
         }
 
@@ -151,8 +152,12 @@ def epoch(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
 
 
-def pick(items: list[T], i: int) -> T:
-    return items[i % len(items)]
+def pick(items: list[T], i: int) -> T | None:
+    """The i-th candidate (cyclically), None if there is none. The rules have no
+    preconditions: whether a rule is enabled would depend on timing (a window closing),
+    and hypothesis needs the same draws to give the same steps; a rule with nothing to act
+    on is a skipped step instead."""
+    return items[i % len(items)] if items else None
 
 
 class IntegrityMachine(RuleBasedStateMachine):
@@ -177,6 +182,10 @@ class IntegrityMachine(RuleBasedStateMachine):
         except AssertionError as exc:
             self.campaign.failures.append(f"{' > '.join(self.sequence)}: {exc}"[:4000])
             raise
+
+    def skip(self, name: str) -> None:
+        """A rule drawn with nothing to act on (no order yet, no parked money)."""
+        self.campaign.skipped[name] += 1
 
     def teardown(self) -> None:
         self.campaign.examples += 1
@@ -260,7 +269,7 @@ class IntegrityMachine(RuleBasedStateMachine):
         self.step(f"create_order:{provider}", self._create_order(provider, sku_i))
 
     async def _create_order(self, provider: str, sku_i: int) -> None:
-        sku = pick(sorted(self.m.products), sku_i)
+        sku = sorted(self.m.products)[sku_i]  # two products, made first
         available = self.m.available(sku)
         body = {"items": [{"sku": sku, "quantity": 1}], "provider": provider}
         created = await self.call("POST", "/orders", owner(), body)
@@ -286,10 +295,11 @@ class IntegrityMachine(RuleBasedStateMachine):
             order["payment"]["intent_id"],
         )
 
-    @precondition(lambda self: bool(self.m.orders))
     @rule(i=st.integers(0, 50))
     def pay(self, i: int) -> None:
         o = pick(self.orders(), i)
+        if o is None:
+            return self.skip("pay")
         self.step("pay", self._pay(o))
 
     async def _pay(self, o: OrderModel, delay: float = 0.0) -> None:
@@ -327,10 +337,11 @@ class IntegrityMachine(RuleBasedStateMachine):
             o.attempt_pending = {False}
         return money
 
-    @precondition(lambda self: any(o.provider == "razorpay" for o in self.m.orders.values()))
     @rule(i=st.integers(0, 50))
     def checkout_return(self, i: int) -> None:
         o = pick(self.orders(lambda o: o.provider == "razorpay"), i)
+        if o is None:
+            return self.skip("checkout_return")
         self.step("checkout_return", self._checkout_return(o))
 
     async def _checkout_return(self, o: OrderModel) -> None:
@@ -356,10 +367,11 @@ class IntegrityMachine(RuleBasedStateMachine):
         # Its webhook follows and is the same payment.
         self.m.money[("razorpay", tx)].request = signed_confirmation("razorpay", o.as_order(), tx)
 
-    @precondition(lambda self: any(m.request is not None for m in self.m.money.values()))
     @rule(i=st.integers(0, 50))
     def duplicate(self, i: int) -> None:
         money = pick([m for m in self.m.money.values() if m.request is not None], i)
+        if money is None:
+            return self.skip("duplicate")
         self.step("duplicate", self._duplicate(money))
 
     async def _duplicate(self, money: Money) -> None:
@@ -367,10 +379,11 @@ class IntegrityMachine(RuleBasedStateMachine):
         answer = await self.deliver(f"/webhooks/{money.provider}", money.request)
         assert answer == {"result": "duplicate"}, f"{money.tx} sent again: {answer}"
 
-    @precondition(lambda self: bool(self.m.orders))
     @rule(i=st.integers(0, 50))
     def payment_fails(self, i: int) -> None:
         o = pick(self.orders(), i)
+        if o is None:
+            return self.skip("payment_fails")
         self.step("payment_fails", self._payment_fails(o))
 
     async def _payment_fails(self, o: OrderModel) -> None:
@@ -384,10 +397,11 @@ class IntegrityMachine(RuleBasedStateMachine):
             assert answer["result"] in ("accepted", "ignored"), answer
         o.attempt_pending = {False} if acts or answer["result"] == "ignored" else {True, False}
 
-    @precondition(lambda self: bool(self.m.orders))
     @rule(i=st.integers(0, 50))
     def new_attempt(self, i: int) -> None:
         o = pick(self.orders(), i)
+        if o is None:
+            return self.skip("new_attempt")
         self.step("new_attempt", self._new_attempt(o))
 
     async def _new_attempt(self, o: OrderModel) -> None:
@@ -403,10 +417,11 @@ class IntegrityMachine(RuleBasedStateMachine):
             o.intent = answer.json()["payment"]["intent_id"]
             o.attempt_pending = {True}
 
-    @precondition(lambda self: bool(self.m.orders))
     @rule(i=st.integers(0, 50))
     def wrong_amount(self, i: int) -> None:
         o = pick(self.orders(), i)
+        if o is None:
+            return self.skip("wrong_amount")
         self.step("wrong_amount", self._wrong_amount(o))
 
     async def _wrong_amount(self, o: OrderModel) -> None:
@@ -427,7 +442,7 @@ class IntegrityMachine(RuleBasedStateMachine):
 
     async def _unmatched(self, provider: str, sku_i: int) -> None:
         """Money naming no order: of a product's price, so an admin may attach it."""
-        product = self.m.products[pick(sorted(self.m.products), sku_i)]
+        product = self.m.products[sorted(self.m.products)[sku_i]]
         intent = {"razorpay": "order_Nx", "stripe": "pi_Nx", "standard": "int_Nx"}[provider]
         intent += uuid.uuid4().hex[:14]
         tx = intent if provider == "stripe" else new_tx(provider)
@@ -444,10 +459,11 @@ class IntegrityMachine(RuleBasedStateMachine):
         self.m.money[(provider, tx)] = money
         assert (await self.deliver(f"/webhooks/{provider}", request)) == {"result": "accepted"}
 
-    @precondition(lambda self: bool(self.m.orders))
     @rule(i=st.integers(0, 50), as_admin=st.booleans())
     def cancel(self, i: int, as_admin: bool) -> None:
         o = pick(self.orders(), i)
+        if o is None:
+            return self.skip("cancel")
         self.step("cancel", self._cancel(o, as_admin))
 
     async def _cancel(self, o: OrderModel, as_admin: bool) -> None:
@@ -461,10 +477,11 @@ class IntegrityMachine(RuleBasedStateMachine):
         else:
             assert answer.status_code in (200, 409), answer.text
 
-    @precondition(lambda self: any(o.status == "awaiting_payment" for o in self.m.orders.values()))
     @rule(i=st.integers(0, 50))
     def window_ends(self, i: int) -> None:
         o = pick(self.orders(lambda o: o.status == "awaiting_payment"), i)
+        if o is None:
+            return self.skip("window_ends")
         self.step("window_ends", self._window_ends(o))
 
     async def _window_ends(self, o: OrderModel) -> None:
@@ -472,10 +489,11 @@ class IntegrityMachine(RuleBasedStateMachine):
         await asyncio.sleep(min(max(0.0, o.left() + 0.2), WINDOW_SECONDS + 1))
         o.statuses, o.attempt_pending = {"cancelled"}, {False}
 
-    @precondition(lambda self: bool(self.m.orders))
     @rule(i=st.integers(0, 50), as_admin=st.booleans())
     def refund(self, i: int, as_admin: bool) -> None:
         o = pick(self.orders(), i)
+        if o is None:
+            return self.skip("refund")
         self.step("refund", self._refund(o, as_admin))
 
     async def _refund(self, o: OrderModel, as_admin: bool) -> None:
@@ -500,11 +518,6 @@ class IntegrityMachine(RuleBasedStateMachine):
         else:
             assert answer.status_code == 409, f"refund of an order {o.statuses}: {answer.text}"
 
-    @precondition(
-        lambda self: any(
-            m.refund == {"pending"} or m.fates in ({APPLIED}, {LATE}) for m in self.m.money.values()
-        )
-    )
     @rule(i=st.integers(0, 50))
     def gateway_refunds(self, i: int) -> None:
         candidates = [
@@ -512,7 +525,10 @@ class IntegrityMachine(RuleBasedStateMachine):
             for m in self.m.money.values()
             if m.refund == {"pending"} or m.fates in ({APPLIED}, {LATE})
         ]
-        self.step("gateway_refunds", self._gateway_refunds(pick(candidates, i)))
+        money = pick(candidates, i)
+        if money is None:
+            return self.skip("gateway_refunds")
+        self.step("gateway_refunds", self._gateway_refunds(money))
 
     async def _gateway_refunds(self, money: Money) -> None:
         """The gateway's refund notice: asked for, or an operator's refund in its dashboard."""
@@ -536,7 +552,6 @@ class IntegrityMachine(RuleBasedStateMachine):
 
     # -- operators -----------------------------------------------------------------------
 
-    @precondition(lambda self: any(m.fates <= ACTIONABLE for m in self.m.money.values()))
     @rule(
         i=st.integers(0, 50),
         action=st.sampled_from(["retry", "attach", "refund", "resolve"]),
@@ -544,7 +559,9 @@ class IntegrityMachine(RuleBasedStateMachine):
     )
     def admin_acts(self, i: int, action: str, j: int) -> None:
         money = pick([m for m in self.m.money.values() if m.fates <= ACTIONABLE], i)
-        target = pick(self.orders(), j) if self.m.orders else None
+        if money is None:
+            return self.skip("admin_acts")
+        target = pick(self.orders(), j)
         self.step(f"admin_{action}", self._admin_acts(money, action, target))
 
     async def _admin_acts(self, money: Money, action: str, target: OrderModel | None) -> None:
@@ -591,10 +608,11 @@ class IntegrityMachine(RuleBasedStateMachine):
 
     # -- faults --------------------------------------------------------------------------
 
-    @precondition(lambda self: bool(self.m.orders))
     @rule(i=st.integers(0, 50))
     def postgres_outage(self, i: int) -> None:
         o = pick(self.orders(), i)
+        if o is None:
+            return self.skip("postgres_outage")
         self.campaign.faults["postgres_stopped"] += 1
         self.step("postgres_outage", self._postgres_outage(o))
 
@@ -609,10 +627,11 @@ class IntegrityMachine(RuleBasedStateMachine):
             await asyncio.to_thread(self.s.pg.start)
         await paying
 
-    @precondition(lambda self: bool(self.m.orders))
     @rule(i=st.integers(0, 50), j=st.integers(0, 50))
     def worker_killed(self, i: int, j: int) -> None:
         o, other = pick(self.orders(), i), pick(self.orders(), j)
+        if o is None or other is None:
+            return self.skip("worker_killed")
         self.campaign.faults["worker_killed"] += 1
         self.step("worker_killed", self._worker_killed(o, other))
 
@@ -729,7 +748,18 @@ class IntegrityMachine(RuleBasedStateMachine):
                 raise AssertionError(f"refund of {m.tx}: {refund_status}")
         return busy
 
+    def _windows_closed(self) -> None:
+        """Time passes in the model too: an order nobody paid whose window has ended (the
+        quiet wait let its close happen) is cancelled, its attempt timed out, whichever rule
+        ran meanwhile."""
+        now = time.time()
+        for o in self.m.orders.values():
+            if "awaiting_payment" in o.statuses and now >= o.expires_at:
+                o.statuses = (o.statuses - {"awaiting_payment"}) | {"cancelled"}
+                o.attempt_pending = {False}
+
     async def _compare(self) -> list[str]:
+        self._windows_closed()
         problems: list[str] = []
         views: dict[str, dict[str, Any]] = {}
         for o in self.m.orders.values():
