@@ -42,9 +42,7 @@ class RejectionLog:
         minute = int(time.time() // 60)
         key = _key(provider, source, minute)
         if key in self._written:
-            self._pending[(provider, source, minute, path)] += 1
-            if self._flusher is None or self._flusher.done():
-                self._flusher = asyncio.create_task(self._flush_soon())
+            self._count_later(provider, source, minute, path)
             return
         self._written.add(key)
         if len(self._written) > 10_000:  # keys of past minutes are never needed again
@@ -53,6 +51,12 @@ class RejectionLog:
             await self._write(provider, source, minute, path, 1, reason)
         except Exception:  # a 401 never becomes a 500 because the log table is unreachable
             log.exception("could not record security event for %s from %s", provider, source)
+            self._count_later(provider, source, minute, path)  # counted by a later flush
+
+    def _count_later(self, provider: str, source: str | None, minute: int, path: str) -> None:
+        self._pending[(provider, source, minute, path)] += 1
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_soon())
 
     async def _flush_soon(self) -> None:
         # Until nothing is left: counts added while a flush was writing are flushed next.
