@@ -10,7 +10,7 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from db.models import Payment, Refund
+from db.models import Refund
 from db.refunds import finish_refund
 from domain.payments import (
     RefundAnswer,
@@ -43,16 +43,11 @@ class RefundActivities:
         pending there (its webhook answers later) or in offline mode (the operator refunds in
         the dashboard). Stripe unreachable: raised, so the server retries."""
         async with self.sessions() as s:
-            # What goes back: the refund's amount (an admin's, of money never stored) or,
-            # for a late payment's automatic refund, its stored payment's.
+            # What goes back: every refund asked for here is recorded as pending first
+            # (owner, admin, unfulfillable, late payment), with the amount paid.
             paid = await s.scalar(
                 select(Refund).where(
                     Refund.provider == run.provider, Refund.transaction_id == run.transaction_id
-                )
-            ) or await s.scalar(
-                select(Payment).where(
-                    Payment.provider == run.provider,
-                    Payment.transaction_id == run.transaction_id,
                 )
             )
         event = f"refund.{run.provider}.api"
