@@ -121,9 +121,10 @@ class Model:
         return {self.products[sku].total - h for h in self.held(sku)}
 
     def stored_on(self, order_id: str) -> bool:
-        """Money was (or may have been) stored against this order: applied or late."""
+        """Money was (or may have been) stored against this order: applied or late (late
+        money stays stored when an admin settles it: resolved, or its refund asked for)."""
         return any(
-            m.fates & {APPLIED, APPLIED_REFUNDED, LATE, LATE_REFUNDED}
+            (m.was_late or m.fates & {APPLIED, APPLIED_REFUNDED, LATE, LATE_REFUNDED})
             and order_id in (m.order_id, m.attached_to)
             for m in self.money.values()
         )

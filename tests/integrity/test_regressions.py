@@ -7,7 +7,9 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from sqlalchemy import select
 
+from db.models import ReconciliationCase
 from domain.payments import confirmation_workflow_id
 from tests.api.test_lifecycle import SHORT, lifecycle_result
 from tests.api.test_webhooks import signed_confirmation
@@ -54,4 +56,50 @@ async def test_create_order__postgres_outage_paying_past_the_window(stack: Stack
     assert (late["refund"]["status"], late["refund"]["requested_by"]) == (
         "pending",
         "system:late_payment",
+    )
+
+
+async def test_create_order__cancel__pay__admin_resolve__pay(stack: Stack) -> None:
+    """A second payment for an order cancelled first, after an admin settled the first late
+    payment: the first stays stored on the order, so the second is parked as already paid,
+    never stored as a second late payment. (The model had forgotten the first once settled;
+    kept here so the behaviour it now predicts is pinned.)"""
+    order = await stack.place_order("razorpay")
+    cancelled = await stack.http.post(f"/orders/{order['id']}/cancel", headers=stack.user())
+    assert cancelled.status_code == 200
+    first, second = (f"pay_{uuid.uuid4().hex[:14]}" for _ in range(2))
+    late = await stack.post("/webhooks/razorpay", signed_confirmation("razorpay", order, first))
+    assert late.json() == {"result": "accepted"}
+    await stack.wait_state(
+        confirmation_workflow_id("razorpay", first), "needs_reconciliation", lambda s: s.parked
+    )
+    resolved = await stack.http.post(
+        f"/admin/payments/razorpay/{first}/resolve",
+        json={"request_id": str(uuid.uuid4()), "note": "paid back by hand"},
+        headers=stack.admin,
+    )
+    assert resolved.status_code == 202, resolved.text
+    assert (await stack.result(confirmation_workflow_id("razorpay", first))).outcome == "resolved"
+    again = await stack.post("/webhooks/razorpay", signed_confirmation("razorpay", order, second))
+    assert again.json() == {"result": "accepted"}
+    await stack.wait_state(
+        confirmation_workflow_id("razorpay", second), "needs_reconciliation", lambda s: s.parked
+    )
+    shown = await stack.order(order["id"])
+    assert shown["status"] == "cancelled"
+    assert [
+        (p["transaction_id"], p["status"]) for p in shown["payments"] if p["transaction_id"]
+    ] == [(first, "paid")]
+    async with stack.sessions() as s:
+        cases = (
+            await s.execute(
+                select(
+                    ReconciliationCase.transaction_id,
+                    ReconciliationCase.kind,
+                    ReconciliationCase.state,
+                ).where(ReconciliationCase.order_id == uuid.UUID(order["id"]))
+            )
+        ).all()
+    assert sorted(cases) == sorted(
+        [(first, "late_payment", "resolved"), (second, "already_paid", "open")]
     )
