@@ -34,13 +34,16 @@ bench-quick: install
 	$(BIN)/paysaga bench --quick
 
 # The model-based integrity campaign (issue 12): `make integrity RUNS=200` runs 200 examples
-# (STEPS steps each at most) against the real stack with faults; figures go to
+# (STEPS steps each at most) against the real stack with faults, in SHARDS processes side by
+# side (each its own stack and seed; MINUTES bounds each by time); the merged figures go to
 # build/integrity-report.json. `make test` runs a bounded one (8 examples of up to 12 steps).
-RUNS  ?= 100
-STEPS ?= 25
+RUNS    ?= 100
+STEPS   ?= 25
+SHARDS  ?= 1
+MINUTES ?= 0
 integrity: install
-	PAYSAGA_INTEGRITY_EXAMPLES=$(RUNS) PAYSAGA_INTEGRITY_STEPS=$(STEPS) \
-		$(BIN)/pytest tests/integrity/test_integrity.py -x -q -s -n 0
+	$(BIN)/python -m tests.integrity.campaign --shards $(SHARDS) --runs $(RUNS) \
+		--steps $(STEPS) --minutes $(MINUTES) $(if $(SEED),--seed $(SEED))
 
 clean:
 	rm -rf $(VENV) .paysaga .pytest_cache .mypy_cache .ruff_cache

@@ -22,7 +22,7 @@ import os
 import random
 import time
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -83,11 +83,15 @@ T = TypeVar("T")
 
 EXAMPLES = int(os.environ.get("PAYSAGA_INTEGRITY_EXAMPLES", "8"))
 STEPS = int(os.environ.get("PAYSAGA_INTEGRITY_STEPS", "12"))
+# A long campaign may be bounded by time instead: once MINUTES have passed, the examples left
+# do nothing (hypothesis cannot be stopped early without a failure).
+MINUTES = float(os.environ.get("PAYSAGA_INTEGRITY_MINUTES", "0"))
 REPORT = Path(os.environ.get("PAYSAGA_INTEGRITY_REPORT", "build/integrity-report.json"))
 QUIET_CAP = 120.0  # seconds the stack may take to become quiet after a step
 # How long a fault may hold an action back: money sent during one may race the window.
 FAULT_DELAY = 10.0
 DB_ERRORS = (DBAPIError, InterfaceError, OSError)
+FAULTS = {"postgres_outage": "postgres_stopped", "worker_killed": "worker_killed"}
 
 
 @dataclass
@@ -95,6 +99,7 @@ class Campaign:
     """What the campaign did, for the report: steps, faults, distinct step sequences."""
 
     seed: int = 0
+    deadline: float = float("inf")  # time.monotonic() past which the campaign is over
     examples: int = 0
     steps: int = 0
     checks: int = 0
@@ -103,19 +108,25 @@ class Campaign:
     sequences: set[tuple[str, ...]] = field(default_factory=set)
     skipped: Counter[str] = field(default_factory=Counter)  # rules with nothing to act on
     # Where the time goes: each rule's own run, and the three parts of the check after it.
-    seconds: Counter[str] = field(default_factory=Counter)
+    seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     # Every failure seen, before shrinking (a shrink can end in hypothesis's own error).
     failures: list[str] = field(default_factory=list)
+
+    def over(self) -> bool:
+        return time.monotonic() > self.deadline
 
     def figures(self) -> dict[str, Any]:
         return {
             "seed": self.seed,
             "examples": self.examples,
             "steps": self.steps,
+            "skips": sum(self.skipped.values()),
             "checks": self.checks,
             "faults": dict(self.faults),
             "faults_total": sum(self.faults.values()),
             "distinct_sequences": len(self.sequences),
+            # The sequences themselves, so shards of one campaign can be merged.
+            "sequences": sorted(" > ".join(x) for x in self.sequences),
             "rules": dict(sorted(self.rules.items())),
             "skipped": dict(sorted(self.skipped.items())),
             "seconds": {k: round(v, 1) for k, v in sorted(self.seconds.items())},
@@ -172,12 +183,21 @@ class IntegrityMachine(RuleBasedStateMachine):
         self.m = Model()
         self._read_from = 0.0  # when the last comparison began reading the orders
         self.sequence: list[str] = []
+        self._acted = True  # whether anything ran since the last check
+        self._last = "products"  # the rule that ran last (the quiet wait is charged to it)
         self.s = self.world.stack
         self.http = self.s.http
 
     # -- plumbing ------------------------------------------------------------------------
 
     def step(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
+        if self.campaign.over():
+            coro.close()
+            return
+        self._acted = True
+        self._last = name.split(":")[0]
+        if name in FAULTS:
+            self.campaign.faults[FAULTS[name]] += 1
         self.sequence.append(name)
         self.campaign.steps += 1
         self.campaign.rules[name] += 1
@@ -192,9 +212,12 @@ class IntegrityMachine(RuleBasedStateMachine):
 
     def skip(self, name: str) -> None:
         """A rule drawn with nothing to act on (no order yet, no parked money)."""
-        self.campaign.skipped[name] += 1
+        if not self.campaign.over():
+            self.campaign.skipped[name] += 1
 
     def teardown(self) -> None:
+        if self.campaign.over() and not self.sequence:
+            return
         self.campaign.examples += 1
         self.campaign.sequences.add(tuple(self.sequence))
 
@@ -251,8 +274,16 @@ class IntegrityMachine(RuleBasedStateMachine):
 
     # -- setup ---------------------------------------------------------------------------
 
-    @initialize()
-    def products(self) -> None:
+    @initialize(
+        first=st.lists(
+            st.tuples(st.sampled_from(PROVIDERS), st.integers(0, 1)), min_size=1, max_size=2
+        )
+    )
+    def products(self, first: list[tuple[str, int]]) -> None:
+        """Two products, then the first orders: a rule drawn with no order to act on is a
+        step that does nothing, and most were, before these."""
+        if self.campaign.over():
+            return
 
         async def create() -> None:
             for currency, amount in (("INR", 49900), ("EUR", 4900)):
@@ -269,6 +300,8 @@ class IntegrityMachine(RuleBasedStateMachine):
                 self.m.products[sku] = ProductModel(sku, amount, currency, 2)
 
         self.world.run(create())
+        for provider, sku_i in first:
+            self.step(f"create_order:{provider}", self._create_order(provider, sku_i))
 
     # -- customers ------------------------------------------------------------------------
 
@@ -621,7 +654,6 @@ class IntegrityMachine(RuleBasedStateMachine):
         o = pick(self.orders(), i)
         if o is None:
             return self.skip("postgres_outage")
-        self.campaign.faults["postgres_stopped"] += 1
         self.step("postgres_outage", self._postgres_outage(o))
 
     async def _postgres_outage(self, o: OrderModel) -> None:
@@ -635,12 +667,13 @@ class IntegrityMachine(RuleBasedStateMachine):
             await asyncio.to_thread(self.s.pg.start)
         await paying
 
-    @rule(i=st.integers(0, 50), j=st.integers(0, 50))
-    def worker_killed(self, i: int, j: int) -> None:
+    @rule(i=st.integers(0, 50), j=st.integers(0, 50), die=st.integers(0, 3))
+    def worker_killed(self, i: int, j: int, die: int) -> None:
+        """One draw in four kills the worker: what it held in flight comes back only once its
+        activity timeout passes (10 to 30 s), which would otherwise be most of a campaign."""
         o, other = pick(self.orders(), i), pick(self.orders(), j)
-        if o is None or other is None:
+        if o is None or other is None or die:
             return self.skip("worker_killed")
-        self.campaign.faults["worker_killed"] += 1
         self.step("worker_killed", self._worker_killed(o, other))
 
     async def _worker_killed(self, o: OrderModel, other: OrderModel) -> None:
@@ -658,6 +691,11 @@ class IntegrityMachine(RuleBasedStateMachine):
 
     @invariant()
     def consistent(self) -> None:
+        """After every step that acted: a skipped step (nothing to act on) changed nothing,
+        and whatever time did meanwhile is checked after the next step that acts."""
+        if not self._acted or self.campaign.over():
+            return
+        self._acted = False
         self.campaign.checks += 1
         try:
             self.world.run(self._consistent())
@@ -669,6 +707,7 @@ class IntegrityMachine(RuleBasedStateMachine):
         clock = time.monotonic()
         await self._quiet()
         self.campaign.seconds["check:quiet"] += time.monotonic() - clock
+        self.campaign.seconds[f"quiet_after:{self._last}"] += time.monotonic() - clock
         clock = time.monotonic()
         problems = await self._compare()
         self.campaign.seconds["check:compare"] += time.monotonic() - clock
@@ -1049,6 +1088,8 @@ def test_integrity_under_any_interleaving(fault_dir: Path, fault_env: dict[str, 
         try:
             IntegrityMachine.world = World(runner, stack)
             IntegrityMachine.campaign = campaign
+            if MINUTES:
+                campaign.deadline = time.monotonic() + MINUTES * 60
             machine = hypothesis_seed(campaign.seed)(IntegrityMachine)
             run_state_machine_as_test(
                 machine,
