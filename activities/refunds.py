@@ -51,11 +51,15 @@ class RefundActivities:
                 )
             )
         event = f"refund.{run.provider}.api"
+        # One key per refund asked for: the same across this activity's retries (a call
+        # whose answer was lost is the same refund), a new one when asked again after a
+        # failure (a refund run is one ask), since the gateway answers a key's first result.
+        key = f"refund-{run.transaction_id}-{activity.info().workflow_run_id}"
         try:
             if run.provider == "stripe" and self.stripe_api is not None:
-                refund = await self.stripe_api.refund(run.transaction_id)
+                refund = await self.stripe_api.refund(run.transaction_id, key)
             elif run.provider == "razorpay" and self.razorpay_api is not None and paid:
-                refund = await self.razorpay_api.refund(run.transaction_id, paid.amount)
+                refund = await self.razorpay_api.refund(run.transaction_id, paid.amount, key)
             else:
                 return None
         except GatewayRefused as exc:

@@ -80,13 +80,14 @@ class RazorpayApi:
         )
         return [_payment(entity) for entity in found.get("items", [])]
 
-    async def refund(self, payment_id: str, amount: int) -> GatewayRefund:
-        """In full, once: the idempotency key makes a retried call the same refund."""
+    async def refund(self, payment_id: str, amount: int, key: str) -> GatewayRefund:
+        """In full, once per `key`: a retried call with it is the same refund (a failed one
+        too, so asking again after a failure takes a new key)."""
         refund = await self._call(
             lambda: self.client.payment.refund(
                 payment_id,
                 {"amount": amount},
-                headers={"X-Refund-Idempotency": f"refund-{payment_id}"},
+                headers={"X-Refund-Idempotency": key},
                 timeout=TIMEOUT,
             )
         )

@@ -103,11 +103,13 @@ class StripeApi:
     async def intent(self, intent_id: str) -> Intent:
         return _intent(await self._call(self.client.v1.payment_intents.retrieve_async(intent_id)))
 
-    async def refund(self, intent_id: str) -> GatewayRefund:
-        """The whole PaymentIntent, once: the key makes a retried call the same refund."""
+    async def refund(self, intent_id: str, key: str) -> GatewayRefund:
+        """The whole PaymentIntent, once per `key`: a retried call with it is the same refund
+        (Stripe answers a key's first result again, a failed refund's too, so asking again
+        after a failure takes a new key)."""
         refund = await self._call(
             self.client.v1.refunds.create_async(
-                {"payment_intent": intent_id}, {"idempotency_key": f"refund-{intent_id}"}
+                {"payment_intent": intent_id}, {"idempotency_key": key}
             )
         )
         return GatewayRefund(

@@ -26,6 +26,7 @@ class RazorpayApiServer:
         self.payments: dict[str, dict[str, Any]] = {}
         self.refunds: dict[str, dict[str, Any]] = {}  # by idempotency key
         self.refund_calls = 0
+        self.fail_refunds = 0  # the next refunds created end `failed` (the bank refused)
         self.lock = threading.Lock()
         self.http = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.http.server_address[1]}"
@@ -147,15 +148,18 @@ class RazorpayApiServer:
                             400, "The refund amount provided is greater than amount captured"
                         )
                         return
-                    payment["amount_refunded"] += amount
-                    payment["status"] = "refunded"
+                    failing = api.fail_refunds > 0
+                    api.fail_refunds -= failing
+                    if not failing:
+                        payment["amount_refunded"] += amount
+                        payment["status"] = "refunded"
                     refund = {
                         "id": "rfnd_" + secrets.token_hex(7),
                         "entity": "refund",
                         "amount": amount,
                         "currency": payment["currency"],
                         "payment_id": payment_id,
-                        "status": "processed",
+                        "status": "failed" if failing else "processed",
                         "created_at": int(time.time()),
                     }
                     api.refunds[key] = refund

@@ -71,6 +71,40 @@ async def test_checkout_return_and_refund_through_the_api(
     assert razorpay_api.payments[payment_id]["amount_refunded"] == 49900
 
 
+async def test_a_refund_asked_again_after_it_failed_is_a_new_refund(
+    stack: Stack, razorpay_api: RazorpayApiServer
+) -> None:
+    """Razorpay answers an idempotency key's first refund again: asking again after a refund
+    failed must take a new key, or the failed refund comes back and the money never does."""
+    order = await stack.place_order("razorpay", amount=49900, currency="INR")
+    payment_id = razorpay_api.pay(order["payment"]["intent_id"])
+    back = await stack.http.post(
+        "/payments/razorpay/verify",
+        json=checkout_return(order, payment_id, secret=KEY_SECRET),
+        headers=stack.user(),
+    )
+    assert back.status_code == 200
+    await stack.result(confirmation_workflow_id("razorpay", payment_id))
+    handle = stack.client.get_workflow_handle(refund_workflow_id("razorpay", payment_id))
+    razorpay_api.fail_refunds = 1
+    asked = await stack.http.post(f"/orders/{order['id']}/refund", headers=stack.admin)
+    assert asked.status_code == 202
+    assert await asyncio.wait_for(handle.result(), timeout=60) == "failed"
+    failed = await stack.order(order["id"])
+    assert (failed["status"], failed["refund"]["status"]) == ("paid", "failed")
+    assert razorpay_api.payments[payment_id]["amount_refunded"] == 0
+
+    again = await stack.http.post(f"/orders/{order['id']}/refund", headers=stack.admin)
+    assert again.status_code == 202 and again.json()["refund"]["status"] == "pending"
+    handle = stack.client.get_workflow_handle(refund_workflow_id("razorpay", payment_id))
+    assert await asyncio.wait_for(handle.result(), timeout=60) == "succeeded"
+    after = await stack.order(order["id"])
+    assert (after["status"], after["refund"]["status"]) == ("refunded", "succeeded")
+    assert razorpay_api.payments[payment_id]["amount_refunded"] == 49900
+    ours = [r for r in razorpay_api.refunds.values() if r["payment_id"] == payment_id]
+    assert sorted(r["status"] for r in ours) == ["failed", "processed"]
+
+
 @pytest.mark.parametrize("stack_env", [{"PAYSAGA_PAYMENT_WINDOW_SECONDS": "4"}], indirect=True)
 async def test_a_payment_whose_webhook_never_came_is_found_before_the_window_closes(
     stack: Stack, razorpay_api: RazorpayApiServer
