@@ -11,6 +11,9 @@ Safe to repair automatically:
   sweep adds nothing to its history.
 - an order whose lifecycle workflow did not start with it (Temporal was down at checkout): it
   is started now, told `paid` if the order was paid meanwhile, so its window still closes.
+- a refund recorded `pending` with no workflow running to ask for it (Temporal was down when
+  it was asked: an owner who gave up, an admin's stock withdrawal): its workflow is started
+  now, as the request would have (idempotent: one already running is the same refund).
 Reported, never guessed: money parked for an admin (unmatched, amount mismatch, already paid,
 late payment) and unmatched cases older than the alert threshold.
 """
@@ -26,17 +29,25 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
-from temporalio.client import Client
-from temporalio.service import RPCError
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
 
 from db import journal
-from db.models import Order, Payment, ReconciliationCase
+from db.models import Order, Payment, ReconciliationCase, Refund
 from db.orders import NotPayable, mark_paid
 from domain.confirmation import ConfirmationState, order_paid_record
-from domain.payments import AdminRequest, OrderStatus, PaymentStatus, confirmation_workflow_id
+from domain.payments import (
+    AdminRequest,
+    OrderStatus,
+    PaymentStatus,
+    RefundRun,
+    confirmation_workflow_id,
+    refund_workflow_id,
+)
 from workflows.confirmation_client import next_attempt_within, running_state
 from workflows.order_client import start_order_lifecycle
 from workflows.order_signals import tell_paid
+from workflows.refund_client import start_refund
 
 log = logging.getLogger("paysaga.reconciliation")
 ACTOR = "system:reconciliation"
@@ -57,6 +68,7 @@ class ReconcileInput:
 class ReconcileReport:
     orders_repaired: list[str] = field(default_factory=list)
     lifecycles_started: list[str] = field(default_factory=list)
+    refunds_started: list[str] = field(default_factory=list)  # "provider:transaction_id"
     retried: list[str] = field(default_factory=list)
     parked: list[str] = field(default_factory=list)  # the first REPORT_LIMIT of them
     parked_total: int = 0
@@ -75,6 +87,7 @@ class ReconciliationActivities:
         info = activity.info()
         run = str(info.workflow_run_id)  # one retry per sweep run and confirmation
         await self._unstarted_lifecycles(inp, report)
+        await self._unstarted_refunds(inp, report)
         await self._stored_not_paid(inp, run, report)
         await self._stuck_workflows(inp, run, report)
         await self._stale_unmatched(inp, report)
@@ -82,6 +95,8 @@ class ReconciliationActivities:
             log.warning(
                 "reconciliation: started %d order lifecycle(s)", len(report.lifecycles_started)
             )
+        if report.refunds_started:
+            log.warning("reconciliation: started %d refund(s)", len(report.refunds_started))
         if report.orders_repaired or report.retried or report.stale_unmatched:
             log.warning(
                 "reconciliation: repaired %d order(s), retried %d confirmation(s), "
@@ -123,6 +138,45 @@ class ReconciliationActivities:
                 await s.execute(
                     update(Order).where(Order.id == order_id).values(lifecycle_started=True)
                 )
+
+    async def _unstarted_refunds(self, inp: ReconcileInput, report: ReconcileReport) -> None:
+        async with self.sessions() as s:
+            rows = (
+                await s.execute(
+                    select(
+                        Refund.provider, Refund.transaction_id, Refund.requested_by, Order.status
+                    )
+                    .outerjoin(Order, Order.id == Refund.order_id)
+                    .where(
+                        Refund.status == "pending",
+                        Refund.created_at
+                        < func.now() - timedelta(seconds=inp.unstarted_after_seconds),
+                    )
+                    .order_by(Refund.created_at)
+                    .limit(500)
+                )
+            ).all()
+        for provider, transaction_id, requested_by, order_status in rows:
+            handle = self.client.get_workflow_handle(refund_workflow_id(provider, transaction_id))
+            try:
+                running = (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+            except RPCError as exc:
+                if exc.status != RPCStatusCode.NOT_FOUND:
+                    log.warning("refund %s %s: not checked: %s", provider, transaction_id, exc)
+                    continue
+                running = False
+            if running:
+                continue
+            # Parked money (never stored, or stored for an order cancelled first) settles its
+            # parked confirmation once back, as the admin's or the late payment's refund does.
+            parked = order_status in (None, OrderStatus.CANCELLED)
+            run = RefundRun(provider, transaction_id, requested_by, settles_parked=parked)
+            try:
+                await start_refund(self.client, inp.task_queue, run)
+            except RPCError as exc:  # the next sweep tries again
+                log.warning("refund %s %s: not started: %s", provider, transaction_id, exc)
+                continue
+            report.refunds_started.append(f"{provider}:{transaction_id}")
 
     async def _retry_if_waiting(
         self,

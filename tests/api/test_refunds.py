@@ -14,11 +14,14 @@ import pytest
 from sqlalchemy import select
 from temporalio.client import WorkflowExecutionStatus
 
+from activities.reconciliation import ReconcileInput
 from db.models import Event, Product, ReconciliationCase, Refund
+from db.refunds import request_refund
 from domain.payments import confirmation_workflow_id, refund_workflow_id
 from tests.api.test_webhooks import signed_confirmation, transaction_of
 from tests.conftest import Stack
 from tests.helpers import count, razorpay_request, standard_request, stripe_request
+from workflows.reconciliation import ReconcileWorkflow
 
 
 async def paid_order(stack: Stack, provider: str, stock: int = 5) -> tuple[dict[str, Any], str]:
@@ -326,3 +329,41 @@ async def test_stock_an_admin_withdraws_cancels_unpaid_and_refunds_paid_orders(
         headers=stack.user(),
     )
     assert sold_out.status_code == 409 and sold_out.json()["unavailable"] == [sku]
+
+
+async def test_sweep_starts_a_refund_whose_workflow_never_started(stack: Stack) -> None:
+    """Temporal down when a refund was asked for (a stock withdrawal, an owner who gave up
+    after a 503): the refund stands `pending` with no workflow to ask the gateway or take
+    its answer. The next reconciliation run starts it; a run while it runs starts nothing."""
+    order, tx = await paid_order(stack, "standard")
+    async with stack.sessions.begin() as s:
+        asked = await request_refund(
+            s,
+            uuid.UUID(order["id"]),
+            actor="admin:ops",
+            is_admin=True,
+            reason="withdrawn",
+            window_seconds=3600,
+        )
+    assert asked.status == "pending"
+    handle = stack.client.get_workflow_handle(refund_workflow_id("standard", tx))
+
+    async def sweep() -> list[str]:
+        report = await stack.client.execute_workflow(
+            ReconcileWorkflow.run,
+            ReconcileInput(stack.task_queue, unstarted_after_seconds=0),
+            id=f"reconcile-{uuid.uuid4()}",
+            task_queue=stack.task_queue,
+        )
+        return report.refunds_started
+
+    assert await sweep() == [f"standard:{tx}"]
+    assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+    assert await sweep() == []  # running: the same refund, not a second
+    notice = refund_notice("standard", order, tx)
+    assert (await stack.post("/webhooks/standard", notice)).json() == {"result": "accepted"}
+    assert await asyncio.wait_for(handle.result(), timeout=60) == "succeeded"
+    final = await stack.order(order["id"])
+    assert (final["status"], final["refund"]["status"]) == ("refunded", "succeeded")
+    assert final["refund"]["requested_by"] == "admin:ops"
+    assert await sweep() == []
