@@ -112,8 +112,21 @@ class Campaign:
     # Every failure seen, before shrinking (a shrink can end in hypothesis's own error).
     failures: list[str] = field(default_factory=list)
 
+    started: float = field(default_factory=time.monotonic)
+
     def over(self) -> bool:
         return time.monotonic() > self.deadline
+
+    def report(self, result: str) -> dict[str, Any]:
+        """The figures, written to REPORT (`result`: running, passed or failed)."""
+        figures = self.figures() | {
+            "result": result,
+            "wall_seconds": round(time.monotonic() - self.started, 1),
+            "window_seconds": WINDOW_SECONDS,
+        }
+        REPORT.parent.mkdir(parents=True, exist_ok=True)
+        REPORT.write_text(json.dumps(figures, indent=2) + "\n")
+        return figures
 
     def figures(self) -> dict[str, Any]:
         return {
@@ -220,6 +233,8 @@ class IntegrityMachine(RuleBasedStateMachine):
             return
         self.campaign.examples += 1
         self.campaign.sequences.add(tuple(self.sequence))
+        if self.campaign.examples % 10 == 0:
+            self.campaign.report("running")  # a long campaign's progress, readable meanwhile
 
     async def deliver(self, path: str, request: Request, limit: float = 90) -> dict[str, Any]:
         """As a gateway delivers: retried on 503 (and refused connections) until taken."""
@@ -1080,7 +1095,6 @@ def test_integrity_under_any_interleaving(fault_dir: Path, fault_env: dict[str, 
         f"\nintegrity campaign: seed {campaign.seed} (PAYSAGA_INTEGRITY_SEED to replay), "
         f"{EXAMPLES} examples of up to {STEPS} steps"
     )
-    started = time.monotonic()
     outcome = "failed"
     with asyncio.Runner() as runner:
         stack_cm = open_stack(fault_dir, fault_env)
@@ -1105,13 +1119,7 @@ def test_integrity_under_any_interleaving(fault_dir: Path, fault_env: dict[str, 
             )
             outcome = "passed"
         finally:
-            figures = campaign.figures() | {
-                "result": outcome,
-                "wall_seconds": round(time.monotonic() - started, 1),
-                "window_seconds": WINDOW_SECONDS,
-            }
-            REPORT.parent.mkdir(parents=True, exist_ok=True)
-            REPORT.write_text(json.dumps(figures, indent=2) + "\n")
+            figures = campaign.report(outcome)
             print(f"integrity campaign: {figures}")
             runner.run(stack_cm.__aexit__(None, None, None))
 
