@@ -13,7 +13,8 @@ Safe to repair automatically:
   is started now, told `paid` if the order was paid meanwhile, so its window still closes.
 - a refund recorded `pending` with no workflow running to ask for it (Temporal was down when
   it was asked: an owner who gave up, an admin's stock withdrawal): its workflow is started
-  now, as the request would have (idempotent: one already running is the same refund).
+  now, as the request would have (idempotent: one already running is the same refund, and
+  the same ask sends the gateway the same idempotency key).
 Reported, never guessed: money parked for an admin (unmatched, amount mismatch, already paid,
 late payment) and unmatched cases older than the alert threshold.
 """
@@ -140,33 +141,58 @@ class ReconciliationActivities:
                 )
 
     async def _unstarted_refunds(self, inp: ReconcileInput, report: ReconcileReport) -> None:
+        """Pending refunds with no answer yet and no workflow running (one visibility query
+        for the running ones, so refunds waiting days for an operator cost nothing). Each
+        is read again after its workflow was seen closed: one that finished meanwhile is
+        left alone. Starting one twice is harmless: the same ask sends the same gateway key."""
+        running = set()
+        query = (
+            f'WorkflowType = "Refund" AND ExecutionStatus = "Running" '
+            f'AND TaskQueue = "{inp.task_queue}"'
+        )
+        async for execution in self.client.list_workflows(query):
+            running.add(execution.id)
         async with self.sessions() as s:
             rows = (
                 await s.execute(
-                    select(
-                        Refund.provider, Refund.transaction_id, Refund.requested_by, Order.status
-                    )
-                    .outerjoin(Order, Order.id == Refund.order_id)
+                    select(Refund.provider, Refund.transaction_id)
                     .where(
                         Refund.status == "pending",
+                        Refund.gateway_refund_id.is_(None),  # answered (partial): a case
                         Refund.created_at
                         < func.now() - timedelta(seconds=inp.unstarted_after_seconds),
                     )
                     .order_by(Refund.created_at)
-                    .limit(500)
                 )
             ).all()
-        for provider, transaction_id, requested_by, order_status in rows:
+        unstarted = [(p, tx) for p, tx in rows if refund_workflow_id(p, tx) not in running][
+            :REPORT_LIMIT
+        ]
+        for provider, transaction_id in unstarted:
             handle = self.client.get_workflow_handle(refund_workflow_id(provider, transaction_id))
             try:
-                running = (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+                if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+                    continue  # started since the list was read
             except RPCError as exc:
                 if exc.status != RPCStatusCode.NOT_FOUND:
                     log.warning("refund %s %s: not checked: %s", provider, transaction_id, exc)
                     continue
-                running = False
-            if running:
-                continue
+            async with self.sessions() as s:
+                still = (
+                    await s.execute(
+                        select(Refund.requested_by, Order.status)
+                        .outerjoin(Order, Order.id == Refund.order_id)
+                        .where(
+                            Refund.provider == provider,
+                            Refund.transaction_id == transaction_id,
+                            Refund.status == "pending",
+                            Refund.gateway_refund_id.is_(None),
+                        )
+                    )
+                ).one_or_none()
+            if still is None:
+                continue  # its workflow finished it meanwhile
+            requested_by, order_status = still
             # Parked money (never stored, or stored for an order cancelled first) settles its
             # parked confirmation once back, as the admin's or the late payment's refund does.
             parked = order_status in (None, OrderStatus.CANCELLED)

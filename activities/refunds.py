@@ -11,7 +11,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from db.models import Refund
-from db.refunds import finish_refund
+from db.refunds import finish_refund, gateway_key
 from domain.payments import (
     RefundAnswer,
     RefundNotice,
@@ -51,10 +51,9 @@ class RefundActivities:
                 )
             )
         event = f"refund.{run.provider}.api"
-        # One key per refund asked for: the same across this activity's retries (a call
-        # whose answer was lost is the same refund), a new one when asked again after a
-        # failure (a refund run is one ask), since the gateway answers a key's first result.
-        key = f"refund-{run.transaction_id}-{activity.info().workflow_run_id}"
+        # One key per ask: the same across retries and restarts (a call whose answer was
+        # lost is the same refund), a new one when asked again after a failure.
+        key = gateway_key(paid) if paid is not None else f"refund-{run.transaction_id}"
         try:
             if run.provider == "stripe" and self.stripe_api is not None:
                 refund = await self.stripe_api.refund(run.transaction_id, key)

@@ -37,6 +37,22 @@ class RefundAsked:
     new: bool  # False: a refund was pending (or done) already, nothing new was asked
 
 
+def new_ask() -> dict[str, str]:
+    """A refund's `detail` when it is asked for: the ask's own id, from which the gateway's
+    idempotency key is made (`gateway_key`). Every retry and restart of one ask sends the
+    same key (the gateway answers it with the same refund, never a second); asking again
+    after a failure is a new ask, so a new key (the gateway answers a key's first result
+    again, a failed one too)."""
+    return {"ask": str(uuid.uuid4())}
+
+
+def gateway_key(refund: Refund) -> str:
+    """The idempotency key of a refund's ask at the gateway. Rows asked for before asks had
+    ids keep the key they were first sent with."""
+    ask = (refund.detail or {}).get("ask")
+    return f"refund-{refund.transaction_id}-{ask}" if ask else f"refund-{refund.transaction_id}"
+
+
 async def request_refund(
     s: AsyncSession,
     order_id: uuid.UUID,
@@ -63,9 +79,10 @@ async def request_refund(
         select(Payment).where(Payment.order_id == order_id, Payment.status == PaymentStatus.PAID)
     )
     assert payment is not None and payment.transaction_id is not None  # a paid order's
-    if existing is not None:  # failed before: asked again
+    if existing is not None:  # failed before: asked again, a new ask (a new gateway key)
         existing.status, existing.reason, existing.requested_by = "pending", reason, actor
-        existing.completed_at = None
+        existing.completed_at, existing.gateway_refund_id = None, None
+        existing.detail = new_ask()
     else:
         s.add(
             Refund(
@@ -77,6 +94,7 @@ async def request_refund(
                 status="pending",
                 reason=reason,
                 requested_by=actor,
+                detail=new_ask(),
             )
         )
     await s.flush()
@@ -126,10 +144,17 @@ async def ask_parked_refund(
             status="pending",
             reason=reason,
             requested_by=actor,
+            detail=new_ask(),
         )
         .on_conflict_do_update(
             constraint="uq_refunds_provider_transaction",
-            set_={"status": "pending", "reason": reason, "requested_by": actor},
+            set_={
+                "status": "pending",
+                "reason": reason,
+                "requested_by": actor,
+                "gateway_refund_id": None,
+                "detail": new_ask(),
+            },
             where=Refund.status == "failed",
         )
         .returning(Refund.id)
@@ -213,7 +238,7 @@ async def finish_refund(s: AsyncSession, notice: RefundNotice, requested_by: str
     if refund.status == "succeeded":
         return "already"
     refund.gateway_refund_id = notice.refund_id
-    refund.detail = {"event_id": notice.event_id, "event_type": notice.event_type}
+    refund.detail = refund.detail | {"event_id": notice.event_id, "event_type": notice.event_type}
     if notice.status != "succeeded":
         refund.status, refund.completed_at = "failed", func.now()
         await journal.emit(
