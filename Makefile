@@ -35,7 +35,7 @@ bench-quick: install
 
 # The model-based integrity campaign (issue 12): `make integrity RUNS=200` runs 200 examples
 # (STEPS steps each at most) against the real stack with faults, in SHARDS processes side by
-# side (each its own stack and seed; MINUTES bounds each by time); the merged figures go to
+# side (RUNS each, each its own stack and seed; MINUTES bounds each by time); merged figures go to
 # build/integrity-report.json. `make test` runs a bounded one (8 examples of up to 12 steps).
 RUNS    ?= 100
 STEPS   ?= 25

@@ -5,7 +5,8 @@ database restarting), so on two cores several shards run side by side, each a py
 process with its own stack (PostgreSQL, Temporal dev server, worker) and its own seed
 (seed, seed + 1, ...). Their reports are merged into one (`build/integrity-report.json`):
 steps, checks, faults and rules summed, distinct sequences counted across shards, and every
-failure with the seed that replays it (`PAYSAGA_INTEGRITY_SEED=<seed> make integrity`).
+failure with the seed that replays it (`make integrity SEED=<seed> RUNS=<the shard's examples>`:
+a shard's seed with as many examples replays its examples in the same order).
 """
 
 from __future__ import annotations

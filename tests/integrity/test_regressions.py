@@ -4,6 +4,7 @@ shortest sequence of steps that showed it (on the in-process stack, so they run 
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -14,6 +15,16 @@ from domain.payments import confirmation_workflow_id
 from tests.api.test_lifecycle import SHORT, lifecycle_result
 from tests.api.test_webhooks import signed_confirmation
 from tests.conftest import Stack
+from tests.integrity.model import (
+    LATE,
+    PARKED,
+    REFUND_PENDING,
+    RESOLVED,
+    Model,
+    Money,
+    OrderModel,
+    payment_fates,
+)
 
 
 async def cancel_audit(stack: Stack, order_id: str) -> list[tuple[str, str]]:
@@ -103,3 +114,18 @@ async def test_create_order__cancel__pay__admin_resolve__pay(stack: Stack) -> No
     assert sorted(cases) == sorted(
         [(first, "late_payment", "resolved"), (second, "already_paid", "open")]
     )
+
+
+def test_create_order__cancel__pay__admin_resolve__pay__model() -> None:
+    """The model's side of the same sequence: late money an admin settled is still stored on
+    its order, so more money for the order is predicted parked, not late again."""
+    order = OrderModel("o1", "razorpay", "SKU", 100, "INR", time.time() - 5, "order_x")
+    order.statuses, order.attempt_pending = {"cancelled"}, {False}
+    model = Model(orders={order.id: order})
+    first = Money("razorpay", "pay_1", 100, "INR", "match", order.id, {LATE})
+    model.money[("razorpay", "pay_1")] = first
+    assert payment_fates(order, model) == ({PARKED}, False)
+    first.fates, first.was_late = {RESOLVED}, True  # what the comparison records
+    assert payment_fates(order, model) == ({PARKED}, False)
+    first.fates = {REFUND_PENDING}  # or its refund asked for instead
+    assert payment_fates(order, model) == ({PARKED}, False)
