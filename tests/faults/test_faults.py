@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 
 import pytest
+from sqlalchemy import select
 
+from db.models import Order, Product
 from tests.faults.conftest import CONFIRMATIONS, FaultStack, Sent, refuse_audit, report
 from workflows.payment_confirmation import AUDIT_FALLBACK
 
@@ -158,3 +161,44 @@ def _count_fallback(s: FaultStack) -> int:
 
 async def _fallback_lines(s: FaultStack, n: int) -> bool:
     return _count_fallback(s) >= n
+
+
+WINDOW_ENV = {
+    "PAYSAGA_RETRY_FIRST_PHASE_SECONDS": "8",
+    "PAYSAGA_RETRY_FAST_MAX_SECONDS": "2",
+    "PAYSAGA_RETRY_SLOW_INITIAL_SECONDS": "2",
+    "PAYSAGA_RETRY_SLOW_MAX_SECONDS": "4",
+    "PAYSAGA_PAYMENT_WINDOW_SECONDS": "6",
+}
+
+
+@pytest.mark.parametrize("fault_env", [WINDOW_ENV])
+async def test_create_order__worker_killed__window_ends(fault_stack: FaultStack) -> None:
+    """The integrity campaign's sequence (seed 1713084962): an order placed just before the
+    worker is SIGKILLed, whose window closes while no worker runs. Its timer fires into the
+    dead worker's sticky queue; once the server gives up on that queue and a worker is back,
+    the order is cancelled, its seat back on sale, its lifecycle `expired`. (The campaign's
+    comparison had caught it in between: its quiet wait was at fault, not the stack.)"""
+    s = fault_stack
+    (order,) = await s.place_orders(1)
+    handle = s.client.get_workflow_handle(f"order-{order['id']}")
+
+    async def timer_set() -> bool:
+        async for event in handle.fetch_history_events():
+            if event.HasField("timer_started_event_attributes"):
+                return True
+        return False
+
+    await s.wait_until("the lifecycle's timer set", timer_set, limit=30)
+    s.kill_worker()
+    await asyncio.sleep(8)  # past the 6 s window, with no worker
+    async with s.sessions() as db:
+        status = await db.scalar(select(Order.status).where(Order.id == uuid.UUID(order["id"])))
+    assert status == "awaiting_payment"  # nothing ran to close it
+    s.start_worker()
+    assert await asyncio.wait_for(handle.result(), timeout=120) == "expired"
+    async with s.sessions() as db:
+        status = await db.scalar(select(Order.status).where(Order.id == uuid.UUID(order["id"])))
+        stock = await db.scalar(select(Product.stock).where(Product.sku.like("SEAT-%")))
+    assert (status, stock) == ("cancelled", 1)
+    await s.check()
