@@ -650,8 +650,15 @@ class IntegrityMachine(RuleBasedStateMachine):
             money.refund = {"pending"} if money.refund <= {None, "pending"} else money.refund
         elif action == "attach" and target is not None and money.fate == PARKED:
             money.fates, may_pay = self._attach_fates(money, target)
-            if may_pay:
+            if money.fates & {APPLIED, LATE}:
+                # Stored on the target: paid with it, or, the target cancelled first, late
+                # money, whose own refund starts at once (pending until the gateway's
+                # notice), as a late payment's does (`... > admin_attach`, seed 1010388590
+                # had the model expect no refund).
                 money.attached_to = target.id
+            if LATE in money.fates:
+                money.refund = money.refund | {"pending"}
+            if may_pay:
                 target.money.add(money.tx)
                 if APPLIED in money.fates:
                     target.statuses = (

@@ -129,3 +129,51 @@ def test_create_order__cancel__pay__admin_resolve__pay__model() -> None:
     assert payment_fates(order, model) == ({PARKED}, False)
     first.fates = {REFUND_PENDING}  # or its refund asked for instead
     assert payment_fates(order, model) == ({PARKED}, False)
+
+
+async def test_pay__pay__cancel__admin_attach(stack: Stack) -> None:
+    """Money parked as already paid (a second payment for a paid order), attached by an admin
+    to another order of the same price that was cancelled meanwhile: it is stored on that
+    order as late money, with its own refund started (pending, `system:late_payment`) and a
+    `late_payment` case; the order stays cancelled. (The model expected no refund.)"""
+    paid = await stack.place_order("standard", stock=5)
+    first, second = (f"txn_{uuid.uuid4().hex[:14]}" for _ in range(2))
+    for tx in (first, second):
+        sent = await stack.post("/webhooks/standard", signed_confirmation("standard", paid, tx))
+        assert sent.json() == {"result": "accepted"}
+    assert (await stack.result(confirmation_workflow_id("standard", first))).outcome == "paid"
+    await stack.wait_state(
+        confirmation_workflow_id("standard", second), "needs_reconciliation", lambda s: s.parked
+    )
+    other = await stack.place_order("standard", stock=5)  # same price, another product
+    cancelled = await stack.http.post(f"/orders/{other['id']}/cancel", headers=stack.user())
+    assert cancelled.status_code == 200
+    attached = await stack.http.post(
+        f"/admin/payments/standard/{second}/attach",
+        json={"request_id": str(uuid.uuid4()), "order_id": other["id"]},
+        headers=stack.admin,
+    )
+    assert attached.status_code == 202, attached.text
+    await stack.wait_state(
+        confirmation_workflow_id("standard", second),
+        "needs_reconciliation",
+        lambda s: s.parked and not s.pending_requests,
+    )
+    late = await stack.order(other["id"])
+    assert late["status"] == "cancelled"
+    stored = [(p["transaction_id"], p["status"]) for p in late["payments"] if p["transaction_id"]]
+    assert stored == [(second, "paid")]
+    assert (late["refund"]["status"], late["refund"]["requested_by"]) == (
+        "pending",
+        "system:late_payment",
+    )
+    assert (await stack.order(paid["id"]))["status"] == "paid"
+    async with stack.sessions() as s:
+        kinds = (
+            await s.execute(
+                select(ReconciliationCase.kind, ReconciliationCase.state).where(
+                    ReconciliationCase.transaction_id == second
+                )
+            )
+        ).all()
+    assert ("late_payment", "open") in kinds
