@@ -35,8 +35,11 @@ REQUESTS = int(os.environ.get("PAYSAGA_TEST_OUTAGE_REQUESTS", "3000"))
 API_REQUESTS = REQUESTS // 10
 SIGNALS = REQUESTS - API_REQUESTS
 # A run continues as new at the first workflow task past the budget; what one task adds (a
-# batch of signals, the final commands) may carry it a little past.
-SLACK = 250
+# batch of signals, the final commands) may carry it past. Under a full `make test` on two
+# workers a flood of 1,500 signals once carried a run to 1,574 events (the worker's task
+# completions arriving late, "Task not found"), so the slack is 750. A run that failed to
+# continue as new would still exceed 1,750 several times over in the 3,000-request test.
+SLACK = 750
 REPORT = Path(os.environ.get("PAYSAGA_OUTAGE_REPORT", "build/long-outage-report.jsonl"))
 
 
