@@ -794,7 +794,6 @@ class IntegrityMachine(RuleBasedStateMachine):
         """What is still in motion: a window past its end not yet closed, a lifecycle still
         finishing, a confirmation not yet parked or done, a refund finishing."""
         busy: list[str] = []
-        now = time.time()
         ids = [uuid.UUID(i) for i in self.m.orders]
         async with self.s.sessions() as s:
             statuses = (
@@ -815,10 +814,6 @@ class IntegrityMachine(RuleBasedStateMachine):
             }
         for o in self.m.orders.values():
             status = statuses[o.id]
-            if status == "awaiting_payment" and now > o.expires_at - NEAR_SECONDS:
-                # Past its window, or closing during the comparison: wait for the close, so
-                # the snapshot compared is one state, not two.
-                busy.append(f"order {o.id} awaiting at its window's end")
             lifecycle = await self._status(order_workflow_id(o.id), final=True)
             if lifecycle == WorkflowExecutionStatus.RUNNING and status != "awaiting_payment":
                 busy.append(f"lifecycle of {o.id} ({status}) finishing")
@@ -850,11 +845,12 @@ class IntegrityMachine(RuleBasedStateMachine):
                     busy.append(f"refund of {m.tx} finishing")
             elif refund_status not in (None, WorkflowExecutionStatus.COMPLETED):
                 raise AssertionError(f"refund of {m.tx}: {refund_status}")
-        # The window check again, as of now: this poll's reads can take seconds (a query to
-        # a workflow whose worker was just killed waits for the server to move it), and an
-        # order read awaiting whose window ends meanwhile is not quiet. Before, the check
-        # passed on the time the poll began, and the comparison right after found the order
-        # past its window (`... > create_order:stripe > worker_killed`, seed 1713084962).
+        # An order read awaiting, past its window or closing before the comparison: wait for
+        # the close, so the snapshot compared is one state, not two. Checked as of the end of
+        # the poll, whose reads can take seconds (a query to a workflow whose worker was just
+        # killed waits for the server to move it): checked as of its start, the comparison
+        # right after once found an order past its window (`... > create_order:stripe >
+        # worker_killed`, seed 1713084962).
         end = time.time()
         for o in self.m.orders.values():
             if statuses[o.id] == "awaiting_payment" and o.expires_at - NEAR_SECONDS < end:
