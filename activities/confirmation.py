@@ -136,6 +136,31 @@ def _printable(value: object, limit: int = 255) -> str:
     return ascii(value)[:limit]
 
 
+async def _store_beside(s: AsyncSession, attempt: Payment, c: Confirmation) -> int | None:
+    """Money an admin attached to an order whose attempt is with another gateway is stored
+    in a row of its own. Written into the attempt, the row would carry one gateway's name
+    with the other's intent id, and the attempt's own checkout return and webhook would no
+    longer find their order. None if the order or this money is stored already."""
+    stored: int | None = await s.scalar(
+        insert(Payment)
+        .values(
+            order_id=attempt.order_id,
+            provider=c.provider,
+            # Unique per gateway, as (provider, transaction_id) is; the intent the money named,
+            # if any, stays in its confirmation and its case.
+            intent_id=f"attached:{c.transaction_id}",
+            transaction_id=c.transaction_id,
+            status=PaymentStatus.PAID,
+            amount=c.amount,
+            currency=c.currency,
+            confirmed_at=func.now(),
+        )
+        .on_conflict_do_nothing()  # also the one-paid-payment-per-order index
+        .returning(Payment.id)
+    )
+    return stored
+
+
 class ConfirmationActivities:
     def __init__(
         self,
@@ -378,23 +403,33 @@ class ConfirmationActivities:
         c = inp.confirmation
         try:
             async with _refusing_bad_data(self.sessions) as s:
-                stored = await s.scalar(
-                    update(Payment)
-                    .where(Payment.id == inp.payment_id, Payment.status.in_(STORABLE))
-                    .values(
-                        status=PaymentStatus.PAID,
-                        provider=c.provider,
-                        transaction_id=c.transaction_id,
-                        confirmed_at=func.now(),
+                attempt = await s.get(Payment, inp.payment_id)
+                if attempt is None or attempt.status not in STORABLE:
+                    stored = None
+                elif attempt.provider != c.provider:
+                    stored = await _store_beside(s, attempt, c)
+                else:
+                    stored = await s.scalar(
+                        update(Payment)
+                        .where(Payment.id == attempt.id, Payment.status.in_(STORABLE))
+                        .values(
+                            status=PaymentStatus.PAID,
+                            transaction_id=c.transaction_id,
+                            confirmed_at=func.now(),
+                        )
+                        .returning(Payment.id)
                     )
-                    .returning(Payment.id)
-                )
                 if stored is None:
-                    row = await s.get(Payment, inp.payment_id)
-                    return (
-                        row is not None
-                        and row.status == PaymentStatus.PAID
-                        and (row.provider, row.transaction_id) == (c.provider, c.transaction_id)
+                    # Stored by an earlier try of this step, or taken by another transaction.
+                    return bool(
+                        await s.scalar(
+                            select(Payment.id).where(
+                                Payment.order_id == as_uuid(inp.order_id),
+                                Payment.status == PaymentStatus.PAID,
+                                Payment.provider == c.provider,
+                                Payment.transaction_id == c.transaction_id,
+                            )
+                        )
                     )
                 await journal.emit(
                     s,

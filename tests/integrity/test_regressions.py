@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from db.models import ReconciliationCase
 from domain.payments import confirmation_workflow_id
+from tests.api.test_checkout_verify import KEY_SECRET, checkout_return
 from tests.api.test_lifecycle import SHORT, lifecycle_result
 from tests.api.test_webhooks import signed_confirmation
 from tests.conftest import Stack
@@ -178,6 +179,55 @@ async def test_pay__pay__cancel__admin_attach(stack: Stack) -> None:
             )
         ).all()
     assert ("late_payment", "open") in kinds
+
+
+@pytest.mark.parametrize("stack_env", [{"PAYSAGA_RAZORPAY_KEY_SECRET": KEY_SECRET}])
+async def test_products__unmatched_stripe__admin_attach__checkout_return(stack: Stack) -> None:
+    """Unmatched Stripe money attached by an admin to a Razorpay order (seed 483996623): it
+    was written into the order's Razorpay attempt under Stripe's name, so the customer's
+    valid checkout return found no such order (404), and the Razorpay payment's webhook would
+    have been parked as unmatched. The Stripe money now has its own row; the attempt keeps
+    its gateway, and the Razorpay payment is parked as the order's second payment."""
+    order = await stack.place_order("razorpay")
+    intent = f"pi_Nx{uuid.uuid4().hex[:14]}"
+    stray = {"payment": {"intent_id": intent}, "amount": order["amount"], "currency": "INR"}
+    sent = await stack.post("/webhooks/stripe", signed_confirmation("stripe", stray, intent))
+    assert sent.json() == {"result": "accepted"}
+    stripe_wf = confirmation_workflow_id("stripe", intent)
+    await stack.wait_state(stripe_wf, "unmatched", lambda s: s.parked)
+    attached = await stack.http.post(
+        f"/admin/payments/stripe/{intent}/attach",
+        json={"request_id": str(uuid.uuid4()), "order_id": order["id"]},
+        headers=stack.admin,
+    )
+    assert attached.status_code == 202, attached.text
+    assert (await stack.result(stripe_wf)).outcome == "paid"
+    paid = await stack.order(order["id"])
+    assert paid["status"] == "paid"
+    rows = {
+        (p["provider"], p["intent_id"], p["transaction_id"], p["status"]) for p in paid["payments"]
+    }
+    assert rows == {
+        ("razorpay", order["payment"]["intent_id"], None, "cancelled"),
+        ("stripe", f"attached:{intent}", intent, "paid"),
+    }
+
+    payment_id = f"pay_{uuid.uuid4().hex[:14]}"
+    answer = await stack.http.post(
+        "/payments/razorpay/verify", json=checkout_return(order, payment_id), headers=stack.user()
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["status"] == "paid" and answer.json()["id"] == order["id"]
+    second = confirmation_workflow_id("razorpay", payment_id)
+    parked = await stack.wait_state(second, "needs_reconciliation", lambda s: s.parked)
+    assert parked.parked_as == "already_paid" and parked.order_id == order["id"]
+    again = await stack.post(
+        "/webhooks/razorpay", signed_confirmation("razorpay", order, payment_id)
+    )
+    assert again.json() == {"result": "duplicate"}
+    after = await stack.order(order["id"])
+    assert after["status"] == "paid"
+    assert [p["transaction_id"] for p in after["payments"] if p["status"] == "paid"] == [intent]
 
 
 async def test_create_order__create_order__checkout_return__the_example_polled_last() -> None:
