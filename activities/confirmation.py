@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -39,6 +39,7 @@ from domain import keys
 from domain.confirmation import AuditRecord
 from domain.money import BIGINT_MAX
 from domain.payments import (
+    ATTACHED,
     LATE_PAYMENT,
     NOT_PAYABLE,
     UNPROCESSABLE,
@@ -136,6 +137,23 @@ def _printable(value: object, limit: int = 255) -> str:
     return ascii(value)[:limit]
 
 
+async def _holds_other_money(s: AsyncSession, order_id: uuid.UUID, c: Confirmation) -> bool:
+    """Has the order stored other money, paid or since refunded? Then it takes no more: the
+    one-paid-payment-per-order index guards only while that money is paid, and an attempt
+    left open beside money attached from another gateway would take its own gateway's money
+    after that money was refunded."""
+    other = await s.scalar(
+        select(Payment.id)
+        .where(
+            Payment.order_id == order_id,
+            Payment.status.in_((PaymentStatus.PAID, PaymentStatus.REFUNDED)),
+            or_(Payment.provider != c.provider, Payment.transaction_id != c.transaction_id),
+        )
+        .limit(1)
+    )
+    return other is not None
+
+
 async def _store_beside(s: AsyncSession, attempt: Payment, c: Confirmation) -> int | None:
     """Money an admin attached to an order whose attempt is with another gateway is stored
     in a row of its own. Written into the attempt, the row would carry one gateway's name
@@ -148,7 +166,7 @@ async def _store_beside(s: AsyncSession, attempt: Payment, c: Confirmation) -> i
             provider=c.provider,
             # Unique per gateway, as (provider, transaction_id) is; the intent the money named,
             # if any, stays in its confirmation and its case.
-            intent_id=f"attached:{c.transaction_id}",
+            intent_id=f"{ATTACHED}{c.transaction_id}",
             transaction_id=c.transaction_id,
             status=PaymentStatus.PAID,
             amount=c.amount,
@@ -404,7 +422,11 @@ class ConfirmationActivities:
         try:
             async with _refusing_bad_data(self.sessions) as s:
                 attempt = await s.get(Payment, inp.payment_id)
-                if attempt is None or attempt.status not in STORABLE:
+                if (
+                    attempt is None
+                    or attempt.status not in STORABLE
+                    or await _holds_other_money(s, attempt.order_id, c)
+                ):
                     stored = None
                 elif attempt.provider != c.provider:
                     stored = await _store_beside(s, attempt, c)

@@ -34,7 +34,7 @@ from db.orders import (
 from db.refunds import RefundRefused, request_refund
 from db.stock import UNFULFILLABLE, WithdrawRefused, withdraw_stock
 from db.tickets import NotPaid, ticket_pdf
-from domain.payments import OrderStatus, RefundRun
+from domain.payments import ATTACHED, OrderStatus, RefundRun
 from gateways.api import GatewayRefused, GatewayUnavailable
 from gateways.stripe_api import StripeApi
 from workflows.order_client import start_order_lifecycle
@@ -307,7 +307,7 @@ async def new_payment_attempt(
             if provider is None:
                 provider = await s.scalar(
                     select(Payment.provider)
-                    .where(Payment.order_id == key)
+                    .where(Payment.order_id == key, ~Payment.intent_id.startswith(ATTACHED))
                     .order_by(Payment.id.desc())
                     .limit(1)
                 )

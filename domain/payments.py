@@ -143,6 +143,10 @@ class RefundAnswer:
 
 LATE_PAYMENT = "system:late_payment"  # who asks for a late payment's refund
 
+# The intent id of a payment row holding money an admin attached from another gateway than
+# the order's attempt: the row is no attempt of its own.
+ATTACHED = "attached:"
+
 
 def refund_workflow_id(provider: str, transaction_id: str) -> str:
     return f"refund-{provider}-{transaction_id}"

@@ -49,7 +49,12 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from db.invariants import check_invariants
 from db.models import AuditEntry, Event, Order, Payment, Product, ReconciliationCase, Refund
-from domain.payments import confirmation_workflow_id, order_workflow_id, refund_workflow_id
+from domain.payments import (
+    ATTACHED,
+    confirmation_workflow_id,
+    order_workflow_id,
+    refund_workflow_id,
+)
 from tests.api.test_lifecycle import failed
 from tests.api.test_refunds import refund_notice
 from tests.api.test_webhooks import signed_confirmation
@@ -925,7 +930,7 @@ class IntegrityMachine(RuleBasedStateMachine):
             p.append(f"order {o.id} awaiting payment past its window")
         # The latest attempt: money an admin attached from another gateway has a row of its
         # own after it (seed 483996623), which is no attempt.
-        attempt = [x for x in view["payments"] if not x["intent_id"].startswith("attached:")][-1]
+        attempt = [x for x in view["payments"] if not x["intent_id"].startswith(ATTACHED)][-1]
         if attempt["intent_id"] != o.intent:
             p.append(f"order {o.id}: latest intent {attempt['intent_id']} != {o.intent}")
         pending = attempt["status"] == "pending"

@@ -4,16 +4,19 @@ shortest sequence of steps that showed it (on the in-process stack, so they run 
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from db.models import ReconciliationCase
-from domain.payments import confirmation_workflow_id
+from domain.payments import ATTACHED, confirmation_workflow_id, refund_workflow_id
 from tests.api.test_checkout_verify import KEY_SECRET, checkout_return
 from tests.api.test_lifecycle import SHORT, lifecycle_result
+from tests.api.test_refunds import refund_notice
 from tests.api.test_webhooks import signed_confirmation
 from tests.conftest import Stack
 from tests.integrity.model import (
@@ -181,6 +184,24 @@ async def test_pay__pay__cancel__admin_attach(stack: Stack) -> None:
     assert ("late_payment", "open") in kinds
 
 
+async def attach_stray_stripe_money(stack: Stack, order: dict[str, Any]) -> str:
+    """Unmatched Stripe money of the order's price, attached to it by an admin (paid)."""
+    intent = f"pi_Nx{uuid.uuid4().hex[:14]}"
+    stray = {"payment": {"intent_id": intent}, "amount": order["amount"], "currency": "INR"}
+    sent = await stack.post("/webhooks/stripe", signed_confirmation("stripe", stray, intent))
+    assert sent.json() == {"result": "accepted"}
+    workflow_id = confirmation_workflow_id("stripe", intent)
+    await stack.wait_state(workflow_id, "unmatched", lambda s: s.parked)
+    attached = await stack.http.post(
+        f"/admin/payments/stripe/{intent}/attach",
+        json={"request_id": str(uuid.uuid4()), "order_id": order["id"]},
+        headers=stack.admin,
+    )
+    assert attached.status_code == 202, attached.text
+    assert (await stack.result(workflow_id)).outcome == "paid"
+    return intent
+
+
 @pytest.mark.parametrize("stack_env", [{"PAYSAGA_RAZORPAY_KEY_SECRET": KEY_SECRET}])
 async def test_products__unmatched_stripe__admin_attach__checkout_return(stack: Stack) -> None:
     """Unmatched Stripe money attached by an admin to a Razorpay order (seed 483996623): it
@@ -189,19 +210,7 @@ async def test_products__unmatched_stripe__admin_attach__checkout_return(stack: 
     have been parked as unmatched. The Stripe money now has its own row; the attempt keeps
     its gateway, and the Razorpay payment is parked as the order's second payment."""
     order = await stack.place_order("razorpay")
-    intent = f"pi_Nx{uuid.uuid4().hex[:14]}"
-    stray = {"payment": {"intent_id": intent}, "amount": order["amount"], "currency": "INR"}
-    sent = await stack.post("/webhooks/stripe", signed_confirmation("stripe", stray, intent))
-    assert sent.json() == {"result": "accepted"}
-    stripe_wf = confirmation_workflow_id("stripe", intent)
-    await stack.wait_state(stripe_wf, "unmatched", lambda s: s.parked)
-    attached = await stack.http.post(
-        f"/admin/payments/stripe/{intent}/attach",
-        json={"request_id": str(uuid.uuid4()), "order_id": order["id"]},
-        headers=stack.admin,
-    )
-    assert attached.status_code == 202, attached.text
-    assert (await stack.result(stripe_wf)).outcome == "paid"
+    intent = await attach_stray_stripe_money(stack, order)
     paid = await stack.order(order["id"])
     assert paid["status"] == "paid"
     rows = {
@@ -209,7 +218,7 @@ async def test_products__unmatched_stripe__admin_attach__checkout_return(stack: 
     }
     assert rows == {
         ("razorpay", order["payment"]["intent_id"], None, "cancelled"),
-        ("stripe", f"attached:{intent}", intent, "paid"),
+        ("stripe", f"{ATTACHED}{intent}", intent, "paid"),
     }
 
     payment_id = f"pay_{uuid.uuid4().hex[:14]}"
@@ -228,6 +237,40 @@ async def test_products__unmatched_stripe__admin_attach__checkout_return(stack: 
     after = await stack.order(order["id"])
     assert after["status"] == "paid"
     assert [p["transaction_id"] for p in after["payments"] if p["status"] == "paid"] == [intent]
+
+
+async def test_create_order__unmatched_stripe__admin_attach__refund__gateway_refunds__pay(
+    stack: Stack,
+) -> None:
+    """Found reviewing the fix above, before any campaign drew it: with the attached money in
+    a row of its own, the order's Razorpay attempt stayed open to money (cancelled, which a
+    late payment may still fill) once that money was refunded, and the one-paid-payment
+    index no longer guarded it. The attempt's own payment was then stored on the refunded
+    order. An order that has held money takes no more: it is parked as already paid."""
+    order = await stack.place_order("razorpay")
+    intent = await attach_stray_stripe_money(stack, order)
+    asked = await stack.http.post(
+        f"/orders/{order['id']}/refund", json={"reason": "cannot attend"}, headers=stack.user()
+    )
+    assert asked.status_code == 202, asked.text
+    notice = await stack.post("/webhooks/stripe", refund_notice("stripe", order, intent))
+    assert notice.json() == {"result": "accepted"}
+    done = stack.client.get_workflow_handle(refund_workflow_id("stripe", intent))
+    assert await asyncio.wait_for(done.result(), timeout=60) == "succeeded"
+    assert (await stack.order(order["id"]))["status"] == "refunded"
+
+    payment_id = f"pay_{uuid.uuid4().hex[:14]}"
+    sent = await stack.post(
+        "/webhooks/razorpay", signed_confirmation("razorpay", order, payment_id)
+    )
+    assert sent.json() == {"result": "accepted"}
+    second = confirmation_workflow_id("razorpay", payment_id)
+    parked = await stack.wait_state(second, "needs_reconciliation", lambda s: s.parked)
+    assert parked.parked_as == "already_paid" and parked.order_id == order["id"]
+    after = await stack.order(order["id"])
+    assert after["status"] == "refunded"
+    rows = {(p["provider"], p["transaction_id"], p["status"]) for p in after["payments"]}
+    assert rows == {("razorpay", None, "cancelled"), ("stripe", intent, "refunded")}
 
 
 async def test_create_order__create_order__checkout_return__the_example_polled_last() -> None:
