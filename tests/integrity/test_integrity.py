@@ -203,6 +203,7 @@ def pick(items: list[T], i: int) -> T | None:
 class IntegrityMachine(RuleBasedStateMachine):
     world: ClassVar[World]
     campaign: ClassVar[Campaign]
+    CASE_PAGE: ClassVar[int] = 500  # the API's largest page of open cases
 
     def __init__(self) -> None:
         super().__init__()
@@ -630,15 +631,28 @@ class IntegrityMachine(RuleBasedStateMachine):
         target = pick(self.orders(), j)
         self.step(f"admin_{action}", self._admin_acts(money, action, target))
 
+    async def _open_cases(self, tx: str) -> list[dict[str, Any]]:
+        """The money's open cases as an admin finds them: every page of the list, oldest
+        first. (The first page alone ran out once a shard's examples had left over 500 cases
+        open: campaign G.)"""
+        listed: list[dict[str, Any]] = []
+        after = 0
+        while True:
+            path = f"/admin/reconciliation?limit={self.CASE_PAGE}&after={after}"
+            page = await self.call("GET", path, admin())
+            assert page.status_code == 200, page.text
+            if not page.json():
+                return listed
+            listed += [c for c in page.json() if c["transaction_id"] == tx]
+            after = page.json()[-1]["id"]
+
     async def _admin_acts(self, money: Money, action: str, target: OrderModel | None) -> None:
         if action == "attach" and target is None:
             action = "retry"
         body: dict[str, Any] = {"request_id": str(uuid.uuid4())}
         body |= {"order_id": target.id} if action == "attach" and target else {}
         body |= {"reason": "integrity", "note": "integrity"}
-        cases = await self.call("GET", "/admin/reconciliation?limit=500", admin())
-        assert cases.status_code == 200
-        listed = [c for c in cases.json() if c["transaction_id"] == money.tx]
+        listed = await self._open_cases(money.tx)
         assert listed, f"parked money {money.provider} {money.tx} has no open case listed"
         path = f"/admin/payments/{money.provider}/{money.tx}/{action}"
         answer = await self.call("POST", path, admin(), body)

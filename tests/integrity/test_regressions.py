@@ -294,3 +294,27 @@ async def test_create_order__create_order__checkout_return__the_example_polled_l
     machine._busy = example  # type: ignore[method-assign]
     await machine._quiet()
     assert calls == ["queue", "example"]
+
+
+async def test_create_order__create_order__unmatched_standard__new_attempt__admin_refund(
+    stack: Stack,
+) -> None:
+    """Not the stack's fault (campaign G, seeds 1332175209 and 1332175210, after 110 to 130
+    examples): the campaign's admin looked for parked money's case on the first page of open
+    cases (500), and the shard's earlier examples had left more than that open. It reads every
+    page now, as an admin must."""
+    txs = [f"txn_{uuid.uuid4().hex[:14]}" for _ in range(3)]
+    for tx in txs:
+        stray = {"payment": {"intent_id": f"int_Nx{tx}"}, "amount": 49900, "currency": "INR"}
+        sent = await stack.post("/webhooks/standard", signed_confirmation("standard", stray, tx))
+        assert sent.json() == {"result": "accepted"}
+        await stack.wait_state(confirmation_workflow_id("standard", tx), "unmatched")
+    first = await stack.http.get("/admin/reconciliation?limit=2", headers=stack.admin)
+    assert txs[-1] not in [c["transaction_id"] for c in first.json()]
+    machine = object.__new__(IntegrityMachine)
+    machine.http = stack.http
+    machine.CASE_PAGE = 2  # type: ignore[misc]  # three cases: two pages
+    for tx in txs:
+        assert [(c["transaction_id"], c["kind"]) for c in await machine._open_cases(tx)] == [
+            (tx, "unmatched")
+        ]
