@@ -19,10 +19,11 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Exists, exists, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
@@ -137,21 +138,17 @@ def _printable(value: object, limit: int = 255) -> str:
     return ascii(value)[:limit]
 
 
-async def _holds_other_money(s: AsyncSession, order_id: uuid.UUID, c: Confirmation) -> bool:
-    """Has the order stored other money, paid or since refunded? Then it takes no more: the
+def _other_money(order_id: Any, c: Confirmation) -> Exists:
+    """The order has stored other money, paid or since refunded: then it takes no more. The
     one-paid-payment-per-order index guards only while that money is paid, and an attempt
     left open beside money attached from another gateway would take its own gateway's money
     after that money was refunded."""
-    other = await s.scalar(
-        select(Payment.id)
-        .where(
-            Payment.order_id == order_id,
-            Payment.status.in_((PaymentStatus.PAID, PaymentStatus.REFUNDED)),
-            or_(Payment.provider != c.provider, Payment.transaction_id != c.transaction_id),
-        )
-        .limit(1)
+    other = aliased(Payment)
+    return exists().where(
+        other.order_id == order_id,
+        other.status.in_((PaymentStatus.PAID, PaymentStatus.REFUNDED)),
+        or_(other.provider != c.provider, other.transaction_id != c.transaction_id),
     )
-    return other is not None
 
 
 async def _store_beside(s: AsyncSession, attempt: Payment, c: Confirmation) -> int | None:
@@ -421,26 +418,31 @@ class ConfirmationActivities:
         c = inp.confirmation
         try:
             async with _refusing_bad_data(self.sessions) as s:
-                attempt = await s.get(Payment, inp.payment_id)
-                if (
-                    attempt is None
-                    or attempt.status not in STORABLE
-                    or await _holds_other_money(s, attempt.order_id, c)
-                ):
-                    stored = None
-                elif attempt.provider != c.provider:
-                    stored = await _store_beside(s, attempt, c)
-                else:
-                    stored = await s.scalar(
-                        update(Payment)
-                        .where(Payment.id == attempt.id, Payment.status.in_(STORABLE))
-                        .values(
-                            status=PaymentStatus.PAID,
-                            transaction_id=c.transaction_id,
-                            confirmed_at=func.now(),
-                        )
-                        .returning(Payment.id)
+                # This gateway's attempt, in one statement (the usual case).
+                stored = await s.scalar(
+                    update(Payment)
+                    .where(
+                        Payment.id == inp.payment_id,
+                        Payment.status.in_(STORABLE),
+                        Payment.provider == c.provider,
+                        ~_other_money(Payment.order_id, c),
                     )
+                    .values(
+                        status=PaymentStatus.PAID,
+                        transaction_id=c.transaction_id,
+                        confirmed_at=func.now(),
+                    )
+                    .returning(Payment.id)
+                )
+                if stored is None:
+                    attempt = await s.get(Payment, inp.payment_id)
+                    if (
+                        attempt is not None
+                        and attempt.provider != c.provider
+                        and attempt.status in STORABLE
+                        and not await s.scalar(select(_other_money(attempt.order_id, c)))
+                    ):
+                        stored = await _store_beside(s, attempt, c)
                 if stored is None:
                     # Stored by an earlier try of this step, or taken by another transaction.
                     return bool(
