@@ -639,12 +639,13 @@ class IntegrityMachine(RuleBasedStateMachine):
         after = 0
         while True:
             path = f"/admin/reconciliation?limit={self.CASE_PAGE}&after={after}"
-            page = await self.call("GET", path, admin())
-            assert page.status_code == 200, page.text
-            if not page.json():
+            answer = await self.call("GET", path, admin())
+            assert answer.status_code == 200, answer.text
+            page = answer.json()
+            if not page:
                 return listed
-            listed += [c for c in page.json() if c["transaction_id"] == tx]
-            after = page.json()[-1]["id"]
+            listed += [c for c in page if c["transaction_id"] == tx]
+            after = page[-1]["id"]
 
     async def _admin_acts(self, money: Money, action: str, target: OrderModel | None) -> None:
         if action == "attach" and target is None:
