@@ -23,7 +23,7 @@ from sqlalchemy import Exists, exists, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import QueryableAttribute, aliased
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
@@ -138,7 +138,7 @@ def _printable(value: object, limit: int = 255) -> str:
     return ascii(value)[:limit]
 
 
-def _other_money(order_id: Any, c: Confirmation) -> Exists:
+def _other_money(order_id: QueryableAttribute[uuid.UUID] | uuid.UUID, c: Confirmation) -> Exists:
     """The order has stored other money, paid or since refunded: then it takes no more. The
     one-paid-payment-per-order index guards only while that money is paid, and an attempt
     left open beside money attached from another gateway would take its own gateway's money
