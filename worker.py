@@ -10,6 +10,7 @@ import signal
 import uvloop
 
 from db.session import make_engine, make_sessionmaker
+from gateways import Gateways
 from observability.logs import configure_logging
 from observability.metrics import serve_worker_metrics
 from observability.tracing import temporal_interceptor, tracer_provider
@@ -20,8 +21,6 @@ from paysaga.temporal import (
     ensure_reconciliation_schedule,
     mail_config,
     metrics_runtime,
-    razorpay_api,
-    stripe_api,
 )
 from workflows.mail_relay import ensure_mail_relay
 
@@ -46,8 +45,7 @@ async def run_worker(settings: Settings) -> None:
         settings.task_queue,
         sandboxed=settings.workflow_sandbox,
         mail=mail,
-        stripe_api=stripe_api(settings),
-        razorpay_api=razorpay_api(settings),
+        gateways=Gateways(settings.env),
     )
     await ensure_reconciliation_schedule(client, settings)
     if mail is not None:

@@ -18,30 +18,27 @@ from domain.payments import (
     RefundRun,
     confirmation_workflow_id,
 )
+from gateways import Gateways
 from gateways.api import GatewayRefused
-from gateways.razorpay_api import RazorpayApi
-from gateways.stripe_api import StripeApi
 
 
 class RefundActivities:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
-        stripe_api: StripeApi | None = None,
-        razorpay_api: RazorpayApi | None = None,
+        gateways: Gateways | None = None,
         client: Client | None = None,
     ) -> None:
         self.sessions = sessions
         self.client = client  # to settle a parked confirmation once its money went back
-        self.stripe_api = stripe_api  # online mode, per gateway
-        self.razorpay_api = razorpay_api
+        self.gateways = gateways  # online mode: the gateways with an API refund there
 
     @activity.defn
     async def refund_at_gateway(self, run: RefundRun) -> RefundNotice | None:
         """Online mode: asks the gateway to refund the payment in full (the idempotency key
         makes a retry the same refund). Its answer, if final; None when the refund is still
         pending there (its webhook answers later) or in offline mode (the operator refunds in
-        the dashboard). Stripe unreachable: raised, so the server retries."""
+        the dashboard). The gateway unreachable: raised, so the server retries."""
         async with self.sessions() as s:
             # What goes back: every refund asked for here is recorded as pending first
             # (owner, admin, unfulfillable, late payment), with the amount paid.
@@ -50,24 +47,22 @@ class RefundActivities:
                     Refund.provider == run.provider, Refund.transaction_id == run.transaction_id
                 )
             )
+        gateway = self.gateways[run.provider] if self.gateways else None
+        if gateway is None or gateway.api is None or paid is None:
+            return None  # offline: the operator refunds in the gateway's dashboard
         event = f"refund.{run.provider}.api"
         # One key per ask: the same across retries and restarts (a call whose answer was
         # lost is the same refund), a new one when asked again after a failure.
-        key = gateway_key(paid) if paid is not None else f"refund-{run.transaction_id}"
+        key = gateway_key(paid)
         try:
-            if run.provider == "stripe" and self.stripe_api is not None:
-                refund = await self.stripe_api.refund(run.transaction_id, key)
-            elif run.provider == "razorpay" and self.razorpay_api is not None and paid:
-                refund = await self.razorpay_api.refund(run.transaction_id, paid.amount, key)
-            else:
-                return None
+            refund = await gateway.api.refund(run.transaction_id, paid.amount, paid.currency, key)
         except GatewayRefused as exc:
             return RefundNotice(
                 run.provider,
                 run.transaction_id,
                 f"refused: {exc}"[:200],
-                paid.amount if paid else 0,
-                paid.currency if paid else "XXX",
+                paid.amount,
+                paid.currency,
                 "failed",
                 "",
                 event,

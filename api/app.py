@@ -48,7 +48,7 @@ def create_app(
         summary="Payment confirmations to exactly-once order status changes, on Temporal.",
         lifespan=lifespan,
     )
-    app.state.deps = Deps(
+    app.state.deps = deps = Deps(
         settings=settings,
         sessions=make_sessionmaker(engine),
         _client=temporal,
@@ -59,8 +59,8 @@ def create_app(
     app.add_middleware(RequestTimer)  # outermost: it times the 401s and 413s at the edge too
     for router, errors in (
         (orders.router, documented(400, 401, 403, 404, 409, 413, 503)),
-        (payments.router, documented(400, 401, 404, 409, 413, 503)),
-        (webhooks.router, documented(400, 401, 413, 415, 503)),
+        (payments.routes(deps.gateways), documented(400, 401, 404, 409, 413, 503)),
+        (webhooks.routes(deps.gateways), documented(400, 401, 413, 415, 503)),
         (admin.router, documented(400, 401, 403, 404, 409, 413, 503)),
         (events.router, documented(400, 401, 403, 413, 503)),
         (health.router, documented(413, 503)),

@@ -10,15 +10,11 @@ from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, Interceptor
 
-from api.errors import Unavailable
+from api.errors import NotFound, Unavailable
 from api.security import RejectionLog
-from gateways import Gateway, gateway_for
-from gateways.razorpay_api import RazorpayApi
-from gateways.stripe_api import StripeApi
+from gateways import Gateway, Gateways
 from paysaga.settings import Settings
 from paysaga.temporal import connect
-
-LIVE_KEYS = ("sk_live_", "rk_live_")
 
 
 @dataclass
@@ -29,22 +25,12 @@ class Deps:
     interceptors: Sequence[Interceptor] = ()
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     rejections: RejectionLog = field(init=False)
-    # Online mode for Stripe (PAYSAGA_STRIPE_API_KEY): intents at checkout, verify; None
-    # offline. One per process, so its circuit breaker sees every call.
-    stripe_api: StripeApi | None = field(init=False)
-    razorpay_api: RazorpayApi | None = field(init=False)
+    # Every gateway, configured once per process, so its API's circuit breaker sees every call.
+    gateways: Gateways = field(init=False)
 
     def __post_init__(self) -> None:
         self.rejections = RejectionLog(self.sessions)
-        s = self.settings
-        self.stripe_api = (
-            StripeApi(s.stripe_api_key, s.stripe_api_base) if s.stripe_api_key else None
-        )
-        self.razorpay_api = (
-            RazorpayApi(s.razorpay_key_id, s.razorpay_key_secret, s.razorpay_api_base)
-            if s.razorpay_key_id and s.razorpay_key_secret
-            else None
-        )
+        self.gateways = Gateways(self.settings.env)
 
     async def temporal(self) -> Client:
         """Connects on first use, so the API starts (and says it is not ready) without Temporal."""
@@ -60,15 +46,9 @@ class Deps:
         return self._client
 
     def gateway(self, provider: str) -> Gateway:
-        s = self.settings
-        secrets = {
-            "razorpay": s.razorpay_webhook_secrets,
-            "stripe": s.stripe_webhook_secrets,
-            "standard": s.standard_webhook_secrets,
-        }[provider]
-        key = s.stripe_api_key
-        livemode = None if provider != "stripe" or not key else key.startswith(LIVE_KEYS)
-        return gateway_for(provider, secrets, livemode)
+        if provider not in self.gateways:
+            raise NotFound(f"no gateway {provider}")
+        return self.gateways[provider]
 
 
 async def get_deps(request: Request) -> Deps:  # async: no thread-pool hop per request

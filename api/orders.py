@@ -6,7 +6,7 @@ import logging
 import uuid
 from dataclasses import replace
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Response
 from pydantic import AfterValidator, BaseModel, EmailStr, Field, StringConstraints
@@ -35,8 +35,8 @@ from db.refunds import RefundRefused, request_refund
 from db.stock import UNFULFILLABLE, WithdrawRefused, withdraw_stock
 from db.tickets import NotPaid, ticket_pdf
 from domain.payments import ATTACHED, OrderStatus, RefundRun
-from gateways.api import GatewayRefused, GatewayUnavailable
-from gateways.stripe_api import StripeApi
+from gateways import registry
+from gateways.api import GatewayApi, GatewayRefused, GatewayUnavailable
 from workflows.order_client import start_order_lifecycle
 from workflows.order_signals import tell_closed
 from workflows.refund_client import start_refund
@@ -59,6 +59,15 @@ Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 MinorUnits = Annotated[int, Field(strict=True, ge=0, le=10**15)]
 
 
+def _registered(name: str) -> str:
+    if not registry.is_registered(name):
+        raise ValueError(f"must be one of the gateways: {', '.join(registry.names())}")
+    return name
+
+
+Provider = Annotated[str, StringConstraints(max_length=64), AfterValidator(_registered)]
+
+
 class ProductIn(BaseModel):
     sku: Sku
     name: Name
@@ -79,7 +88,7 @@ class AttendeeIn(BaseModel):
 
 class OrderIn(BaseModel):
     items: Annotated[list[ItemIn], Field(min_length=1, max_length=100)]
-    provider: Literal["razorpay", "stripe", "standard"]
+    provider: Provider
     attendee: AttendeeIn | None = None
 
 
@@ -164,8 +173,9 @@ async def place_order(body: OrderIn, caller: CurrentCaller, deps: DepsDep) -> di
             order_id, expires_at = await create_order(s, new)
             view = await order_view(s, order_id)  # in the same transaction: one round trip less
     except (OutOfStock, MixedCurrencies, PriceChanged) as exc:
-        if new.order_id is not None and new.provider == "stripe" and deps.stripe_api:
-            await _cancel_quietly(deps.stripe_api, new.intent_id)
+        api = deps.gateway(new.provider).api
+        if new.order_id is not None and api is not None:
+            await _cancel_quietly(api, new.intent_id)
         if isinstance(exc, OutOfStock):
             raise Conflict(f"unknown sku or not enough stock: {exc}", unavailable=exc.skus) from exc
         if isinstance(exc, PriceChanged):
@@ -183,32 +193,25 @@ async def _gateway_first(deps: Deps, new: NewOrder) -> tuple[NewOrder, str | Non
     """Online checkout (SEQ-BP-002): the gateway's intent first (a Stripe PaymentIntent, a
     Razorpay order), for the quoted amount and the order id it will have; only then the
     stock. The gateway down: 503, nothing reserved. Offline: the order as it is. Returns it
-    with the intent, and Stripe's client secret."""
-    stripe_api = deps.stripe_api if new.provider == "stripe" else None
-    razorpay_api = deps.razorpay_api if new.provider == "razorpay" else None
-    if stripe_api is None and razorpay_api is None:
+    with the intent, and the browser's key to pay it (Stripe's client secret)."""
+    api = deps.gateway(new.provider).api
+    if api is None:
         return new, None
     async with deps.sessions() as s:
         amount, currency = await quote(s, new.items)
     order_id = uuid.uuid4()
-    secret = None
     try:
-        if stripe_api is not None:
-            intent = await stripe_api.create_intent(str(order_id), amount, currency)
-            intent_id, secret = intent.id, intent.client_secret
-        else:
-            assert razorpay_api is not None
-            # A Razorpay order left unpaid (no stock here) simply expires at Razorpay.
-            intent_id = await razorpay_api.create_order(str(order_id), amount, currency)
+        # A gateway order left unpaid (no stock here) is cancelled, or expires there.
+        intent = await api.create_intent(str(order_id), amount, currency)
     except (GatewayUnavailable, GatewayRefused) as exc:
         raise Unavailable(
             f"the payment gateway is unavailable; nothing was reserved: {exc}"
         ) from exc
-    online = replace(new, intent_id=intent_id, order_id=order_id, quoted=(amount, currency))
-    return online, secret
+    online = replace(new, intent_id=intent.intent_id, order_id=order_id, quoted=(amount, currency))
+    return online, intent.client_secret
 
 
-async def _cancel_quietly(api: StripeApi, intent_id: str) -> None:
+async def _cancel_quietly(api: GatewayApi, intent_id: str) -> None:
     """An intent for an order that was not made: cancelled, so nobody can pay it. Best
     effort: one left behind cannot be paid into an order (its metadata names none that
     exists), and a payment to it would be parked as unmatched."""
@@ -291,7 +294,7 @@ async def cancel_order(order_id: str, caller: CurrentCaller, deps: DepsDep) -> d
 
 
 class AttemptIn(BaseModel):
-    provider: Literal["razorpay", "stripe", "standard"] | None = None
+    provider: Provider | None = None
 
 
 @router.post("/orders/{order_id}/payments", status_code=201)

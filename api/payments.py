@@ -1,13 +1,11 @@
 """Synchronous confirmation: the customer's browser returns from the gateway's checkout.
 
-Stripe: the return carries the PaymentIntent's id; it is looked up at Stripe (online mode),
-and one that has succeeded is confirmed for the amount Stripe received.
-
-Razorpay's checkout hands the browser `razorpay_order_id`, `razorpay_payment_id` and
-`razorpay_signature`, the hex HMAC-SHA256 of `"{order_id}|{payment_id}"` with the API key
-secret: proof that this payment paid this Razorpay order, whose amount is fixed. The proof
-starts the same `payment-razorpay-{payment_id}` workflow the webhook starts, so whichever of
-the two comes second is a duplicate, and the payment is stored and applied once.
+`POST /payments/{name}/verify` for every registered gateway with a checkout return
+(`gateways.checkout`): Stripe's return carries the PaymentIntent's id, looked up at Stripe and
+confirmed once it has succeeded, for what Stripe received; Razorpay's carries a signature with
+the API key secret, proof that this payment paid this Razorpay order, whose amount is fixed.
+The proof starts the same `payment-{provider}-{transaction_id}` workflow the webhook starts, so
+whichever of the two comes second is a duplicate, and the payment is stored and applied once.
 
 The answer waits briefly for the order to be paid: 200 with the order once it is (never
 before the payment is stored: the order is read from the database), else 202 `processing`,
@@ -19,16 +17,15 @@ is a 503; the gateway's webhook still confirms the payment.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 import time
 import uuid
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, StringConstraints
+from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, InterfaceError
 
@@ -38,87 +35,74 @@ from api.errors import BadRequest, Conflict, NotFound, Unavailable
 from db.models import Order, Payment
 from db.orders import order_view
 from domain.payments import Confirmation, OrderStatus, confirmation_workflow_id
-from gateways.api import GatewayRefused, GatewayUnavailable
+from gateways import SignatureError, registry
+from gateways.api import GatewayUnavailable
+from gateways.checkout import Attempt, NotSucceeded, NotVerifiable, UnknownIntent
 from observability.logs import log_context
 from workflows.confirmation_client import start_confirmation
 
 log = logging.getLogger("paysaga.payments")
-router = APIRouter()
 
 WAIT_SECONDS = 3.0  # how long the browser's request waits for "paid" before 202
-RazorpayId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]{1,64}$")]
-HexSignature = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{64}$")]
+Endpoint = Callable[[BaseModel, Request, Any, Deps], Awaitable[JSONResponse]]
 
 
-class RazorpayReturn(BaseModel):
-    razorpay_order_id: RazorpayId
-    razorpay_payment_id: RazorpayId
-    razorpay_signature: HexSignature
+def routes(gateways: registry.Gateways) -> APIRouter:
+    """A verify route for every gateway with a checkout return, each with its own body."""
+    router = APIRouter()
+    for gateway in gateways:
+        if gateway.checkout is None:
+            continue
+        router.add_api_route(
+            f"/payments/{gateway.name}/verify",
+            _endpoint(gateway.name, gateway.checkout.body),
+            methods=["POST"],
+            name=f"{gateway.name}_verify",
+            summary=f"{gateway.name} checkout return",
+            responses={202: {"description": "verified; the payment is being confirmed"}},
+        )
+    return router
 
 
-def razorpay_checkout_signature(key_secret: str, order_id: str, payment_id: str) -> str:
-    message = f"{order_id}|{payment_id}".encode()
-    return hmac.new(key_secret.encode(), message, hashlib.sha256).hexdigest()
+def _endpoint(provider: str, body_model: type[BaseModel]) -> Endpoint:
+    async def verify(
+        body: BaseModel, request: Request, caller: CurrentCaller, deps: DepsDep
+    ) -> JSONResponse:
+        return await checkout_return(provider, body, request, caller.sub, caller.is_admin, deps)
+
+    verify.__annotations__["body"] = body_model  # FastAPI reads the body's model from here
+    return verify
 
 
-@router.post(
-    "/payments/razorpay/verify",
-    responses={202: {"description": "verified; the payment is being confirmed"}},
-)
-async def razorpay_verify(
-    body: RazorpayReturn, request: Request, caller: CurrentCaller, deps: DepsDep
+async def checkout_return(
+    provider: str, body: BaseModel, request: Request, sub: str, is_admin: bool, deps: Deps
 ) -> JSONResponse:
-    secret = deps.settings.razorpay_key_secret
-    if not secret:
-        # Not a 503: retrying will not help. The webhook still confirms the payment.
-        raise Conflict("offline mode (no Razorpay API keys): checkout returns are not verified")
-    expected = razorpay_checkout_signature(secret, body.razorpay_order_id, body.razorpay_payment_id)
-    if not hmac.compare_digest(expected, body.razorpay_signature.lower()):
-        source = request.client.host if request.client else None
-        await deps.rejections.record("razorpay", source, "bad checkout signature", request.url.path)
-        log.warning("rejected razorpay checkout return from %s: bad signature", source)
-        raise BadRequest("razorpay_signature does not match this order and payment")
-    attempt = await _attempt(deps, caller.sub, caller.is_admin, "razorpay", body.razorpay_order_id)
-    confirmation = Confirmation(
-        provider="razorpay",
-        transaction_id=body.razorpay_payment_id,
-        intent_id=body.razorpay_order_id,
-        # The signature proves this payment paid this Razorpay order, whose amount is fixed.
-        amount=attempt.amount,
-        currency=attempt.currency,
-        event_id=f"checkout:{body.razorpay_payment_id}",
-        event_type="checkout.verified",
-        order_id=str(attempt.order_id),
-        received_at=time.time(),
-    )
-    return await _confirm_and_answer(deps, confirmation, attempt.order_id)
-
-
-class StripeReturn(BaseModel):
-    payment_intent: Annotated[str, StringConstraints(pattern=r"^pi_[A-Za-z0-9_]{1,250}$")]
-
-
-@router.post(
-    "/payments/stripe/verify",
-    responses={202: {"description": "succeeded at Stripe; the payment is being confirmed"}},
-)
-async def stripe_verify(body: StripeReturn, caller: CurrentCaller, deps: DepsDep) -> JSONResponse:
-    """The browser returns from Stripe with `payment_intent`: it is looked up at Stripe, and
-    only a PaymentIntent that has succeeded is confirmed, for what Stripe received."""
-    if deps.stripe_api is None:
-        raise Conflict("offline mode (no Stripe API key): returns are not verified")
-    attempt = await _attempt(deps, caller.sub, caller.is_admin, "stripe", body.payment_intent)
+    checkout = deps.gateway(provider).checkout
+    assert checkout is not None  # only gateways with a checkout return have this route
     try:
-        intent = await deps.stripe_api.intent(body.payment_intent)
+        checkout.check(body)
+    except NotVerifiable as exc:
+        # Not a 503: retrying will not help. The webhook still confirms the payment.
+        raise Conflict(str(exc)) from exc
+    except SignatureError as exc:
+        source = request.client.host if request.client else None
+        await deps.rejections.record(provider, source, "bad checkout signature", request.url.path)
+        log.warning("rejected %s checkout return from %s: bad signature", provider, source)
+        raise BadRequest(str(exc)) from exc
+    attempt = await _attempt(deps, sub, is_admin, provider, checkout.intent_id(body))
+    try:
+        confirmation = await checkout.confirmation(
+            body,
+            Attempt(str(attempt.order_id), attempt.amount, attempt.currency),
+            time.time(),
+        )
     except GatewayUnavailable as exc:
-        raise Unavailable(f"Stripe did not answer: {exc}") from exc
-    except GatewayRefused as exc:
-        raise NotFound("no such PaymentIntent at Stripe") from exc
-    if intent.status != "succeeded":
-        raise Conflict(f"the PaymentIntent has not succeeded (it is {intent.status})")
-    confirmation = intent.confirmation(
-        f"return:{intent.id}", "payment_intent.verified", str(attempt.order_id), time.time()
-    )
+        raise Unavailable(f"the gateway did not answer: {exc}") from exc
+    except UnknownIntent as exc:
+        raise NotFound(str(exc)) from exc
+    except NotSucceeded as exc:
+        raise Conflict(str(exc)) from exc
+    assert attempt.order_id is not None
     return await _confirm_and_answer(deps, confirmation, attempt.order_id)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Literal
 
 from fastapi import APIRouter, Request
@@ -22,14 +23,13 @@ from api.deps import Deps
 from api.errors import ApiError, BadRequest, Unauthorized, UnsupportedMediaType
 from db.orders import end_attempt, payment_already_confirmed
 from domain.payments import AttemptEnd, Confirmation, PaymentStatus
-from gateways import MalformedEvent, SignatureError
+from gateways import MalformedEvent, SignatureError, registry
 from observability.logs import log_context
 from observability.metrics import WEBHOOKS
 from workflows.confirmation_client import start_confirmation
 from workflows.refund_client import tell_refund
 
 log = logging.getLogger("paysaga.webhooks")
-router = APIRouter()
 
 Result = dict[str, Literal["accepted", "duplicate", "ignored"]]
 
@@ -103,7 +103,7 @@ async def _verified_handle(provider: str, request: Request, deps: Deps) -> Resul
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "application/json":
         raise UnsupportedMediaType("webhook body must be application/json")
-    gateway = deps.gateway(provider)
+    gateway = deps.gateway(provider).webhooks
     try:
         gateway.verify(body, request.headers, time.time())
     except SignatureError as exc:
@@ -132,16 +132,23 @@ async def _verified_handle(provider: str, request: Request, deps: Deps) -> Resul
     return {"result": result}
 
 
-@router.post("/webhooks/razorpay")
-async def razorpay_webhook(request: Request, deps: DepsDep) -> Result:
-    return await _handle("razorpay", request, deps)
+def routes(gateways: registry.Gateways) -> APIRouter:
+    """`POST /webhooks/{name}` for every registered gateway, each its own route (and its own
+    entry in the OpenAPI document), built when the app is."""
+    router = APIRouter()
+    for gateway in gateways:
+        router.add_api_route(
+            f"/webhooks/{gateway.name}",
+            _endpoint(gateway.name),
+            methods=["POST"],
+            name=f"{gateway.name}_webhook",
+            summary=f"{gateway.name} webhook",
+        )
+    return router
 
 
-@router.post("/webhooks/stripe")
-async def stripe_webhook(request: Request, deps: DepsDep) -> Result:
-    return await _handle("stripe", request, deps)
+def _endpoint(provider: str) -> Callable[[Request, Deps], Awaitable[Result]]:
+    async def webhook(request: Request, deps: DepsDep) -> Result:
+        return await _handle(provider, request, deps)
 
-
-@router.post("/webhooks/standard")
-async def standard_webhook(request: Request, deps: DepsDep) -> Result:
-    return await _handle("standard", request, deps)
+    return webhook

@@ -1,5 +1,6 @@
-"""What every gateway API adapter shares (online mode): its two failures, the refund it
-reports in one vocabulary, and a circuit breaker.
+"""What every gateway API adapter offers (online mode), as one protocol: create and cancel the
+checkout's intent, look a payment up, refund; its two failures, the refund it reports in one
+vocabulary, and a circuit breaker.
 
 A breaker stops calling a gateway that failed `FAILURES` times running, for `OPEN_SECONDS`:
 a checkout then answers 503 at once, with nothing reserved, instead of each customer waiting
@@ -10,6 +11,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Protocol
+
+from domain.payments import Confirmation
 
 FAILURES = 5
 OPEN_SECONDS = 30.0
@@ -29,6 +33,35 @@ class GatewayRefund:
     status: str  # succeeded, pending, failed (Stripe's words; Razorpay's `processed` is succeeded)
     amount: int
     currency: str
+
+
+@dataclass(frozen=True)
+class CheckoutIntent:
+    """What the gateway made for a checkout: the attempt's intent id, and the browser's key to
+    pay it where the gateway has one (Stripe's client secret)."""
+
+    intent_id: str
+    client_secret: str | None = None
+
+
+class GatewayApi(Protocol):
+    """A gateway's API, as the checkout, the look-up and the refund use it."""
+
+    async def create_intent(self, order_id: str, amount: int, currency: str) -> CheckoutIntent:
+        """The intent a checkout pays, for this amount and this (not yet stored) order id."""
+
+    async def cancel_intent(self, intent_id: str) -> None:
+        """An intent for an order that was not made: nobody can pay it any more. A gateway
+        whose intents simply expire does nothing."""
+
+    async def look_up(self, order_id: str, intent_id: str, now: float) -> Confirmation | str:
+        """A payment the gateway reports for this intent, as its webhook would have told it;
+        or the gateway's word for what it has instead (`requires_payment_method`, ...)."""
+
+    async def refund(
+        self, transaction_id: str, amount: int, currency: str, key: str
+    ) -> GatewayRefund:
+        """In full, once per `key`: a retried call with it is the same refund."""
 
 
 class Breaker:

@@ -1,4 +1,5 @@
-"""What every gateway adapter offers: verify, parse, and mint an offline intent id."""
+"""What every gateway's webhook adapter offers (verify, parse, mint an offline intent id), and
+the strict parsing helpers the adapters share."""
 
 from __future__ import annotations
 
@@ -127,7 +128,9 @@ def money(
         raise MalformedEvent(str(exc)) from exc
 
 
-class Gateway(ABC):
+class WebhookAdapter(ABC):
+    """One gateway's webhook scheme: its signature, its event vocabulary, its id shapes."""
+
     name: str
 
     def __init__(self, secrets: tuple[str, ...], livemode: bool | None = None) -> None:

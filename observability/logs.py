@@ -26,7 +26,7 @@ from temporalio.worker import (
     Interceptor,
 )
 
-from domain.payments import PROVIDERS
+from gateways import registry
 
 FIELDS = ("workflow_id", "transaction_id", "order_id")
 _context: ContextVar[dict[str, str]] = ContextVar("paysaga_log_context", default={})  # noqa: B039 (never mutated)
@@ -48,7 +48,7 @@ def ids_of_workflow(workflow_id: str) -> dict[str, str]:
     kind, _, rest = workflow_id.partition("-")
     if kind in ("payment", "refund"):
         provider, _, tx = rest.partition("-")
-        if provider in PROVIDERS and tx:
+        if registry.is_registered(provider) and tx:
             fields["transaction_id"] = tx
     elif kind == "order" and rest:
         fields["order_id"] = rest

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from domain.payments import RecoveryTiming
-
-
-def _secrets(value: str | None) -> tuple[str, ...]:
-    return tuple(s.strip() for s in (value or "").split(",") if s.strip())
+from gateways import Gateways
 
 
 @dataclass(frozen=True)
@@ -25,14 +22,6 @@ class Settings:
     temporal_port: int
     temporal_ui_port: int
     jwt_secret: str | None
-    razorpay_webhook_secrets: tuple[str, ...]
-    stripe_webhook_secrets: tuple[str, ...]
-    standard_webhook_secrets: tuple[str, ...]
-    razorpay_key_id: str | None
-    razorpay_key_secret: str | None
-    stripe_api_key: str | None
-    stripe_api_base: str | None
-    razorpay_api_base: str | None  # tests point it at a server speaking Razorpay's API
     payment_window_seconds: int
     refund_window_seconds: int
     recovery: RecoveryTiming
@@ -47,6 +36,8 @@ class Settings:
     worker_metrics_host: str
     worker_metrics_port: int | None  # None: no metrics server (0: a free port)
     public_url: str  # where links in mails point (the API's base URL)
+    # Every PAYSAGA_ variable as given: each gateway reads its own (`gateways.registry`).
+    env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -63,14 +54,6 @@ class Settings:
             temporal_port=temporal_port,
             temporal_ui_port=int(e.get("PAYSAGA_TEMPORAL_UI_PORT", "8233")),
             jwt_secret=e.get("PAYSAGA_JWT_SECRET") or None,
-            razorpay_webhook_secrets=_secrets(e.get("PAYSAGA_RAZORPAY_WEBHOOK_SECRETS")),
-            stripe_webhook_secrets=_secrets(e.get("PAYSAGA_STRIPE_WEBHOOK_SECRETS")),
-            standard_webhook_secrets=_secrets(e.get("PAYSAGA_STANDARD_WEBHOOK_SECRETS")),
-            razorpay_key_id=e.get("PAYSAGA_RAZORPAY_KEY_ID") or None,
-            razorpay_key_secret=e.get("PAYSAGA_RAZORPAY_KEY_SECRET") or None,
-            stripe_api_key=e.get("PAYSAGA_STRIPE_API_KEY") or None,
-            stripe_api_base=e.get("PAYSAGA_STRIPE_API_BASE") or None,
-            razorpay_api_base=e.get("PAYSAGA_RAZORPAY_API_BASE") or None,
             payment_window_seconds=int(e.get("PAYSAGA_PAYMENT_WINDOW_SECONDS", "900")),
             refund_window_seconds=int(e.get("PAYSAGA_REFUND_WINDOW_SECONDS", "1209600")),
             recovery=RecoveryTiming(
@@ -93,18 +76,12 @@ class Settings:
             if (port := e.get("PAYSAGA_WORKER_METRICS_PORT"))
             else None,
             public_url=(e.get("PAYSAGA_PUBLIC_URL") or f"http://127.0.0.1:{api_port}").rstrip("/"),
+            env={k: v for k, v in e.items() if k.startswith("PAYSAGA_")},
         )
 
     def secrets(self) -> tuple[str, ...]:
         """Every configured secret: logs must never carry one (`observability.logs.Redact`)."""
-        found = (
-            self.jwt_secret,
-            *self.razorpay_webhook_secrets,
-            *self.stripe_webhook_secrets,
-            *self.standard_webhook_secrets,
-            self.razorpay_key_secret,
-            self.stripe_api_key,
-        )
+        found = (self.jwt_secret, *Gateways(self.env).secrets())
         return tuple(s for s in found if s)
 
     def require_database_url(self) -> str:

@@ -21,8 +21,7 @@ from activities.notifications import MailConfig, NotificationActivities
 from activities.orders import OrderActivities
 from activities.reconciliation import ReconcileInput, ReconciliationActivities
 from activities.refunds import RefundActivities
-from gateways.razorpay_api import RazorpayApi
-from gateways.stripe_api import StripeApi
+from gateways import Gateways
 from mail.smtp import SmtpServer
 from observability.logs import LogContext
 from paysaga.settings import Settings
@@ -96,8 +95,7 @@ def build_worker(
     *,
     sandboxed: bool = False,
     mail: MailConfig | None = None,
-    stripe_api: StripeApi | None = None,
-    razorpay_api: RazorpayApi | None = None,
+    gateways: Gateways | None = None,
 ) -> Worker:
     """The worker, by default without the workflow sandbox.
 
@@ -109,7 +107,8 @@ def build_worker(
     call or a non-deterministic change fails a test instead of a payment.
     PAYSAGA_WORKFLOW_SANDBOX=true turns the sandbox back on.
 
-    `mail`: the relay's activity is registered only where SMTP is configured.
+    `mail`: the relay's activity is registered only where SMTP is configured. `gateways`:
+    their APIs look payments up and refund (online mode); None, offline.
     """
     if sandboxed:
         precompile_workflows()
@@ -120,30 +119,14 @@ def build_worker(
         workflow_runner=SandboxedWorkflowRunner() if sandboxed else UnsandboxedWorkflowRunner(),
         activities=[
             *ConfirmationActivities(sessions, client).all(),
-            *OrderActivities(sessions, client, stripe_api, razorpay_api).all(),
-            *RefundActivities(sessions, stripe_api, razorpay_api, client).all(),
+            *OrderActivities(sessions, client, gateways).all(),
+            *RefundActivities(sessions, gateways, client).all(),
             ReconciliationActivities(sessions, client).reconcile,
             *([NotificationActivities(sessions, mail).relay_mail] if mail else []),
         ],
         # The client's interceptors (tracing) apply to the worker too; this one adds the
         # workflow's ids to every line an activity logs.
         interceptors=[LogContext()],
-    )
-
-
-def stripe_api(settings: Settings) -> StripeApi | None:
-    """Online mode for Stripe when its API key is set."""
-    if not settings.stripe_api_key:
-        return None
-    return StripeApi(settings.stripe_api_key, settings.stripe_api_base)
-
-
-def razorpay_api(settings: Settings) -> RazorpayApi | None:
-    """Online mode for Razorpay when its key id and secret are set."""
-    if not (settings.razorpay_key_id and settings.razorpay_key_secret):
-        return None
-    return RazorpayApi(
-        settings.razorpay_key_id, settings.razorpay_key_secret, settings.razorpay_api_base
     )
 
 

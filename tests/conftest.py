@@ -25,15 +25,10 @@ from db.migrate import upgrade
 from db.session import make_engine, make_sessionmaker
 from domain.confirmation import ConfirmationState
 from domain.payments import ConfirmationOutcome
+from gateways import Gateways
 from paysaga.postgres import EmbeddedPostgres
 from paysaga.settings import Settings
-from paysaga.temporal import (
-    build_worker,
-    mail_config,
-    razorpay_api,
-    replay_failures,
-    stripe_api,
-)
+from paysaga.temporal import build_worker, mail_config, replay_failures
 from tests.helpers import SECRETS
 from workflows.mail_relay import ensure_mail_relay, relay_workflow_id
 from workflows.order_lifecycle import ORDER_STATE
@@ -207,8 +202,7 @@ async def stack(
             task_queue,
             sandboxed=settings.workflow_sandbox,
             mail=mail,
-            stripe_api=stripe_api(settings),
-            razorpay_api=razorpay_api(settings),
+            gateways=Gateways(settings.env),
         ),
         httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://paysaga/api/v1"

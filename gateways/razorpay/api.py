@@ -21,7 +21,14 @@ from razorpay.errors import (  # type: ignore[import-untyped]
     ServerError,
 )
 
-from gateways.api import Breaker, GatewayRefund, GatewayRefused, GatewayUnavailable
+from domain.payments import Confirmation
+from gateways.api import (
+    Breaker,
+    CheckoutIntent,
+    GatewayRefund,
+    GatewayRefused,
+    GatewayUnavailable,
+)
 
 TIMEOUT = 10.0
 
@@ -64,7 +71,7 @@ class RazorpayApi:
         self.breaker.record(True)
         return result
 
-    async def create_order(self, order_id: str, amount: int, currency: str) -> str:
+    async def create_intent(self, order_id: str, amount: int, currency: str) -> CheckoutIntent:
         """The Razorpay order the checkout pays (its id is the attempt's intent id)."""
         created = await self._call(
             lambda: self.client.order.create(
@@ -72,7 +79,28 @@ class RazorpayApi:
                 timeout=TIMEOUT,
             )
         )
-        return str(created["id"])
+        return CheckoutIntent(str(created["id"]))
+
+    async def cancel_intent(self, intent_id: str) -> None:
+        """Nothing to do: a Razorpay order nobody pays expires at Razorpay."""
+
+    async def look_up(self, order_id: str, intent_id: str, now: float) -> Confirmation | str:
+        payments = await self.payments_of(intent_id)
+        captured = [p for p in payments if p.status == "captured"]
+        if not captured:
+            return payments[-1].status if payments else "no_payment"
+        p = captured[0]  # a second captured payment arrives as a duplicate order payment
+        return Confirmation(
+            provider="razorpay",
+            transaction_id=p.id,
+            intent_id=intent_id,
+            amount=p.amount,
+            currency=p.currency,
+            event_id=f"lookup:{p.id}",
+            event_type="payment.looked_up",
+            order_id=order_id,
+            received_at=now,
+        )
 
     async def payments_of(self, razorpay_order_id: str) -> list[RazorpayPayment]:
         found = await self._call(
@@ -80,12 +108,14 @@ class RazorpayApi:
         )
         return [_payment(entity) for entity in found.get("items", [])]
 
-    async def refund(self, payment_id: str, amount: int, key: str) -> GatewayRefund:
+    async def refund(
+        self, transaction_id: str, amount: int, currency: str, key: str
+    ) -> GatewayRefund:
         """In full, once per `key`: a retried call with it is the same refund (a failed one
         too, so asking again after a failure takes a new key)."""
         refund = await self._call(
             lambda: self.client.payment.refund(
-                payment_id,
+                transaction_id,
                 {"amount": amount},
                 headers={"X-Refund-Idempotency": key},
                 timeout=TIMEOUT,

@@ -13,10 +13,10 @@ import stripe
 
 from domain.payments import AttemptEnd, Confirmation, PaymentStatus, RefundNotice
 from gateways.base import (
-    Gateway,
     GatewayEvent,
     MalformedEvent,
     SignatureError,
+    WebhookAdapter,
     dig,
     hint,
     identifier_at,
@@ -26,6 +26,7 @@ from gateways.base import (
     reason,
     text,
 )
+from gateways.stripe.received import received_field
 
 TOLERANCE_SECONDS = 300
 TIMESTAMP = re.compile(r"[0-9]{1,12}", re.ASCII)
@@ -36,7 +37,7 @@ ENDING_EVENTS = {
 }
 
 
-class StripeGateway(Gateway):
+class StripeWebhooks(WebhookAdapter):
     name = "stripe"
 
     def _verify(self, body: bytes, headers: Mapping[str, str], now: float) -> None:
@@ -107,13 +108,8 @@ class StripeGateway(Gateway):
             return GatewayEvent(event_id, event_type, None, refund=notice)
         if event_type not in CONFIRMING_EVENTS:
             return GatewayEvent(event_id, event_type, None)
-        # amount_received is what was actually captured, not what was asked for. Stripe always
-        # sends it; the localstripe emulator does not, and then a succeeded intent received
-        # its amount.
-        received = "amount_received"
         obj = dig(data, *intent)
-        if isinstance(obj, dict) and received not in obj and obj.get("status") == "succeeded":
-            received = "amount"
+        received = (received_field(obj) if isinstance(obj, dict) else None) or "amount_received"
         amount, currency = money(data, (*intent, received), (*intent, "currency"))
         intent_id = identifier_at(data, *intent, "id")
         metadata = data["data"]["object"].get("metadata")

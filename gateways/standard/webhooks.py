@@ -11,9 +11,9 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from domain.payments import AttemptEnd, Confirmation, PaymentStatus, RefundNotice
 from gateways.base import (
-    Gateway,
     GatewayEvent,
     SignatureError,
+    WebhookAdapter,
     hint,
     identifier_at,
     load_json_object,
@@ -33,7 +33,7 @@ ENDING_EVENTS = {
 }
 
 
-class StandardWebhooksGateway(Gateway):
+class StandardWebhooks(WebhookAdapter):
     name = "standard"
 
     def _verify(self, body: bytes, headers: Mapping[str, str], now: float) -> None:

@@ -13,7 +13,14 @@ from typing import Any
 import stripe
 
 from domain.payments import Confirmation
-from gateways.api import Breaker, GatewayRefund, GatewayRefused, GatewayUnavailable
+from gateways.api import (
+    Breaker,
+    CheckoutIntent,
+    GatewayRefund,
+    GatewayRefused,
+    GatewayUnavailable,
+)
+from gateways.stripe.received import received_field
 
 
 @dataclass(frozen=True)
@@ -45,11 +52,9 @@ class Intent:
 
 def _intent(pi: Any) -> Intent:
     metadata = pi.metadata.to_dict() if getattr(pi, "metadata", None) else {}
-    received = getattr(pi, "amount_received", None)
-    if received is None:
-        # Stripe always sends it; localstripe (the emulator the tests run) does not. A
-        # succeeded intent without it received its amount.
-        received = pi.amount if pi.status == "succeeded" else 0
+    fields = pi.to_dict()
+    field = received_field(fields)
+    received = fields[field] if field else 0
     return Intent(
         id=pi.id,
         status=pi.status,
@@ -84,7 +89,7 @@ class StripeApi:
         self.breaker.record(True)
         return result
 
-    async def create_intent(self, order_id: str, amount: int, currency: str) -> Intent:
+    async def create_intent(self, order_id: str, amount: int, currency: str) -> CheckoutIntent:
         pi = await self._call(
             self.client.v1.payment_intents.create_async(
                 {
@@ -95,7 +100,8 @@ class StripeApi:
                 {"idempotency_key": f"checkout-{order_id}"},
             )
         )
-        return _intent(pi)
+        intent = _intent(pi)
+        return CheckoutIntent(intent.id, intent.client_secret)
 
     async def cancel_intent(self, intent_id: str) -> None:
         await self._call(self.client.v1.payment_intents.cancel_async(intent_id))
@@ -103,13 +109,21 @@ class StripeApi:
     async def intent(self, intent_id: str) -> Intent:
         return _intent(await self._call(self.client.v1.payment_intents.retrieve_async(intent_id)))
 
-    async def refund(self, intent_id: str, key: str) -> GatewayRefund:
+    async def look_up(self, order_id: str, intent_id: str, now: float) -> Confirmation | str:
+        intent = await self.intent(intent_id)
+        if intent.status != "succeeded":
+            return intent.status
+        return intent.confirmation(f"lookup:{intent.id}", "payment_intent.looked_up", order_id, now)
+
+    async def refund(
+        self, transaction_id: str, amount: int, currency: str, key: str
+    ) -> GatewayRefund:
         """The whole PaymentIntent, once per `key`: a retried call with it is the same refund
         (Stripe answers a key's first result again, a failed refund's too, so asking again
         after a failure takes a new key)."""
         refund = await self._call(
             self.client.v1.refunds.create_async(
-                {"payment_intent": intent_id}, {"idempotency_key": key}
+                {"payment_intent": transaction_id}, {"idempotency_key": key}
             )
         )
         return GatewayRefund(

@@ -12,9 +12,9 @@ from collections.abc import Mapping
 
 from domain.payments import AttemptEnd, Confirmation, PaymentStatus, RefundNotice
 from gateways.base import (
-    Gateway,
     GatewayEvent,
     SignatureError,
+    WebhookAdapter,
     constant_time_in,
     dig,
     identifier_at,
@@ -29,7 +29,7 @@ CONFIRMING_EVENTS = ("payment.captured", "order.paid")
 REFUND_EVENTS = {"refund.processed": "succeeded", "refund.failed": "failed"}
 
 
-class RazorpayGateway(Gateway):
+class RazorpayWebhooks(WebhookAdapter):
     name = "razorpay"
 
     def _verify(self, body: bytes, headers: Mapping[str, str], now: float) -> None:
