@@ -17,9 +17,10 @@ from temporalio.service import RPCError
 from api.auth import AdminCaller, Caller, CurrentCaller, DepsDep
 from api.deps import Deps
 from api.errors import Conflict, NotFound, Unavailable
+from db.attempts import AttemptRefused, new_attempt
 from db.models import Order, Payment
+from db.order_view import order_view
 from db.orders import (
-    AttemptRefused,
     MixedCurrencies,
     NewOrder,
     OutOfStock,
@@ -27,8 +28,6 @@ from db.orders import (
     close_order,
     create_order,
     create_product,
-    new_attempt,
-    order_view,
     quote,
 )
 from db.refunds import RefundRefused, request_refund

@@ -33,7 +33,7 @@ from api.auth import CurrentCaller, DepsDep
 from api.deps import Deps
 from api.errors import BadRequest, Conflict, NotFound, Unavailable
 from db.models import Order, Payment
-from db.orders import order_view
+from db.order_view import order_view
 from domain.payments import Confirmation, OrderStatus, confirmation_workflow_id
 from gateways import SignatureError, registry
 from gateways.api import GatewayUnavailable

@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError
 from api.auth import DepsDep
 from api.deps import Deps
 from api.errors import ApiError, BadRequest, Unauthorized, UnsupportedMediaType
-from db.orders import end_attempt, payment_already_confirmed
+from db.attempts import end_attempt, payment_already_confirmed
 from domain.payments import AttemptEnd, Confirmation, PaymentStatus
 from gateways import MalformedEvent, SignatureError, registry
 from observability.logs import log_context

@@ -20,7 +20,10 @@ from typing import Any
 
 import psutil
 
-from bench.run import RESULTS, Progress, Stack, completions, dev_stack, load, make_orders
+from bench.progress import Progress
+from bench.report import RESULTS
+from bench.stack import Stack, dev_stack
+from bench.workload import completions, load, make_orders
 from db.session import make_engine
 
 ROLES = {"paysaga.cli worker": "worker", "paysaga.cli api": "api"}

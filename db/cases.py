@@ -9,7 +9,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.models import Payment, ReconciliationCase
-from db.orders import order_view
+from db.order_view import order_view
 
 
 def case_view(c: ReconciliationCase) -> dict[str, Any]:

@@ -1,4 +1,6 @@
-"""Orders and products as the API reads and writes them (the saga's writes are activities)."""
+"""Orders and products as the API writes them: a quote, a new product, an order placed with
+its stock reserved, and the guarded status changes (paid, cancelled, placed) with the stock
+they release. Payment attempts are in `db.attempts`, the order as read in `db.order_view`."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import journal
-from db.models import Order, OrderItem, Payment, Product, Refund, Ticket
+from db.models import Order, OrderItem, Payment, Product
 from domain import keys
 from domain.confirmation import AuditRecord
 from domain.payments import OrderStatus, PaymentStatus
@@ -87,37 +89,17 @@ async def create_product(s: AsyncSession, values: dict[str, Any]) -> bool:
     return created is not None
 
 
+# One reserved line of an order: sku, quantity, name, unit amount, currency.
+_Line = tuple[str, int, str, int, str]
+
+
 async def create_order(s: AsyncSession, new: NewOrder) -> tuple[uuid.UUID, datetime]:
     """Reserves stock for every item or none (the caller's transaction rolls back on raise).
     Returns the order's id and the end of its payment window."""
     order_id = new.order_id or uuid.uuid4()
     expires_at = datetime.now(UTC) + timedelta(seconds=new.window_seconds)
-    lines = []
-    unavailable = []
-    # Sorted, so two orders for the same skus lock rows in the same order (no deadlock).
-    for sku in sorted(new.items):
-        quantity = new.items[sku]
-        row = (
-            await s.execute(
-                update(Product)
-                .where(Product.sku == sku, Product.stock >= quantity)
-                .values(stock=Product.stock - quantity)
-                .returning(Product.name, Product.unit_amount, Product.currency)
-            )
-        ).one_or_none()
-        if row is None:
-            unavailable.append(sku)  # go on: the answer names every unavailable sku
-        else:
-            lines.append((sku, quantity, row.name, row.unit_amount, row.currency))
-    if unavailable:
-        raise OutOfStock(unavailable)
-    currencies = {line[4] for line in lines}
-    if len(currencies) != 1:
-        raise MixedCurrencies(sorted(currencies))
-    currency = currencies.pop()
-    amount = sum(quantity * unit for _, quantity, _, unit, _ in lines)
-    if new.quoted is not None and new.quoted != (amount, currency):
-        raise PriceChanged(f"{new.quoted[0]} {new.quoted[1]} quoted, {amount} {currency} now")
+    lines = await _reserve(s, new.items)
+    amount, currency = _priced(lines, new.quoted)
     s.add(
         Order(
             id=order_id,
@@ -153,6 +135,43 @@ async def create_order(s: AsyncSession, new: NewOrder) -> tuple[uuid.UUID, datet
         {"amount": amount, "currency": currency, "customer_id": new.customer_id},
     )
     return order_id, expires_at
+
+
+async def _reserve(s: AsyncSession, items: dict[str, int]) -> list[_Line]:
+    """Takes every item's quantity off its product's stock; OutOfStock names every sku that
+    is unknown or short (the caller's transaction then rolls back what was taken)."""
+    lines: list[_Line] = []
+    unavailable = []
+    # Sorted, so two orders for the same skus lock rows in the same order (no deadlock).
+    for sku in sorted(items):
+        quantity = items[sku]
+        row = (
+            await s.execute(
+                update(Product)
+                .where(Product.sku == sku, Product.stock >= quantity)
+                .values(stock=Product.stock - quantity)
+                .returning(Product.name, Product.unit_amount, Product.currency)
+            )
+        ).one_or_none()
+        if row is None:
+            unavailable.append(sku)  # go on: the answer names every unavailable sku
+        else:
+            lines.append((sku, quantity, row.name, row.unit_amount, row.currency))
+    if unavailable:
+        raise OutOfStock(unavailable)
+    return lines
+
+
+def _priced(lines: list[_Line], quoted: tuple[int, str] | None) -> tuple[int, str]:
+    """The reserved lines' total, in their one currency, and the same as quoted if quoted."""
+    currencies = {line[4] for line in lines}
+    if len(currencies) != 1:
+        raise MixedCurrencies(sorted(currencies))
+    currency = currencies.pop()
+    amount = sum(quantity * unit for _, quantity, _, unit, _ in lines)
+    if quoted is not None and quoted != (amount, currency):
+        raise PriceChanged(f"{quoted[0]} {quoted[1]} quoted, {amount} {currency} now")
+    return amount, currency
 
 
 async def mark_paid(
@@ -199,10 +218,6 @@ async def mark_paid(
     raise NotPayable(status)
 
 
-class AttemptRefused(Exception):
-    """A new payment attempt is not possible now; the message says why (answered 409)."""
-
-
 CANCEL_REASONS = ("timeout", "customer", "admin")
 
 
@@ -245,6 +260,13 @@ async def close_order(
             await s.execute(select(Order.status, Order.cancel_reason).where(Order.id == order_id))
         ).one_or_none()
         return (False, row.status, row.cancel_reason) if row else (False, None, None)
+    await _wind_down(s, order_id, reason, actor)
+    return True, OrderStatus.CANCELLED, reason
+
+
+async def _wind_down(s: AsyncSession, order_id: uuid.UUID, reason: str, actor: str) -> None:
+    """What the call that cancelled the order does, once: ends its pending attempt, releases
+    its stock, writes `OrderCancelled` and the audit entry."""
     attempt_status = PaymentStatus.TIMEOUT if reason == "timeout" else PaymentStatus.CANCELLED
     ended = (
         await s.execute(
@@ -276,7 +298,6 @@ async def close_order(
             )
         ],
     )
-    return True, OrderStatus.CANCELLED, reason
 
 
 async def release_stock(s: AsyncSession, order_id: uuid.UUID) -> list[tuple[str, int]]:
@@ -303,90 +324,6 @@ async def release_stock(s: AsyncSession, order_id: uuid.UUID) -> list[tuple[str,
     return items
 
 
-async def new_attempt(s: AsyncSession, order_id: uuid.UUID, provider: str, intent_id: str) -> None:
-    """A new payment attempt after a failed or cancelled one, while the window is open.
-
-    The order row is locked first, as `close_order` locks it, so an attempt cannot be added to
-    an order the window is closing at that moment."""
-    row = (
-        await s.execute(
-            select(Order, Order.expires_at <= func.now())
-            .where(Order.id == order_id)
-            .with_for_update(of=Order)
-        )
-    ).one_or_none()
-    if row is None:
-        raise AttemptRefused("no such order")
-    order, expired = row
-    if order.status != OrderStatus.AWAITING_PAYMENT:
-        raise AttemptRefused(f"the order is {order.status}")
-    if expired:
-        raise AttemptRefused("the order's payment window has closed")
-    pending = await s.scalar(
-        select(Payment.intent_id).where(
-            Payment.order_id == order_id, Payment.status == PaymentStatus.PENDING
-        )
-    )
-    if pending is not None:
-        raise AttemptRefused(f"payment attempt {pending} is still pending")
-    s.add(
-        Payment(
-            order_id=order_id,
-            provider=provider,
-            intent_id=intent_id,
-            status=PaymentStatus.PENDING,
-            amount=order.amount,
-            currency=order.currency,
-        )
-    )
-    await s.flush()
-
-
-async def end_attempt(
-    s: AsyncSession,
-    provider: str,
-    intent_id: str,
-    status: PaymentStatus,
-    detail: dict[str, Any],
-) -> uuid.UUID | None:
-    """A gateway says an attempt failed or was cancelled: `pending` becomes `failed` or
-    `cancelled` with its `PaymentFailed` event; the order keeps waiting for payment until its
-    window closes. Only a pending attempt changes: a failure that arrives after the success
-    (webhooks come out of order) changes nothing, and a later success of a failed attempt
-    (Stripe: the customer changes card) is still confirmed by its own workflow.
-    Returns the order id if the attempt changed."""
-    assert status in (PaymentStatus.FAILED, PaymentStatus.CANCELLED)
-    row = (
-        await s.execute(
-            update(Payment)
-            .where(
-                Payment.provider == provider,
-                Payment.intent_id == intent_id,
-                Payment.status == PaymentStatus.PENDING,
-            )
-            .values(status=status)
-            .returning(Payment.order_id, Payment.amount, Payment.currency)
-        )
-    ).one_or_none()
-    if row is None:
-        return None
-    await journal.emit(
-        s,
-        "PaymentFailed",
-        row.order_id,
-        keys.event("PaymentFailed", provider, intent_id),
-        {
-            "provider": provider,
-            "intent_id": intent_id,
-            "status": str(status),
-            "amount": row.amount,
-            "currency": row.currency,
-        }
-        | detail,
-    )
-    return uuid.UUID(str(row.order_id))
-
-
 async def mark_placed(s: AsyncSession, order_id: uuid.UUID) -> bool:
     """`OrderPlaced`, after `OrderPaid`: the order is confirmed for fulfilment. Once."""
     paid = await s.scalar(
@@ -396,88 +333,3 @@ async def mark_placed(s: AsyncSession, order_id: uuid.UUID) -> bool:
         return False
     await journal.emit(s, "OrderPlaced", order_id, keys.event("OrderPlaced", order_id), {})
     return True
-
-
-def refund_view(refund: Refund | None) -> dict[str, object] | None:
-    if refund is None:
-        return None
-    return {
-        "status": refund.status,
-        "amount": refund.amount,
-        "currency": refund.currency,
-        "reason": refund.reason,
-        "requested_by": refund.requested_by,
-        "requested_at": refund.created_at.isoformat(),
-        "completed_at": refund.completed_at.isoformat() if refund.completed_at else None,
-    }
-
-
-async def order_view(s: AsyncSession, order_id: uuid.UUID) -> dict[str, Any] | None:
-    order = await s.get(Order, order_id)
-    if order is None:
-        return None
-    items = (await s.scalars(select(OrderItem).where(OrderItem.order_id == order_id))).all()
-    attempts = (
-        await s.scalars(select(Payment).where(Payment.order_id == order_id).order_by(Payment.id))
-    ).all()
-    ticket = await s.scalar(select(Ticket).where(Ticket.order_id == order_id))
-    refund = await s.scalar(select(Refund).where(Refund.order_id == order_id))
-    payments = [
-        {
-            "provider": p.provider,
-            "intent_id": p.intent_id,
-            "transaction_id": p.transaction_id,
-            "status": p.status,
-            "amount": p.amount,
-            "currency": p.currency,
-            "checkout_url": None,
-            "created_at": p.created_at.isoformat(),
-        }
-        for p in attempts
-    ]
-    return {
-        "id": str(order.id),
-        "customer_id": order.customer_id,
-        "status": order.status,
-        "amount": order.amount,
-        "currency": order.currency,
-        "items": [
-            {"sku": i.sku, "name": i.name, "quantity": i.quantity, "unit_amount": i.unit_amount}
-            for i in items
-        ],
-        "attendee": (
-            {"name": order.attendee_name, "email": order.attendee_email}
-            if order.attendee_name or order.attendee_email
-            else None
-        ),
-        "payment": payments[-1] if payments else None,
-        "payments": payments,
-        "ticket": None
-        if ticket is None
-        else {
-            "code": ticket.code,
-            "url": f"/api/v1/orders/{order.id}/ticket",  # the PDF (owner or admin)
-            "issued_at": ticket.issued_at.isoformat(),
-        },
-        "created_at": order.created_at.isoformat(),
-        "expires_at": order.expires_at.isoformat(),
-        "paid_at": order.paid_at.isoformat() if order.paid_at else None,
-        "cancelled_at": order.cancelled_at.isoformat() if order.cancelled_at else None,
-        "cancel_reason": order.cancel_reason,
-        "refund": refund_view(refund),
-    }
-
-
-async def payment_already_confirmed(s: AsyncSession, provider: str, transaction_id: str) -> bool:
-    """3a: true once this transaction's payment is stored and its order is paid."""
-    found = await s.scalar(
-        select(Payment.id)
-        .join(Order, Order.id == Payment.order_id)
-        .where(
-            Payment.provider == provider,
-            Payment.transaction_id == transaction_id,
-            Payment.status == PaymentStatus.PAID,
-            Order.status == OrderStatus.PAID,
-        )
-    )
-    return found is not None

@@ -98,17 +98,13 @@ async def request_refund(
             )
         )
     await s.flush()
-    await journal.write_audit(
+    await _audit_asked(
         s,
-        [
-            AuditRecord(
-                str(order_id),
-                actor,
-                "refund.requested",
-                f"refund.requested:{payment.provider}:{payment.transaction_id}:{uuid.uuid4()}",
-                {"reason": reason, "amount": payment.amount, "currency": payment.currency},
-            )
-        ],
+        str(order_id),
+        actor,
+        payment.provider,
+        payment.transaction_id,
+        {"reason": reason, "amount": payment.amount, "currency": payment.currency},
     )
     return RefundAsked(payment.provider, payment.transaction_id, "pending", True)
 
@@ -160,23 +156,19 @@ async def ask_parked_refund(
         .returning(Refund.id)
     )
     if asked is not None:
-        await journal.write_audit(
+        await _audit_asked(
             s,
-            [
-                AuditRecord(
-                    str(stored) if stored else None,
-                    actor,
-                    "refund.requested",
-                    f"refund.requested:{provider}:{transaction_id}:{uuid.uuid4()}",
-                    {
-                        "reason": reason,
-                        "amount": amount,
-                        "currency": currency,
-                        "parked": True,
-                    },
-                )
-            ],
+            str(stored) if stored else None,
+            actor,
+            provider,
+            transaction_id,
+            {"reason": reason, "amount": amount, "currency": currency, "parked": True},
         )
+    return await _status_of(s, provider, transaction_id)
+
+
+async def _status_of(s: AsyncSession, provider: str, transaction_id: str) -> str:
+    """The status of the refund of one payment, which exists."""
     status = await s.scalar(
         select(Refund.status).where(
             Refund.provider == provider, Refund.transaction_id == transaction_id
@@ -186,9 +178,61 @@ async def ask_parked_refund(
     return status
 
 
+async def _audit_asked(
+    s: AsyncSession,
+    order_id: str | None,
+    actor: str,
+    provider: str,
+    transaction_id: str,
+    detail: dict[str, object],
+) -> None:
+    """The audit entry of one ask; every ask is its own entry (a new key each time)."""
+    await journal.write_audit(
+        s,
+        [
+            AuditRecord(
+                order_id,
+                actor,
+                "refund.requested",
+                f"refund.requested:{provider}:{transaction_id}:{uuid.uuid4()}",
+                detail,
+            )
+        ],
+    )
+
+
 async def finish_refund(s: AsyncSession, notice: RefundNotice, requested_by: str) -> str:
     """Applies the gateway's answer, once. Returns what it did: `succeeded`, `failed`,
     `already` (told before), `partial` or `unknown` (each of those two opens a case)."""
+    payment, refund = await _lock_refund(s, notice, requested_by)
+    if refund is None:
+        await _open_case(s, notice, None, "a refund for a payment paysaga never stored")
+        return "unknown"
+    if refund.status == "succeeded":
+        return "already"
+    refund.gateway_refund_id = notice.refund_id
+    refund.detail = refund.detail | {"event_id": notice.event_id, "event_type": notice.event_type}
+    if notice.status != "succeeded":
+        await _refund_failed(s, notice, refund)
+        return "failed"
+    if (notice.amount, notice.currency) != (refund.amount, refund.currency):
+        await _open_case(
+            s,
+            notice,
+            refund,
+            f"the gateway refunded {notice.amount} {notice.currency} of "
+            f"{refund.amount} {refund.currency}; paysaga refunds in full",
+        )
+        return "partial"
+    await _refund_succeeded(s, notice, refund, payment)
+    return "succeeded"
+
+
+async def _lock_refund(
+    s: AsyncSession, notice: RefundNotice, requested_by: str
+) -> tuple[Payment | None, Refund | None]:
+    """The notice's payment and refund rows, locked in that order. A refund not asked for
+    here (done at the gateway's dashboard) is added first, for the money paysaga knows of."""
     payment = await s.scalar(
         select(Payment)
         .where(Payment.provider == notice.provider, Payment.transaction_id == notice.transaction_id)
@@ -232,38 +276,33 @@ async def finish_refund(s: AsyncSession, notice: RefundNotice, requested_by: str
         .where(Refund.provider == notice.provider, Refund.transaction_id == notice.transaction_id)
         .with_for_update()
     )
-    if refund is None:
-        await _open_case(s, notice, None, "a refund for a payment paysaga never stored")
-        return "unknown"
-    if refund.status == "succeeded":
-        return "already"
-    refund.gateway_refund_id = notice.refund_id
-    refund.detail = refund.detail | {"event_id": notice.event_id, "event_type": notice.event_type}
-    if notice.status != "succeeded":
-        refund.status, refund.completed_at = "failed", func.now()
-        await journal.emit(
-            s,
-            "RefundFailed",
-            refund.order_id,
-            keys.event("RefundFailed", notice.provider, notice.transaction_id, notice.refund_id),
-            {"provider": notice.provider, "transaction_id": notice.transaction_id},
-        )
-        await _open_case(
-            s,
-            notice,
-            refund,
-            f"the gateway failed refund {notice.refund_id} ({notice.event_type})",
-        )
-        return "failed"
-    if (notice.amount, notice.currency) != (refund.amount, refund.currency):
-        await _open_case(
-            s,
-            notice,
-            refund,
-            f"the gateway refunded {notice.amount} {notice.currency} of "
-            f"{refund.amount} {refund.currency}; paysaga refunds in full",
-        )
-        return "partial"
+    return payment, refund
+
+
+async def _refund_failed(s: AsyncSession, notice: RefundNotice, refund: Refund) -> None:
+    """The gateway failed the refund: `failed`, with its event and a case for the money."""
+    refund.status, refund.completed_at = "failed", func.now()
+    await journal.emit(
+        s,
+        "RefundFailed",
+        refund.order_id,
+        keys.event("RefundFailed", notice.provider, notice.transaction_id, notice.refund_id),
+        {"provider": notice.provider, "transaction_id": notice.transaction_id},
+    )
+    await _open_case(
+        s,
+        notice,
+        refund,
+        f"the gateway failed refund {notice.refund_id} ({notice.event_type})",
+    )
+
+
+async def _refund_succeeded(
+    s: AsyncSession, notice: RefundNotice, refund: Refund, payment: Payment | None
+) -> None:
+    """The money went back in full: the payment and a still-paid order become `refunded`
+    (the order's conditional update decides who releases its stock), `PaymentRefunded` is
+    written and the refund's failure cases are closed."""
     refund.status, refund.completed_at = "succeeded", func.now()
     refunded, released = None, []
     if payment is not None:
@@ -308,7 +347,6 @@ async def finish_refund(s: AsyncSession, notice: RefundNotice, requested_by: str
             )
         ],
     )
-    return "succeeded"
 
 
 async def _open_case(

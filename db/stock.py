@@ -81,17 +81,27 @@ async def withdraw_stock(
     )
     if short == 0:
         return done
+    await _settle_holders(s, done, short, admin, f"{sku} withdrawn by {admin}: {reason}")
+    owed = await s.scalar(select(Product.to_withdraw).where(Product.sku == sku))
+    done.owed = owed or 0
+    return done
+
+
+async def _settle_holders(
+    s: AsyncSession, done: Withdrawal, short: int, admin: str, why: str
+) -> None:
+    """Cancels or refunds the live orders holding the product, unpaid and newest first, until
+    what they hold covers the `short` units not on sale; records each in `done`."""
     holders = await s.execute(
         select(Order.id, Order.status, OrderItem.quantity)
         .join(OrderItem, OrderItem.order_id == Order.id)
         .where(
-            OrderItem.sku == sku,
+            OrderItem.sku == done.sku,
             Order.status.in_((OrderStatus.AWAITING_PAYMENT, OrderStatus.PAID)),
         )
         .order_by((Order.status == OrderStatus.PAID).asc(), Order.created_at.desc())
     )
     covered = 0
-    why = f"{sku} withdrawn by {admin}: {reason}"
     for order_id, status, held in holders.all():
         if covered >= short:
             break
@@ -107,6 +117,3 @@ async def withdraw_stock(
         if asked.status == "pending":
             done.refunds.append((order_id, asked))
             covered += held
-    owed = await s.scalar(select(Product.to_withdraw).where(Product.sku == sku))
-    done.owed = owed or 0
-    return done

@@ -63,6 +63,28 @@ def compose(
     o = letter.order
     hello = f"Hello {o.attendee_name}," if o.attendee_name else "Hello,"
     ref = _short(o.id)
+    subject, body = _wording(letter, organizer, public_url)
+    message = EmailMessage()
+    message["Subject"] = subject
+    message["From"] = formataddr((organizer, sender))
+    message["To"] = letter.recipient
+    message["Message-ID"] = letter.message_id
+    message["Date"] = format_datetime(sent_at)
+    message["X-Paysaga-Order"] = o.id
+    message["X-Paysaga-Notification"] = letter.kind
+    message.set_content("\n".join([hello, "", *body, "", f"— {organizer}", ""]))
+    if pdf is not None:
+        message.add_attachment(
+            pdf, maintype="application", subtype="pdf", filename=f"ticket-{ref}.pdf"
+        )
+    return message
+
+
+def _wording(letter: Letter, organizer: str, public_url: str) -> tuple[str, list[str]]:
+    """The subject and the body's paragraphs of one kind of mail; ValueError for a kind that
+    has none."""
+    o = letter.order
+    ref = _short(o.id)
     total = format_money(o.amount, o.currency)
     if letter.kind == "payment_confirmed":
         subject = f"{organizer}: your ticket (order {ref})"
@@ -101,17 +123,4 @@ def compose(
         ]
     else:
         raise ValueError(f"no mail for {letter.kind!r}")
-    message = EmailMessage()
-    message["Subject"] = subject
-    message["From"] = formataddr((organizer, sender))
-    message["To"] = letter.recipient
-    message["Message-ID"] = letter.message_id
-    message["Date"] = format_datetime(sent_at)
-    message["X-Paysaga-Order"] = o.id
-    message["X-Paysaga-Notification"] = letter.kind
-    message.set_content("\n".join([hello, "", *body, "", f"— {organizer}", ""]))
-    if pdf is not None:
-        message.add_attachment(
-            pdf, maintype="application", subtype="pdf", filename=f"ticket-{ref}.pdf"
-        )
-    return message
+    return subject, body

@@ -17,15 +17,10 @@ import json
 import os
 import sys
 import uuid
-from collections import Counter
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from rich import box
-from rich.console import Console, RenderableType
-from rich.table import Table
-from rich.text import Text
 from temporalio.client import WorkflowQueryFailedError, WorkflowQueryRejectedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -33,8 +28,8 @@ from db.cases import list_cases, payment_details
 from db.invariants import check_invariants
 from db.session import make_engine, make_sessionmaker
 from domain.confirmation import AdminAction
-from domain.money import format_money
 from domain.payments import PROVIDERS, AdminRequest, confirmation_workflow_id
+from paysaga.admin_render import cases_report, clean, emit, show_report
 from paysaga.settings import Settings
 from paysaga.temporal import connect
 from workflows.confirmation_client import ActionRefused, send_admin_action
@@ -44,8 +39,6 @@ NOT_FOUND = 3
 # `show` reports Temporal's side when it answers within this, and says so when it does not.
 TEMPORAL_WAIT_SECONDS = 3.0
 TEMPORAL_RPC_TIMEOUT = timedelta(seconds=5)
-# Tables printed to a pipe or file: wide enough that no column is cut.
-PIPE_WIDTH = 160
 
 
 def add_admin_parser(sub: Any) -> None:
@@ -88,7 +81,7 @@ async def run_admin(settings: Settings, args: argparse.Namespace) -> int:
                 for case in cases:
                     print(json.dumps(case))
             else:
-                _emit(_cases_report(cases, include_resolved=args.all))
+                emit(cases_report(cases, include_resolved=args.all))
             return 0
         if args.admin_command == "show":
             return await _show(settings, sessions, args.provider, args.transaction_id, args.json)
@@ -138,7 +131,7 @@ async def _show(
             else ""
         )
         print(
-            _clean(
+            clean(
                 f"not found: no payment, case or workflow {workflow['id']} for {provider} "
                 f"{transaction_id}{unchecked}"
             ),
@@ -150,7 +143,7 @@ async def _show(
     if as_json:
         print(json.dumps(view))
     else:
-        _emit(_show_report(view))
+        emit(show_report(view))
     return 0
 
 
@@ -193,235 +186,6 @@ async def workflow_view(settings: Settings, workflow_id: str) -> dict[str, Any]:
         return view
     view["state"] = asdict(state)
     return view
-
-
-def _show_report(view: dict[str, Any]) -> list[RenderableType]:
-    now = datetime.now(UTC)
-    out: list[RenderableType] = []
-    payment, order, cases, workflow = (
-        view["payment"],
-        view["order"],
-        view["cases"],
-        view["workflow"],
-    )
-    out.append(Text(f"{view['provider']} {_clean(view['transaction_id'])}", style="bold"))
-    if payment is None:
-        out.append(Text("Payment: none stored for this transaction."))
-    else:
-        amount = format_money(payment["amount"], payment["currency"])
-        out.append(
-            _fields(
-                f"Payment #{payment['id']}",
-                [
-                    ("status", payment["status"]),
-                    ("amount", amount),
-                    ("intent id", payment["intent_id"]),
-                    ("order id", payment["order_id"]),
-                    ("created", _when(payment["created_at"], now)),
-                    ("confirmed", _when(payment["confirmed_at"], now)),
-                ],
-            )
-        )
-    if order is None:
-        out.append(Text("Order: none (no stored payment or case names one)."))
-    else:
-        attendee = order["attendee"]
-        people = (
-            " ".join(
-                part
-                for part in (
-                    attendee["name"],
-                    f"<{attendee['email']}>" if attendee["email"] else "",
-                )
-                if part
-            )
-            if attendee
-            else None
-        )
-        ticket = order["ticket"]
-        attempts = ", ".join(
-            f"{p['provider']} {p['intent_id']} {p['status']}" for p in order["payments"]
-        )
-        out.append(
-            _fields(
-                f"Order {order['id']}",
-                [
-                    ("status", order["status"]),
-                    ("amount", format_money(order["amount"], order["currency"])),
-                    ("customer", order["customer_id"]),
-                    ("attendee", people),
-                    ("created", _when(order["created_at"], now)),
-                    ("expires at", _when(order["expires_at"], now)),
-                    ("paid", _when(order["paid_at"], now)),
-                    ("cancelled", _when(order["cancelled_at"], now)),
-                    ("cancel reason", order["cancel_reason"]),
-                    ("ticket", ticket["code"] if ticket else None),
-                    ("attempts", attempts or None),
-                ],
-            )
-        )
-    if cases:
-        out.append(_cases_table(cases, now, title=f"Cases ({len(cases)})"))
-        for case in cases:
-            if case["resolution"]:
-                when = _when(case["resolved_at"], now)
-                resolution = _clean(case["resolution"])
-                out.append(Text(f"  case {case['id']} resolved {when}: {resolution}"))
-    else:
-        out.append(Text("Cases: none."))
-    rows: list[tuple[str, object]] = [("status", workflow["status"].replace("_", " "))]
-    if workflow["started_at"]:
-        rows.append(("started", _when(workflow["started_at"], now)))
-    if workflow["closed_at"]:
-        rows.append(("closed", _when(workflow["closed_at"], now)))
-    state = workflow["state"]
-    if state is not None:
-        rows += [
-            ("state", state["state"]),
-            ("phase", state["phase"]),
-            ("outcome", state["outcome"]),
-            ("order id", state["order_id"]),
-            ("attached to", state["attach_to"]),
-            ("parked as", state["parked_as"]),
-            ("cases opened", ", ".join(state["cases"]) or None),
-            ("failing steps", "; ".join(f"{k}: {v}" for k, v in state["stuck"].items()) or None),
-            ("ticket", state["ticket_code"]),
-            (
-                "queued requests",
-                ", ".join(
-                    f"{q['action']} by {q['request']['admin']}" for q in state["pending_requests"]
-                )
-                or None,
-            ),
-            ("audit pending", len(state["pending_audit"]) or None),
-            ("run", state["runs"]),
-        ]
-    if workflow["error"]:
-        rows.append(("note", workflow["error"]))
-    out.append(_fields(f"Workflow {workflow['id']}", rows))
-    return out
-
-
-def _fields(title: str, rows: list[tuple[str, object]]) -> Table:
-    table = Table(
-        title=Text(_clean(title), style="bold"),
-        title_justify="left",
-        show_header=False,
-        box=None,
-        padding=(0, 1, 0, 2),
-    )
-    table.add_column(style="dim", no_wrap=True)
-    table.add_column(overflow="fold")
-    for name, value in rows:
-        table.add_row(Text(name), Text("—" if value is None else _clean(str(value))))
-    return table
-
-
-# --- cases --------------------------------------------------------------------------------
-
-
-def _cases_report(cases: list[dict[str, Any]], *, include_resolved: bool) -> list[RenderableType]:
-    if not cases:
-        return [Text("No cases." if include_resolved else "No open cases.")]
-    out: list[RenderableType] = [_cases_table(cases, datetime.now(UTC))]
-    per_kind = Counter(case["kind"] for case in cases)
-    kinds = ", ".join(
-        f"{kind} {n}" for kind, n in sorted(per_kind.items(), key=lambda kv: (-kv[1], kv[0]))
-    )
-    if include_resolved:
-        still_open = sum(case["state"] == "open" for case in cases)
-        total = f"{_plural(len(cases), 'case')} ({still_open} open)"
-    else:
-        total = _plural(len(cases), "open case")
-    out.append(Text(f"{total}: {_clean(kinds)}"))
-    return out
-
-
-def _cases_table(
-    cases: list[dict[str, Any]],
-    now: datetime,
-    *,
-    title: str | None = None,
-) -> Table:
-    table = Table(
-        title=Text(title, style="bold") if title else None,
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        show_edge=False,
-    )
-    table.add_column("id", justify="right", no_wrap=True)
-    table.add_column("kind", no_wrap=True)
-    table.add_column("provider", no_wrap=True)
-    table.add_column("transaction id", overflow="fold")
-    table.add_column("order", no_wrap=True)
-    table.add_column("amount", justify="right", no_wrap=True)
-    table.add_column("opened", no_wrap=True)
-    table.add_column("state", no_wrap=True)
-    table.add_column("reason", overflow="fold")
-    for case in cases:
-        order_id = case["order_id"]
-        table.add_row(
-            Text(str(case["id"])),
-            Text(_clean(case["kind"])),
-            Text(_clean(case["provider"])),
-            Text(_clean(case["transaction_id"])),
-            Text("—" if order_id is None else order_id[:8]),
-            Text(format_money(case["amount"], case["currency"])),
-            Text(_when(case["opened_at"], now) or ""),
-            Text(case["state"], style="green" if case["state"] == "resolved" else "yellow"),
-            Text(_clean(case["reason"] or "")),
-        )
-    return table
-
-
-# --- formatting ---------------------------------------------------------------------------
-
-
-def _emit(renderables: list[RenderableType]) -> None:
-    """rich fits a terminal's width; a pipe or file gets a fixed, wide one and no padding
-    at the ends of lines."""
-    if sys.stdout.isatty():
-        console = Console(highlight=False)
-        for renderable in renderables:
-            console.print(renderable)
-        return
-    console = Console(width=PIPE_WIDTH, highlight=False)
-    with console.capture() as capture:
-        for renderable in renderables:
-            console.print(renderable)
-    lines = capture.get().splitlines()
-    sys.stdout.write("".join(line.rstrip() + "\n" for line in lines))
-
-
-def _age(then: datetime, now: datetime) -> str:
-    seconds = max(0, int((now - then).total_seconds()))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit} ago"
-    return f"{seconds}s ago"
-
-
-def _when(iso: str | None, now: datetime) -> str | None:
-    """ "3m ago (2025-01-31 09:15:02 UTC)"; a time still ahead reads "in 12m"."""
-    if iso is None:
-        return None
-    then = datetime.fromisoformat(iso).astimezone(UTC)
-    stamp = then.strftime("%Y-%m-%d %H:%M:%S UTC")
-    if then > now + timedelta(seconds=1):
-        return f"in {_age(now, then).removesuffix(' ago')} ({stamp})"
-    return f"{_age(then, now)} ({stamp})"
-
-
-def _plural(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
-def _clean(value: str) -> str:
-    """What a gateway sent can reach these tables: escape control characters (a terminal
-    would act on them) rather than print them."""
-    if value.isprintable():
-        return value
-    return "".join(ch if ch.isprintable() or ch == "\n" else repr(ch)[1:-1] for ch in value)
 
 
 def _reason(exc: BaseException) -> str:

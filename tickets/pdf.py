@@ -88,7 +88,15 @@ def _render(doc: TicketDocument, font_path: Path) -> bytes:
     pdf.footer_text = f"Order {doc.order_id}"
     pdf.add_page()
 
-    # Heading: who organises, and that this is a paid ticket.
+    _heading(pdf, doc)
+    _details(pdf, doc, paid_at, ticket_code)
+    _items(pdf, doc)
+    _total(pdf, doc)
+    return bytes(pdf.output())
+
+
+def _heading(pdf: FPDF, doc: TicketDocument) -> None:
+    """Heading: who organises, and that this is a paid ticket."""
     with _bold(pdf, 22):
         pdf.multi_cell(0, 28, doc.organizer, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     _text(pdf, 12, _GREEN)
@@ -97,8 +105,11 @@ def _render(doc: TicketDocument, font_path: Path) -> bytes:
     pdf.set_line_width(0.75)
     pdf.line(_MARGIN, pdf.get_y() + 8, pdf.w - _MARGIN, pdf.get_y() + 8)
 
-    # Details on the left, the QR code on the right with its code printed under it, so a
-    # person at the desk can type it in when a scanner fails.
+
+def _details(pdf: FPDF, doc: TicketDocument, paid_at: datetime, ticket_code: str) -> None:
+    """Details on the left, the QR code on the right with its code printed under it, so a
+    person at the desk can type it in when a scanner fails. The QR code holds `ticket_code`
+    as issued; `doc` is the displayable copy."""
     top = pdf.get_y() + 37
     qr_x = pdf.w - _MARGIN - _QR_SIZE
     quiet = _draw_qr(pdf, ticket_code, qr_x, top)
@@ -125,7 +136,9 @@ def _render(doc: TicketDocument, font_path: Path) -> bytes:
         pdf.ln(7)
     pdf.set_y(max(pdf.get_y(), qr_bottom) + 17)
 
-    # Items: fpdf2's table wraps long names and repeats its heading on a new page.
+
+def _items(pdf: FPDF, doc: TicketDocument) -> None:
+    """Items: fpdf2's table wraps long names and repeats its heading on a new page."""
     heading = FontFace(
         family=_FONT, emphasis="", size_pt=9, color=_MUTED, fill_color=(241, 243, 245)
     )
@@ -145,8 +158,10 @@ def _render(doc: TicketDocument, font_path: Path) -> bytes:
             money = (format_money(unit, doc.currency), format_money(total, doc.currency))
             table.row((line.name, str(line.quantity), *money))
 
-    # The total is what the provider confirmed, not a sum recomputed here. It and the note
-    # under it move to a new page together, never leaving the note alone on one.
+
+def _total(pdf: FPDF, doc: TicketDocument) -> None:
+    """The total is what the provider confirmed, not a sum recomputed here. It and the note
+    under it move to a new page together, never leaving the note alone on one."""
     if pdf.will_page_break(100):
         pdf.add_page()
     pdf.ln(11)
@@ -158,7 +173,6 @@ def _render(doc: TicketDocument, font_path: Path) -> bytes:
         0, 13, "Show the QR code at registration, on paper or on screen. This page is also "
         "your receipt.", new_x=XPos.LMARGIN, new_y=YPos.NEXT
     )  # fmt: skip
-    return bytes(pdf.output())
 
 
 class _TicketPdf(FPDF):

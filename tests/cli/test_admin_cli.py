@@ -18,7 +18,8 @@ import pytest
 
 from domain.payments import confirmation_workflow_id
 from paysaga import cli
-from paysaga.admin_cli import NOT_FOUND, _clean, run_admin
+from paysaga.admin_cli import NOT_FOUND, run_admin
+from paysaga.admin_render import clean
 from paysaga.settings import Settings
 from tests.conftest import Stack
 from tests.helpers import razorpay_payment_event, razorpay_request
@@ -120,8 +121,8 @@ async def paid(stack: Stack) -> tuple[str, dict[str, Any]]:
 
 
 def test_control_characters_are_escaped_not_printed() -> None:
-    assert _clean("pay_\x1b[2Jx") == "pay_\\x1b[2Jx"
-    assert _clean("plain [bold]text[/]") == "plain [bold]text[/]"
+    assert clean("pay_\x1b[2Jx") == "pay_\\x1b[2Jx"
+    assert clean("plain [bold]text[/]") == "plain [bold]text[/]"
 
 
 async def test_cases_table_json_and_resolved(

@@ -1,0 +1,61 @@
+"""The bench's stack, as the dev stack starts it: embedded PostgreSQL, the Temporal dev
+server on a file, one worker and the API under uvicorn, each its own process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from db.migrate import upgrade
+from paysaga.devstack import free_port, spawn, temporal_dev_args, wait_for_port, wait_http
+from paysaga.postgres import EmbeddedPostgres
+
+SECRET = "bench-razorpay-webhook-secret"  # the API's Razorpay webhook secret; loadgen signs with it
+
+
+@dataclass
+class Stack:
+    root: Path
+    env: dict[str, str]
+    database_url: str
+    temporal_address: str
+    api_url: str
+    worker: subprocess.Popen[bytes]
+    api: subprocess.Popen[bytes]
+
+
+@contextmanager
+def dev_stack(root: Path) -> Iterator[Stack]:
+    with ExitStack() as stack:
+        pg = EmbeddedPostgres(root / "pg")
+        pg.start()
+        stack.callback(pg.stop)
+        asyncio.run(pg.create_database("paysaga"))
+        url = pg.url("paysaga")
+        upgrade(url)
+        port = free_port()
+        args = temporal_dev_args(root / "temporal.db", port, log_level="error")
+        temporal = spawn(stack, args, dict(os.environ), root / "temporal.log")
+        wait_for_port("127.0.0.1", port, 60, temporal)
+        api_port = free_port()
+        env = dict(os.environ) | {
+            "PAYSAGA_DATABASE_URL": url,
+            "PAYSAGA_TEMPORAL_ADDRESS": f"127.0.0.1:{port}",
+            "PAYSAGA_API_PORT": str(api_port),
+            "PAYSAGA_JWT_SECRET": "bench-jwt-secret-0123456789abcdef0123456789",
+            "PAYSAGA_RAZORPAY_WEBHOOK_SECRETS": SECRET,
+            # Longer than the whole run: no bench order expires while it waits its turn.
+            "PAYSAGA_PAYMENT_WINDOW_SECONDS": "7200",
+        }
+        cli = [sys.executable, "-m", "paysaga.cli"]
+        worker = spawn(stack, [*cli, "worker"], env, root / "worker.log")
+        api = spawn(stack, [*cli, "api"], env, root / "api.log")
+        api_url = f"http://127.0.0.1:{api_port}"
+        wait_http(f"{api_url}/readyz", children={"worker": worker, "api": api})
+        yield Stack(root, env, url, f"127.0.0.1:{port}", f"{api_url}/api/v1", worker, api)
