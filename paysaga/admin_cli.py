@@ -28,7 +28,8 @@ from db.cases import list_cases, payment_details
 from db.invariants import check_invariants
 from db.session import make_engine, make_sessionmaker
 from domain.confirmation import AdminAction
-from domain.payments import PROVIDERS, AdminRequest, confirmation_workflow_id
+from domain.payments import AdminRequest, confirmation_workflow_id
+from gateways import registry
 from paysaga.admin_render import cases_report, clean, emit, show_report
 from paysaga.settings import Settings
 from paysaga.temporal import connect
@@ -53,13 +54,13 @@ def add_admin_parser(sub: Any) -> None:
         "show",
         help="one payment: its row, order, cases and confirmation workflow; exit 3 if unknown",
     )
-    show.add_argument("provider", choices=PROVIDERS)
+    show.add_argument("provider", choices=registry.names())
     show.add_argument("transaction_id")
     show.add_argument("--json", action="store_true", help="one JSON object")
     commands.add_parser("check", help="verify the financial invariants; exit 1 on a violation")
     for action in AdminAction:
         cmd = commands.add_parser(action, help=f"ask a payment's workflow to {action}")
-        cmd.add_argument("provider", choices=PROVIDERS)
+        cmd.add_argument("provider", choices=registry.names())
         cmd.add_argument("transaction_id")
         if action == "attach":
             cmd.add_argument("order_id")
