@@ -134,21 +134,7 @@ class NotificationActivities:
         if order is None or not order.attendee_email or not _still_true(kind, order.status):
             NOTIFICATIONS.labels(kind, "skipped").inc()
             return
-        dedupe_key = f"{kind}:{item.dedupe_key}"
-        async with self.sessions.begin() as s:
-            await s.execute(
-                insert(Notification)
-                .values(
-                    dedupe_key=dedupe_key,
-                    kind=kind,
-                    order_id=order_id,
-                    recipient=order.attendee_email,
-                    message_id=message_id(dedupe_key, self.config.sender.rpartition("@")[2]),
-                )
-                .on_conflict_do_nothing(index_elements=["dedupe_key"])
-            )
-            note = await s.scalar(select(Notification).where(Notification.dedupe_key == dedupe_key))
-        assert note is not None
+        note = await self._claim(kind, item, order)
         if note.status != "pending":
             return  # sent (or refused for good) before: never twice
         pdf, code = None, None
@@ -175,6 +161,31 @@ class NotificationActivities:
             refund_amount=data.get("amount") if kind == "refund_done" else None,
             refund_currency=data.get("currency") if kind == "refund_done" else None,
         )
+        await self._send(letter, note, pdf)
+
+    async def _claim(self, kind: str, item: feed.Item, order: Order) -> Notification:
+        """The mail's row, written once by its dedupe key; its status says if it went out."""
+        dedupe_key = f"{kind}:{item.dedupe_key}"
+        async with self.sessions.begin() as s:
+            await s.execute(
+                insert(Notification)
+                .values(
+                    dedupe_key=dedupe_key,
+                    kind=kind,
+                    order_id=order.id,
+                    recipient=order.attendee_email,
+                    message_id=message_id(dedupe_key, self.config.sender.rpartition("@")[2]),
+                )
+                .on_conflict_do_nothing(index_elements=["dedupe_key"])
+            )
+            note = await s.scalar(select(Notification).where(Notification.dedupe_key == dedupe_key))
+        assert note is not None
+        return note
+
+    async def _send(self, letter: Letter, note: Notification, pdf: bytes | None) -> None:
+        """Sends it and records the outcome; a mail server that is down is retried (the
+        activity fails), one that refuses the mail for good is not."""
+        kind, order_id = letter.kind, letter.order.id
         message = compose(
             letter,
             organizer=self.config.organizer,

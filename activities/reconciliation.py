@@ -36,15 +36,17 @@ from temporalio.service import RPCError, RPCStatusCode
 from db import journal
 from db.models import Order, Payment, ReconciliationCase, Refund
 from db.orders import NotPayable, mark_paid
-from domain.confirmation import ConfirmationState, order_paid_record
+from domain.confirmation import AdminAction, ConfirmationState, order_paid_record
 from domain.payments import (
     AdminRequest,
     OrderStatus,
+    PaymentState,
     PaymentStatus,
     RefundRun,
     confirmation_workflow_id,
     refund_workflow_id,
 )
+from domain.workflow_names import CONFIRM_PAYMENT, PAYMENT_STATE, REFUND, UPDATES
 from workflows.confirmation_client import next_attempt_within, running_state
 from workflows.order_client import start_order_lifecycle
 from workflows.order_signals import tell_paid
@@ -141,13 +143,25 @@ class ReconciliationActivities:
                 )
 
     async def _unstarted_refunds(self, inp: ReconcileInput, report: ReconcileReport) -> None:
-        """Pending refunds with no answer yet and no workflow running (one visibility query
-        for the running ones, so refunds waiting days for an operator cost nothing). Each
-        is read again after its workflow was seen closed: one that finished meanwhile is
-        left alone. Starting one twice is harmless: the same ask sends the same gateway key."""
+        """Pending refunds with no answer yet and no workflow running. Starting one twice is
+        harmless: the same ask sends the same gateway key."""
+        for provider, transaction_id in await self._pending_without_workflow(inp):
+            run = await self._still_unstarted(provider, transaction_id)
+            if run is None:
+                continue
+            try:
+                await start_refund(self.client, inp.task_queue, run)
+            except RPCError as exc:  # the next sweep tries again
+                log.warning("refund %s %s: not started: %s", provider, transaction_id, exc)
+                continue
+            report.refunds_started.append(f"{provider}:{transaction_id}")
+
+    async def _pending_without_workflow(self, inp: ReconcileInput) -> list[tuple[str, str]]:
+        """One visibility query for the running refunds, so refunds waiting days for an
+        operator cost nothing; the first REPORT_LIMIT pending ones not among them."""
         running = set()
         query = (
-            f'WorkflowType = "Refund" AND ExecutionStatus = "Running" '
+            f'WorkflowType = "{REFUND}" AND ExecutionStatus = "Running" '
             f'AND TaskQueue = "{inp.task_queue}"'
         )
         async for execution in self.client.list_workflows(query):
@@ -165,44 +179,41 @@ class ReconciliationActivities:
                     .order_by(Refund.created_at)
                 )
             ).all()
-        unstarted = [(p, tx) for p, tx in rows if refund_workflow_id(p, tx) not in running][
+        return [(p, tx) for p, tx in rows if refund_workflow_id(p, tx) not in running][
             :REPORT_LIMIT
         ]
-        for provider, transaction_id in unstarted:
-            handle = self.client.get_workflow_handle(refund_workflow_id(provider, transaction_id))
-            try:
-                if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
-                    continue  # started since the list was read
-            except RPCError as exc:
-                if exc.status != RPCStatusCode.NOT_FOUND:
-                    log.warning("refund %s %s: not checked: %s", provider, transaction_id, exc)
-                    continue
-            async with self.sessions() as s:
-                still = (
-                    await s.execute(
-                        select(Refund.requested_by, Order.status)
-                        .outerjoin(Order, Order.id == Refund.order_id)
-                        .where(
-                            Refund.provider == provider,
-                            Refund.transaction_id == transaction_id,
-                            Refund.status == "pending",
-                            Refund.gateway_refund_id.is_(None),
-                        )
+
+    async def _still_unstarted(self, provider: str, transaction_id: str) -> RefundRun | None:
+        """The refund to start, read again after its workflow was seen closed (None: started
+        since the list was read, not checkable now, or finished meanwhile)."""
+        handle = self.client.get_workflow_handle(refund_workflow_id(provider, transaction_id))
+        try:
+            if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+                return None  # started since the list was read
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                log.warning("refund %s %s: not checked: %s", provider, transaction_id, exc)
+                return None
+        async with self.sessions() as s:
+            still = (
+                await s.execute(
+                    select(Refund.requested_by, Order.status)
+                    .outerjoin(Order, Order.id == Refund.order_id)
+                    .where(
+                        Refund.provider == provider,
+                        Refund.transaction_id == transaction_id,
+                        Refund.status == "pending",
+                        Refund.gateway_refund_id.is_(None),
                     )
-                ).one_or_none()
-            if still is None:
-                continue  # its workflow finished it meanwhile
-            requested_by, order_status = still
-            # Parked money (never stored, or stored for an order cancelled first) settles its
-            # parked confirmation once back, as the admin's or the late payment's refund does.
-            parked = order_status in (None, OrderStatus.CANCELLED)
-            run = RefundRun(provider, transaction_id, requested_by, settles_parked=parked)
-            try:
-                await start_refund(self.client, inp.task_queue, run)
-            except RPCError as exc:  # the next sweep tries again
-                log.warning("refund %s %s: not started: %s", provider, transaction_id, exc)
-                continue
-            report.refunds_started.append(f"{provider}:{transaction_id}")
+                )
+            ).one_or_none()
+        if still is None:
+            return None  # its workflow finished it meanwhile
+        requested_by, order_status = still
+        # Parked money (never stored, or stored for an order cancelled first) settles its
+        # parked confirmation once back, as the admin's or the late payment's refund does.
+        parked = order_status in (None, OrderStatus.CANCELLED)
+        return RefundRun(provider, transaction_id, requested_by, settles_parked=parked)
 
     async def _retry_if_waiting(
         self,
@@ -217,7 +228,8 @@ class ReconciliationActivities:
         if await next_attempt_within(self.client, workflow_id, inp.every_seconds):
             return  # retrying on its own
         request = AdminRequest(request_id=f"sweep:{run}", admin=ACTOR)
-        await self.client.get_workflow_handle(workflow_id).signal("retry", request)
+        retry = UPDATES[AdminAction.RETRY]  # the signal of that name, as an admin's CLI sends
+        await self.client.get_workflow_handle(workflow_id).signal(retry, request)
         report.retried.append(workflow_id)
 
     async def _stored_not_paid(
@@ -268,8 +280,9 @@ class ReconciliationActivities:
         self, inp: ReconcileInput, run: str, report: ReconcileReport
     ) -> None:
         query = (
-            'WorkflowType = "ConfirmPayment" AND ExecutionStatus = "Running" '
-            f'AND PaymentState = "needs_reconciliation" AND TaskQueue = "{inp.task_queue}"'
+            f'WorkflowType = "{CONFIRM_PAYMENT}" AND ExecutionStatus = "Running" '
+            f'AND {PAYMENT_STATE.name} = "{PaymentState.NEEDS_RECONCILIATION}" '
+            f'AND TaskQueue = "{inp.task_queue}"'
         )
         async for execution in self.client.list_workflows(query):
             state = await running_state(self.client, execution.id)

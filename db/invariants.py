@@ -31,8 +31,9 @@ The Temporal parts are scoped to one task queue, so a shared server is checked p
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
@@ -40,7 +41,7 @@ from temporalio.service import RPCError
 from domain import keys
 from domain.confirmation import ConfirmationState
 from domain.payments import confirmation_workflow_id, order_workflow_id
-from workflows.confirmation_client import running_state
+from domain.workflow_names import CONFIRM_PAYMENT, PAYMENT_STATE, STATE, TRANSACTION_ID
 
 
 @dataclass(frozen=True)
@@ -188,51 +189,84 @@ REFUNDS = text(
 )
 
 
+@dataclass(frozen=True)
+class _Unsettled:
+    """Rows whose verdict depends on what a workflow is still doing."""
+
+    stored_not_paid: list[Row[str, str, Any]]  # provider, transaction id, order id
+    unaudited: list[Row[Any, str | None, str | None]]  # order id, its paid payment's
+    unplaced: list[Any]  # order ids
+    late: list[Row[str, str, Any, str]]  # provider, transaction id, order id, status
+    cases: dict[tuple[str, str], set[str]]
+
+
 async def check_invariants(
     sessions: async_sessionmaker[AsyncSession], client: Client | None, task_queue: str
 ) -> list[Violation]:
-    found: list[Violation] = []
     async with sessions() as s:
-        for order_id, status, amount, currency, paid, matching in await s.execute(
-            PAID_ORDER_PAYMENT
-        ):
-            found.append(
-                Violation(
-                    "paid_order_payment",
-                    f"order {order_id} ({status}, {amount} {currency}) has {paid} paid "
-                    f"payment(s), {matching} of its amount and currency",
-                )
-            )
-        for provider, transaction_id, count in await s.execute(UNIQUE_TRANSACTION):
-            found.append(
-                Violation("unique_transaction", f"{count} payments for {provider} {transaction_id}")
-            )
-        for order_id, status in await s.execute(TICKET_UNPAID):
-            found.append(Violation("ticket_for_unpaid_order", f"order {order_id} is {status}"))
-        for sku, total, stock, held in await s.execute(STOCK):
-            found.append(
-                Violation(
-                    "stock_exact",
-                    f"{sku}: stocked with {total}, {stock} left, {held} held by live orders",
-                )
-            )
-        for order_id, status in await s.execute(PAID_AND_CANCELLED):
-            found.append(Violation("paid_and_cancelled", f"order {order_id} ({status})"))
-        for order_id, missing in await s.execute(MISSING_EVENTS):
-            found.append(
-                Violation("state_change_has_event", f"order {order_id} has no {missing} event")
-            )
-        for subject, problem in await s.execute(REFUNDS):
-            found.append(Violation("refunds_exact", f"{subject}: {problem}"))
-        unplaced = (await s.execute(UNPLACED)).scalars().all()
-        late = (await s.execute(LATE_PAYMENTS)).all()
-        stored_not_paid = (await s.execute(STORED_NOT_PAID)).all()
-        unaudited = (await s.execute(UNAUDITED_PAID)).all()
-        cases: dict[tuple[str, str], set[str]] = {}
-        for provider, transaction_id, state in await s.execute(CASES):
-            cases.setdefault((provider, transaction_id), set()).add(state)
+        found = await _database_rules(s)
+        unsettled = await _unsettled(s)
+    found += await _stored_not_paid(client, unsettled.stored_not_paid)
+    found += await _unaudited(client, unsettled.unaudited)
+    found += await _unplaced(sessions, client, unsettled.unplaced)
+    found += await _late_payments(client, unsettled.late)
+    found += await _parked_have_cases(client, task_queue, unsettled.cases)
+    return found
 
-    for provider, transaction_id, order_id in stored_not_paid:
+
+async def _database_rules(s: AsyncSession) -> list[Violation]:
+    """The rules the database alone decides."""
+    found: list[Violation] = []
+    for order_id, status, amount, currency, paid, matching in await s.execute(PAID_ORDER_PAYMENT):
+        found.append(
+            Violation(
+                "paid_order_payment",
+                f"order {order_id} ({status}, {amount} {currency}) has {paid} paid "
+                f"payment(s), {matching} of its amount and currency",
+            )
+        )
+    for provider, transaction_id, count in await s.execute(UNIQUE_TRANSACTION):
+        found.append(
+            Violation("unique_transaction", f"{count} payments for {provider} {transaction_id}")
+        )
+    for order_id, status in await s.execute(TICKET_UNPAID):
+        found.append(Violation("ticket_for_unpaid_order", f"order {order_id} is {status}"))
+    for sku, total, stock, held in await s.execute(STOCK):
+        found.append(
+            Violation(
+                "stock_exact",
+                f"{sku}: stocked with {total}, {stock} left, {held} held by live orders",
+            )
+        )
+    for order_id, status in await s.execute(PAID_AND_CANCELLED):
+        found.append(Violation("paid_and_cancelled", f"order {order_id} ({status})"))
+    for order_id, missing in await s.execute(MISSING_EVENTS):
+        found.append(
+            Violation("state_change_has_event", f"order {order_id} has no {missing} event")
+        )
+    for subject, problem in await s.execute(REFUNDS):
+        found.append(Violation("refunds_exact", f"{subject}: {problem}"))
+    return found
+
+
+async def _unsettled(s: AsyncSession) -> _Unsettled:
+    cases: dict[tuple[str, str], set[str]] = {}
+    for provider, transaction_id, state in await s.execute(CASES):
+        cases.setdefault((provider, transaction_id), set()).add(state)
+    return _Unsettled(
+        stored_not_paid=list((await s.execute(STORED_NOT_PAID)).all()),
+        unaudited=list((await s.execute(UNAUDITED_PAID)).all()),
+        unplaced=list((await s.execute(UNPLACED)).scalars().all()),
+        late=list((await s.execute(LATE_PAYMENTS)).all()),
+        cases=cases,
+    )
+
+
+async def _stored_not_paid(
+    client: Client | None, rows: list[Row[str, str, Any]]
+) -> list[Violation]:
+    found: list[Violation] = []
+    for provider, transaction_id, order_id in rows:
         state = await _running_state(client, confirmation_workflow_id(provider, transaction_id))
         if state is None:
             found.append(
@@ -242,11 +276,18 @@ async def check_invariants(
                     "and no confirmation is running",
                 )
             )
-    for order_id, provider, transaction_id in unaudited:
+    return found
+
+
+async def _unaudited(
+    client: Client | None, rows: list[Row[Any, str | None, str | None]]
+) -> list[Violation]:
+    found: list[Violation] = []
+    for order_id, provider, transaction_id in rows:
         key = keys.status_changed(str(order_id), "paid")
         state = (
             await _running_state(client, confirmation_workflow_id(provider, transaction_id))
-            if provider
+            if provider and transaction_id  # a paid payment has both; no payment: neither
             else None
         )
         if state is None or key not in state.pending_audit_keys:
@@ -256,6 +297,13 @@ async def check_invariants(
                     f"order {order_id} is paid without its audit entry or a pending fallback",
                 )
             )
+    return found
+
+
+async def _unplaced(
+    sessions: async_sessionmaker[AsyncSession], client: Client | None, unplaced: list[Any]
+) -> list[Violation]:
+    found: list[Violation] = []
     for order_id in unplaced:
         lifecycle = await _status(client, order_workflow_id(str(order_id)))
         # Read after the lifecycle's status: one that completed since the query above has
@@ -268,7 +316,14 @@ async def check_invariants(
                     f"{lifecycle.name.lower() if lifecycle else 'missing'}",
                 )
             )
-    for provider, transaction_id, order_id, status in late:
+    return found
+
+
+async def _late_payments(
+    client: Client | None, rows: list[Row[str, str, Any, str]]
+) -> list[Violation]:
+    found: list[Violation] = []
+    for provider, transaction_id, order_id, status in rows:
         if await _running_state(client, confirmation_workflow_id(provider, transaction_id)):
             continue
         found.append(
@@ -278,17 +333,21 @@ async def check_invariants(
                 "has no late_payment case in the matching state",
             )
         )
-    found += await _parked_have_cases(client, task_queue, cases)
     return found
 
 
 async def _running_state(client: Client | None, workflow_id: str) -> ConfirmationState | None:
-    if client is None:
+    """A confirmation's state while it runs; None also when Temporal cannot say (then nothing
+    can be confirmed pending, so it counts against). Its `state` query is asked by name."""
+    if await _status(client, workflow_id) != WorkflowExecutionStatus.RUNNING:
         return None
+    assert client is not None  # a status was read through it
     try:
-        return await running_state(client, workflow_id)
-    except RPCError:  # unreachable: nothing can be confirmed pending, so it counts against
+        handle = client.get_workflow_handle(workflow_id)
+        state: ConfirmationState = await handle.query(STATE, result_type=ConfirmationState)
+    except RPCError:
         return None
+    return state
 
 
 async def _placed(sessions: async_sessionmaker[AsyncSession], order_id: object) -> bool:
@@ -313,8 +372,8 @@ async def _parked_have_cases(
     found: list[Violation] = []
     query = (
         # A run that continued as new keeps its last PaymentState; only the latest run counts.
-        f'WorkflowType = "ConfirmPayment" AND TaskQueue = "{task_queue}" '
-        'AND ExecutionStatus != "ContinuedAsNew" AND PaymentState IN '
+        f'WorkflowType = "{CONFIRM_PAYMENT}" AND TaskQueue = "{task_queue}" '
+        f'AND ExecutionStatus != "ContinuedAsNew" AND {PAYMENT_STATE.name} IN '
         '("unmatched", "amount_mismatch", "resolved", "refunded")'
     )
     async for execution in client.list_workflows(query):
@@ -322,8 +381,8 @@ async def _parked_have_cases(
             k.name: v for k, v in ((p.key, p.value) for p in execution.typed_search_attributes)
         }
         provider = execution.id.split("-", 2)[1]
-        transaction_id = str(attributes.get("TransactionId", execution.id.split("-", 2)[2]))
-        state = str(attributes.get("PaymentState"))
+        transaction_id = str(attributes.get(TRANSACTION_ID.name, execution.id.split("-", 2)[2]))
+        state = str(attributes.get(PAYMENT_STATE.name))
         have = cases.get((provider, transaction_id), set())
         need = "open" if state in ("unmatched", "amount_mismatch") else "resolved"
         if need not in have:

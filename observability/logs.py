@@ -26,7 +26,6 @@ from temporalio.worker import (
     Interceptor,
 )
 
-from gateways import registry
 
 FIELDS = ("workflow_id", "transaction_id", "order_id")
 _context: ContextVar[dict[str, str]] = ContextVar("paysaga_log_context", default={})  # noqa: B039 (never mutated)
@@ -48,7 +47,7 @@ def ids_of_workflow(workflow_id: str) -> dict[str, str]:
     kind, _, rest = workflow_id.partition("-")
     if kind in ("payment", "refund"):
         provider, _, tx = rest.partition("-")
-        if registry.is_registered(provider) and tx:
+        if provider.isalnum() and tx:  # a gateway's name, then its transaction id
             fields["transaction_id"] = tx
     elif kind == "order" and rest:
         fields["order_id"] = rest

@@ -25,19 +25,14 @@ from db.migrate import upgrade
 from db.session import make_engine, make_sessionmaker
 from domain.confirmation import ConfirmationState
 from domain.payments import ConfirmationOutcome
+from domain.workflow_names import ORDER_ID, ORDER_STATE, PAYMENT_STATE, TRANSACTION_ID
 from gateways import Gateways
 from paysaga.postgres import EmbeddedPostgres
 from paysaga.settings import Settings
 from paysaga.temporal import build_worker, mail_config, replay_failures
 from tests.helpers import SECRETS
 from workflows.mail_relay import ensure_mail_relay, relay_workflow_id
-from workflows.order_lifecycle import ORDER_STATE
-from workflows.payment_confirmation import (
-    ORDER_ID,
-    PAYMENT_STATE,
-    TRANSACTION_ID,
-    ConfirmPaymentWorkflow,
-)
+from workflows.payment_confirmation import ConfirmPaymentWorkflow
 
 BIN = Path(sys.executable).parent
 TABLES = (

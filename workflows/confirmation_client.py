@@ -32,17 +32,19 @@ from domain.payments import (
     PROVIDERS,
     AdminRequest,
     Confirmation,
+    ConfirmationOutcome,
     PaymentState,
     RecoveryTiming,
     confirmation_workflow_id,
     is_identifier,
 )
-from workflows.payment_confirmation import (
+from domain.workflow_names import (
+    CONFIRM_PAYMENT,
     PAYMENT_STATE,
     REFUSED,
+    STATE,
     TRANSACTION_ID,
     UPDATES,
-    ConfirmPaymentWorkflow,
 )
 
 # A gateway waits seconds, not minutes: answer 503 (it retries) rather than hang.
@@ -64,7 +66,7 @@ async def start_confirmation(
     """
     try:
         await client.start_workflow(
-            ConfirmPaymentWorkflow.run,
+            CONFIRM_PAYMENT,
             ConfirmationRun(c, recovery),
             id=confirmation_workflow_id(c.provider, c.transaction_id),
             task_queue=task_queue,
@@ -72,6 +74,7 @@ async def start_confirmation(
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             rpc_timeout=START_TIMEOUT,
+            result_type=ConfirmationOutcome,
             search_attributes=TypedSearchAttributes(
                 [
                     SearchAttributePair(PAYMENT_STATE, PaymentState.RECEIVED.value),
@@ -86,13 +89,13 @@ async def start_confirmation(
 
 async def running_state(client: Client, workflow_id: str) -> ConfirmationState | None:
     """A confirmation's state while it runs; None once it finished or never existed."""
-    # Not get_workflow_handle_for(ConfirmPaymentWorkflow.run, ...): its typing depends on the
-    # order mypy reads an import cycle in (workflows <-> activities), cold cache or warm.
-    handle = client.get_workflow_handle(workflow_id)
+    handle = client.get_workflow_handle(workflow_id, result_type=ConfirmationOutcome)
     try:
         if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
             return None
-        return await handle.query(ConfirmPaymentWorkflow.state)
+        # By name, with the result's type: a typed handle would import the workflow class.
+        state: ConfirmationState = await handle.query(STATE, result_type=ConfirmationState)
+        return state
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             return None
@@ -136,17 +139,20 @@ async def send_admin_action(
     if not is_identifier(transaction_id):
         raise ActionRefused(404, "no confirmation has that transaction id")
     workflow_id = confirmation_workflow_id(provider, transaction_id)
-    # Not get_workflow_handle_for(ConfirmPaymentWorkflow.run, ...): its typing depends on the
-    # order mypy reads an import cycle in (workflows <-> activities), cold cache or warm.
-    handle = client.get_workflow_handle(workflow_id)
+    handle = client.get_workflow_handle(workflow_id, result_type=ConfirmationOutcome)
     # The server may turn an update away while the workflow is busy: a signal met its
     # speculative workflow task, the run was continuing as new, or 10 updates were in flight.
     # The update id is the request id, so trying again cannot act twice.
     for attempt in range(UPDATE_TRIES):
         try:
-            return await handle.execute_update(
-                UPDATES[admin_action], request, id=request.request_id, rpc_timeout=UPDATE_TIMEOUT
+            decision: AdminDecision = await handle.execute_update(
+                UPDATES[admin_action],
+                request,
+                id=request.request_id,
+                rpc_timeout=UPDATE_TIMEOUT,
+                result_type=AdminDecision,
             )
+            return decision
         except WorkflowUpdateFailedError as exc:
             cause = exc.cause
             if isinstance(cause, ApplicationError) and cause.type == REFUSED:

@@ -17,6 +17,7 @@ from temporalio.common import RetryPolicy, WorkflowIDConflictPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.notifications import NotificationActivities
+    from domain.workflow_names import MAIL_RELAY
 
 ROUNDS = 100
 
@@ -32,7 +33,7 @@ def relay_workflow_id(task_queue: str) -> str:
     return f"mail-relay-{task_queue}"
 
 
-@workflow.defn(name="MailRelay")
+@workflow.defn(name=MAIL_RELAY)
 class MailRelayWorkflow:
     @workflow.run
     async def run(self, rounds_done: int = 0) -> None:

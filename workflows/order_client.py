@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import (
@@ -16,9 +17,8 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from domain.orders import OrderRun, OrderState
 from domain.payments import order_workflow_id
+from domain.workflow_names import ORDER_ID, ORDER_LIFECYCLE, ORDER_STATE, PAID
 from workflows.confirmation_client import START_TIMEOUT
-from workflows.order_lifecycle import ORDER_STATE, OrderLifecycleWorkflow
-from workflows.payment_confirmation import ORDER_ID
 
 
 async def start_order_lifecycle(
@@ -29,7 +29,7 @@ async def start_order_lifecycle(
     run = OrderRun(order_id, expires_at.isoformat())
     try:
         await client.start_workflow(
-            OrderLifecycleWorkflow.run,
+            ORDER_LIFECYCLE,
             run,
             id=order_workflow_id(order_id),
             task_queue=task_queue,
@@ -45,13 +45,15 @@ async def start_order_lifecycle(
                     SearchAttributePair(ORDER_ID, order_id),
                 ]
             ),
-            start_signal="paid" if paid else None,
+            start_signal=PAID if paid else None,
             rpc_timeout=START_TIMEOUT,
+            result_type=str,
         )
     except WorkflowAlreadyStartedError:
         return False
     return True
 
 
-def handle(client: Client, order_id: str) -> WorkflowHandle[OrderLifecycleWorkflow, str]:
-    return client.get_workflow_handle_for(OrderLifecycleWorkflow.run, order_workflow_id(order_id))
+def handle(client: Client, order_id: str) -> WorkflowHandle[Any, str]:
+    """The order's lifecycle; its result is the `OrderState` it ended in."""
+    return client.get_workflow_handle(order_workflow_id(order_id), result_type=str)

@@ -20,15 +20,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.orders import OrderActivities
     from domain.orders import OrderClosed, OrderRun, OrderState
     from domain.payments import OrderStatus
-
-ORDER_STATE = SearchAttributeKey.for_keyword("OrderState")
+    from domain.workflow_names import CLOSED, ORDER_LIFECYCLE, ORDER_STATE, PAID, STATE
 
 # The database may be down when the window closes: the cancel is retried by the server until
 # it goes through (no events per attempt), never given up.
@@ -40,7 +39,7 @@ STEP_TIMEOUT = timedelta(seconds=30)
 LOOK_UP_BEFORE_EXPIRY = "look-up-before-expiry"
 
 
-@workflow.defn(name="OrderLifecycle")
+@workflow.defn(name=ORDER_LIFECYCLE)
 class OrderLifecycleWorkflow:
     @workflow.init
     def __init__(self, run: OrderRun) -> None:
@@ -124,16 +123,16 @@ class OrderLifecycleWorkflow:
         workflow.upsert_search_attributes([ORDER_STATE.value_set(state.value)])
         return state.value
 
-    @workflow.signal(name="paid")
+    @workflow.signal(name=PAID)
     def paid(self) -> None:
         """The confirmation marked the order paid."""
         self._paid = True
 
-    @workflow.signal(name="closed")
+    @workflow.signal(name=CLOSED)
     def closed(self, closed: OrderClosed) -> None:
         """The API cancelled the order (its transaction committed before this was sent)."""
         self._closed = closed
 
-    @workflow.query
+    @workflow.query(name=STATE)
     def state(self) -> str:
         return self._state.value

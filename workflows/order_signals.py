@@ -1,7 +1,6 @@
 """Telling an order's lifecycle what happened to it, from outside a workflow: the API (after a
 cancel), the confirmation's mark-paid activity and the sweep (after the order is paid).
 
-Kept apart from `order_client` so that activities may use it without importing workflows.
 Best effort by design: a lifecycle that misses a signal finds the order's status in the
 database when its window ends, and ends the same way; one that has ended or never started
 (NOT_FOUND) needs nothing.
@@ -16,6 +15,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from domain.orders import OrderClosed
 from domain.payments import order_workflow_id
+from domain.workflow_names import CLOSED, PAID
 
 log = logging.getLogger("paysaga.orders")
 
@@ -34,8 +34,8 @@ async def tell_order(client: Client, order_id: str, signal: str, arg: object = N
 
 
 async def tell_paid(client: Client, order_id: str) -> None:
-    await tell_order(client, order_id, "paid")
+    await tell_order(client, order_id, PAID)
 
 
 async def tell_closed(client: Client, order_id: str, reason: str) -> None:
-    await tell_order(client, order_id, "closed", OrderClosed(reason))
+    await tell_order(client, order_id, CLOSED, OrderClosed(reason))

@@ -26,11 +26,12 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.reconciliation import ReconcileInput, ReconcileReport, ReconciliationActivities
+    from domain.workflow_names import RECONCILE
 
 SCHEDULE_ID = "paysaga-reconciliation"
 
 
-@workflow.defn(name="Reconcile")
+@workflow.defn(name=RECONCILE)
 class ReconcileWorkflow:
     @workflow.run
     async def run(self, inp: ReconcileInput) -> ReconcileReport:

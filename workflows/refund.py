@@ -28,6 +28,7 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from activities.refunds import RefundActivities
     from domain.payments import LATE_PAYMENT, RefundAnswer, RefundNotice, RefundRun
+    from domain.workflow_names import ANSWERS, GATEWAY_ANSWER, REFUND
 
 ANSWER_WAIT = timedelta(days=7)
 # The database may be down when the answer comes: retried by the server until it goes in.
@@ -37,16 +38,16 @@ UNTIL_DONE = RetryPolicy(
 STEP_TIMEOUT = timedelta(seconds=30)
 
 
-@workflow.defn(name="Refund")
+@workflow.defn(name=REFUND)
 class RefundWorkflow:
     def __init__(self) -> None:
         self._answers: list[RefundNotice] = []
 
-    @workflow.signal
+    @workflow.signal(name=GATEWAY_ANSWER)
     def gateway_answer(self, notice: RefundNotice) -> None:
         self._answers.append(notice)
 
-    @workflow.query
+    @workflow.query(name=ANSWERS)
     def answers(self) -> list[RefundNotice]:
         return list(self._answers)
 

@@ -30,7 +30,7 @@ from domain.payments import AdminRequest, confirmation_workflow_id, refund_workf
 from tests.api.test_refunds import refund_notice, refund_result, wait_refund_status
 from tests.conftest import BIN, Refuse, Stack
 from tests.helpers import ONE_CONFIRMATION, count, effects, razorpay_payment_event, razorpay_request
-from workflows.payment_confirmation import AUDIT_FALLBACK
+from workflows.confirmation_audit import AUDIT_FALLBACK
 from workflows.reconciliation import ensure_schedule
 
 SLOW = "600"

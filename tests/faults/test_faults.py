@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from db.models import Order, Product
 from tests.faults.conftest import CONFIRMATIONS, FaultStack, Sent, refuse_audit, report
-from workflows.payment_confirmation import AUDIT_FALLBACK
+from workflows.confirmation_audit import AUDIT_FALLBACK
 
 pytestmark = pytest.mark.faults
 OUTAGE = 20.0

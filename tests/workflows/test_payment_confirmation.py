@@ -17,7 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
-from activities.confirmation import (
+from activities.confirmation_inputs import (
     CaseInput,
     CloseCasesInput,
     RefundInput,
