@@ -26,7 +26,6 @@ from temporalio.worker import (
     Interceptor,
 )
 
-
 FIELDS = ("workflow_id", "transaction_id", "order_id")
 _context: ContextVar[dict[str, str]] = ContextVar("paysaga_log_context", default={})  # noqa: B039 (never mutated)
 
