@@ -53,6 +53,8 @@ async def payment_action(
     """Delivers the action to `payment-{provider}-{transaction_id}` as the update of the same
     name (the signals of these names are for the Temporal UI and CLI); the workflow decides,
     and a refusal is its reason, answered 409."""
+    if provider not in deps.gateways:
+        raise NotFound(f"unknown provider {provider}")
     body = body or ActionIn()
     if action == "attach":  # the shape of the input; whether it may act is the workflow's call
         try:

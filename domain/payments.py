@@ -9,8 +9,6 @@ import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-PROVIDERS = ("razorpay", "stripe", "standard")
-
 
 class OrderStatus(StrEnum):
     AWAITING_PAYMENT = "awaiting_payment"
