@@ -18,6 +18,7 @@ from domain.payments import (
     RefundRun,
     confirmation_workflow_id,
 )
+from domain.workflow_names import REFUNDED
 from gateways import Gateways
 from gateways.api import GatewayRefused
 
@@ -121,7 +122,7 @@ class RefundActivities:
         )
         note = f"refunded to the payer (refund asked by {run.requested_by})"
         try:
-            await handle.signal("refunded", note)
+            await handle.signal(REFUNDED, note)
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
                 return False

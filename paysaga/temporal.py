@@ -21,6 +21,7 @@ from activities.notifications import MailConfig, NotificationActivities
 from activities.orders import OrderActivities
 from activities.reconciliation import ReconcileInput, ReconciliationActivities
 from activities.refunds import RefundActivities
+from domain.workflow_names import ORDER_ID, ORDER_STATE, PAYMENT_STATE, TRANSACTION_ID
 from gateways import Gateways
 from mail.smtp import SmtpServer
 from observability.logs import LogContext
@@ -32,10 +33,7 @@ from workflows.reconciliation import ReconcileWorkflow, ensure_schedule
 from workflows.refund import RefundWorkflow
 
 SEARCH_ATTRIBUTES = {
-    "PaymentState": "Keyword",
-    "OrderId": "Keyword",
-    "TransactionId": "Keyword",
-    "OrderState": "Keyword",
+    key.name: "Keyword" for key in (PAYMENT_STATE, ORDER_ID, TRANSACTION_ID, ORDER_STATE)
 }
 WORKFLOWS = [
     ConfirmPaymentWorkflow,
