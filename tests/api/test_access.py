@@ -11,8 +11,8 @@ from typing import Any
 
 import jwt
 
-from tests.conftest import Stack
-from tests.helpers import SECRETS, razorpay_payment_event
+from tests.support.signing import SECRETS, razorpay_payment_event
+from tests.support.stack import Stack
 
 CALLERS = ("none", "expired", "bad signature", "no exp", "user A", "user B", "admin")
 ANONYMOUS = ("none", "expired", "bad signature", "no exp")

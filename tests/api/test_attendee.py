@@ -9,7 +9,6 @@ import asyncio
 import email
 import email.policy
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -27,12 +26,13 @@ from sqlalchemy import select
 from db.models import Notification, Ticket
 from domain.payments import confirmation_workflow_id
 from observability.metrics import serve_worker_metrics
+from paysaga.devstack import free_port
 from paysaga.temporal import metrics_runtime
-from tests.api.test_lifecycle import failed, lifecycle_result
-from tests.api.test_webhooks import signed_confirmation, transaction_of
-from tests.conftest import Stack
-from tests.deploy.test_monitoring_files import dashboard_metric_names
-from tests.helpers import stripe_request, stripe_succeeded_event
+from tests.support.dashboards import dashboard_metric_names
+from tests.support.gateway_events import failed, signed_confirmation, transaction_of
+from tests.support.outcomes import lifecycle_result
+from tests.support.signing import stripe_request, stripe_succeeded_event
+from tests.support.stack import Stack
 
 ORGANIZER = "PyCon Test 2026"
 # The Done-when asks for a minute; the suite refuses for less (PAYSAGA_TEST_SMTP_OUTAGE=60
@@ -72,13 +72,7 @@ class Inbox:
         raise AssertionError(f"no {kind} mail for {order_id}: {self.messages}")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-SMTP_PORT = _free_port()
+SMTP_PORT = free_port()
 
 
 @pytest.fixture

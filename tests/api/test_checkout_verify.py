@@ -5,8 +5,6 @@ event; a return while the payments table refuses writes is a 202, then paid once
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import uuid
 from typing import Any
 
@@ -15,17 +13,11 @@ from sqlalchemy import select
 
 from db.models import SecurityEvent
 from domain.payments import confirmation_workflow_id
-from tests.conftest import Refuse, Stack
-from tests.helpers import (
-    NO_CONFIRMATION,
-    ONE_CONFIRMATION,
-    count,
-    effects,
-    razorpay_payment_event,
-    razorpay_request,
-)
+from tests.support.outcomes import NO_CONFIRMATION, ONE_CONFIRMATION, count, effects
+from tests.support.signing import SECRETS, checkout_return, razorpay_payment_event, razorpay_request
+from tests.support.stack import Refuse, Stack
 
-KEY_SECRET = "rzp_key_secret_for_checkout_returns"
+KEY_SECRET = SECRETS["razorpay_key_secret"]
 
 
 @pytest.fixture
@@ -36,21 +28,6 @@ def stack_env() -> dict[str, str]:
         "PAYSAGA_RAZORPAY_KEY_SECRET": KEY_SECRET,
         "PAYSAGA_RETRY_FIRST_PHASE_SECONDS": "60",
         "PAYSAGA_RETRY_FAST_MAX_SECONDS": "1",
-    }
-
-
-def checkout_return(
-    order: dict[str, Any], payment_id: str, secret: str = KEY_SECRET
-) -> dict[str, str]:
-    """What Razorpay's checkout hands the browser (its documented signature)."""
-    intent = order["payment"]["intent_id"]
-    signature = hmac.new(
-        secret.encode(), f"{intent}|{payment_id}".encode(), hashlib.sha256
-    ).hexdigest()
-    return {
-        "razorpay_order_id": intent,
-        "razorpay_payment_id": payment_id,
-        "razorpay_signature": signature,
     }
 
 

@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from api.security import RejectionLog
 from db.models import SecurityEvent
 from domain.payments import confirmation_workflow_id
-from tests.api.test_webhooks import signed_confirmation
-from tests.conftest import Refuse, Stack
+from tests.support.gateway_events import signed_confirmation
+from tests.support.stack import Refuse, Stack
 
 FLOOD = 10_000
 

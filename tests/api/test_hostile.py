@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
-import hmac
 import json
 import time
 import uuid
@@ -24,54 +22,25 @@ from sqlalchemy import func, select
 
 from db.models import Order, Payment, ReconciliationCase, SecurityEvent
 from domain.payments import confirmation_workflow_id
-from tests.conftest import Stack
-from tests.helpers import (
-    SECRETS,
+from tests.support.signing import (
+    Headers,
     razorpay_payment_event,
+    sign,
     standard_succeeded_event,
     stripe_succeeded_event,
 )
+from tests.support.stack import Stack
 
 RETIRED = {
     "razorpay": "rzp_webhook_secret_retired",
     "stripe": "whsec_test_stripe_retired",
     "standard": "whsec_" + base64.b64encode(b"standard-webhooks-retired-key-32").decode(),
 }
-Headers = list[tuple[str, str]]
 SIGNATURE_HEADER = {
     "razorpay": "X-Razorpay-Signature",
     "stripe": "Stripe-Signature",
     "standard": "webhook-signature",
 }
-
-
-def _std_key(secret: str) -> bytes:
-    return base64.b64decode(secret.removeprefix("whsec_"))
-
-
-def sign(
-    provider: str,
-    body: bytes,
-    *,
-    secret: str | None = None,
-    timestamp: str | None = None,
-) -> Headers:
-    """The headers the gateway would send for `body` (optionally with an odd timestamp)."""
-    secret = secret or SECRETS[provider]
-    if provider == "razorpay":
-        signature = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-        return [("X-Razorpay-Signature", signature), ("X-Razorpay-Event-Id", "evt_hostile")]
-    t = timestamp if timestamp is not None else str(int(time.time()))
-    if provider == "stripe":
-        hexmac = hmac.new(secret.encode(), t.encode() + b"." + body, hashlib.sha256).hexdigest()
-        return [("Stripe-Signature", f"t={t},v1={hexmac}")]
-    msg_id = f"msg_{uuid.uuid4().hex}"
-    mac = hmac.new(_std_key(secret), f"{msg_id}.{t}.".encode() + body, hashlib.sha256).digest()
-    return [
-        ("webhook-id", msg_id),
-        ("webhook-timestamp", t),
-        ("webhook-signature", "v1," + base64.b64encode(mac).decode()),
-    ]
 
 
 def event_for(provider: str, order: dict[str, Any], **override: Any) -> dict[str, Any]:

@@ -8,8 +8,7 @@ import asyncio
 import random
 import time
 import uuid
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
 
 import pytest
 from sqlalchemy import select, text
@@ -18,72 +17,16 @@ from activities.reconciliation import ReconcileInput
 from db.models import Event, Order, Product, ReconciliationCase
 from db.orders import NewOrder, create_order
 from domain.payments import confirmation_workflow_id, order_workflow_id
-from tests.api.test_refunds import refund_notice
-from tests.api.test_webhooks import signed_confirmation, transaction_of
-from tests.conftest import Refuse, Stack
-from tests.helpers import (
-    count,
-    razorpay_payment_event,
-    razorpay_request,
-    standard_request,
+from tests.support.gateway_events import failed, refund_notice, signed_confirmation, transaction_of
+from tests.support.outcomes import count, lifecycle_result, stock_of
+from tests.support.signing import (
     stripe_request,
     stripe_succeeded_event,
 )
-from workflows.order_client import handle as lifecycle
+from tests.support.stack import Refuse, Stack
 from workflows.reconciliation import ReconcileWorkflow
 
 SHORT = {"PAYSAGA_PAYMENT_WINDOW_SECONDS": "2"}
-
-
-def failed(
-    provider: str, order: dict[str, Any], status: str = "failed"
-) -> tuple[bytes, dict[str, str]]:
-    """The gateway's own event for a declined (or, `cancelled`, abandoned) attempt."""
-    intent = order["payment"]["intent_id"]
-    if provider == "razorpay":
-        event = razorpay_payment_event(intent, f"pay_{uuid.uuid4().hex[:14]}", order["amount"])
-        event["event"] = "payment.failed"
-        event["payload"]["payment"]["entity"] |= {
-            "status": "failed",
-            "captured": False,
-            "error_code": "BAD_REQUEST_ERROR",
-            "error_description": "Payment failed because the card was declined",
-        }
-        return razorpay_request(event)
-    if provider == "stripe":
-        event = stripe_succeeded_event(intent, order["amount"], order["currency"].lower())
-        obj = event["data"]["object"]
-        if status == "failed":
-            event["type"] = "payment_intent.payment_failed"
-            obj |= {
-                "status": "requires_payment_method",
-                "amount_received": 0,
-                "last_payment_error": {
-                    "code": "card_declined",
-                    "message": "Your card was declined.",
-                },
-            }
-        else:
-            event["type"] = "payment_intent.canceled"
-            obj |= {"status": "canceled", "amount_received": 0, "cancellation_reason": "abandoned"}
-        return stripe_request(event)
-    return standard_request(
-        {
-            "type": "payment.failed" if status == "failed" else "payment.cancelled",
-            "timestamp": datetime.now(UTC).isoformat(),
-            "data": {
-                "transaction_id": f"txn_{uuid.uuid4().hex[:12]}",
-                "intent_id": intent,
-                "amount": order["amount"],
-                "currency": order["currency"],
-                "reason": "insufficient_funds",
-            },
-        }
-    )
-
-
-async def lifecycle_result(stack: Stack, order_id: str) -> str:
-    return await asyncio.wait_for(lifecycle(stack.client, order_id).result(), timeout=60)
 
 
 async def order_state_attribute(stack: Stack, order_id: str) -> str | None:
@@ -99,13 +42,6 @@ async def event_types(stack: Stack, order_id: str) -> list[str]:
             select(Event.type).where(Event.order_id == uuid.UUID(order_id)).order_by(Event.id)
         )
         return list(rows)
-
-
-async def stock_of(stack: Stack, order: dict[str, Any]) -> int:
-    async with stack.sessions() as s:
-        stock = await s.scalar(select(Product.stock).where(Product.sku == order["items"][0]["sku"]))
-    assert stock is not None
-    return stock
 
 
 @pytest.mark.parametrize("stack_env", [SHORT])

@@ -24,9 +24,9 @@ from temporalio.client import Client, WorkflowHandle
 
 from domain.confirmation import ConfirmationState
 from domain.payments import AdminRequest, confirmation_workflow_id
-from tests.api.test_reconciliation import confirm
-from tests.conftest import Stack
-from tests.helpers import ONE_CONFIRMATION, effects, razorpay_payment_event, razorpay_request
+from tests.support.outcomes import ONE_CONFIRMATION, effects
+from tests.support.signing import razorpay_payment_event, razorpay_request
+from tests.support.stack import Stack, confirm
 from workflows.payment_confirmation import HISTORY_BUDGET, ConfirmPaymentWorkflow
 
 # 3,000 requests in `make test` (six runs, continued as new; 326 refused writes; the suite

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select
 
 from db.models import Order, Product
-from tests.conftest import Stack
+from tests.support.stack import Stack
 
 
 async def test_order_reserves_stock_and_starts_a_pending_payment(stack: Stack) -> None:

@@ -18,8 +18,9 @@ from temporalio.service import RPCError
 from db.models import Event, Payment, ReconciliationCase, SecurityEvent
 from domain.confirmation import ConfirmationRun
 from domain.payments import Confirmation, is_identifier
-from tests.conftest import Stack
-from tests.helpers import count, razorpay_payment_event, razorpay_signed
+from tests.support.outcomes import count
+from tests.support.signing import razorpay_payment_event, razorpay_signed
+from tests.support.stack import Stack
 from workflows.payment_confirmation import ConfirmPaymentWorkflow
 
 HUGE = "__5000_DIGITS__"  # Python cannot even hold it as an int by default: spliced in as text

@@ -1,6 +1,6 @@
 """Razorpay online mode against a small server speaking Razorpay's documented API
-(`tests.razorpay_server`; there is no Razorpay emulator), with the official `razorpay` SDK as
-the client: the Razorpay order is created at checkout, the checkout return is verified, a
+(`tests.support.razorpay_server`; there is no Razorpay emulator), with the official `razorpay`
+SDK as the client: the Razorpay order is created at checkout, the checkout return is verified, a
 refund goes through the API once, a payment whose webhook never came is found before the
 window closes, and a Razorpay that is down at checkout is a 503 with nothing reserved."""
 
@@ -12,11 +12,15 @@ from collections.abc import Iterator
 import pytest
 
 from domain.payments import confirmation_workflow_id, refund_workflow_id
-from tests.api.test_checkout_verify import checkout_return
-from tests.api.test_lifecycle import lifecycle_result
-from tests.conftest import Stack
-from tests.helpers import ONE_CONFIRMATION, assert_checkout_refused_with_nothing_reserved, effects
-from tests.razorpay_server import RazorpayApiServer
+from tests.support.outcomes import (
+    ONE_CONFIRMATION,
+    assert_checkout_refused_with_nothing_reserved,
+    effects,
+    lifecycle_result,
+)
+from tests.support.razorpay_server import RazorpayApiServer
+from tests.support.signing import checkout_return
+from tests.support.stack import Stack
 
 KEY_ID, KEY_SECRET = "rzp_test_paysaga", "rzp_test_secret_for_the_api"
 

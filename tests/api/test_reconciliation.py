@@ -15,7 +15,6 @@ import subprocess
 import sys
 import uuid
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from sqlalchemy import select, text, update
@@ -27,9 +26,16 @@ from db.invariants import check_invariants
 from db.models import AuditEntry, Event, Payment, ReconciliationCase, Refund, Ticket
 from domain import keys
 from domain.payments import AdminRequest, confirmation_workflow_id, refund_workflow_id
-from tests.api.test_refunds import refund_notice, refund_result, wait_refund_status
-from tests.conftest import BIN, Refuse, Stack
-from tests.helpers import ONE_CONFIRMATION, count, effects, razorpay_payment_event, razorpay_request
+from tests.support.gateway_events import refund_notice
+from tests.support.outcomes import (
+    ONE_CONFIRMATION,
+    count,
+    effects,
+    refund_result,
+    wait_refund_status,
+)
+from tests.support.signing import razorpay_payment_event, razorpay_request
+from tests.support.stack import BIN, Refuse, Stack, confirm
 from workflows.confirmation_audit import AUDIT_FALLBACK
 from workflows.reconciliation import ensure_schedule
 
@@ -44,14 +50,6 @@ def stack_env() -> dict[str, str]:
         "PAYSAGA_RETRY_SLOW_INITIAL_SECONDS": SLOW,
         "PAYSAGA_RETRY_SLOW_MAX_SECONDS": SLOW,
     }
-
-
-async def confirm(stack: Stack, tx: str) -> tuple[dict[str, Any], str]:
-    order = await stack.place_order("razorpay")
-    event = razorpay_payment_event(order["payment"]["intent_id"], tx, order["amount"])
-    response = await stack.post("/webhooks/razorpay", razorpay_request(event))
-    assert response.json() == {"result": "accepted"}
-    return order, confirmation_workflow_id("razorpay", tx)
 
 
 def paysaga_cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:

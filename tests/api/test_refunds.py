@@ -5,9 +5,7 @@ refund made in the gateway's dashboard is recorded too; policy refusals are 409s
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -18,9 +16,9 @@ from activities.reconciliation import ReconcileInput
 from db.models import Event, Product, ReconciliationCase, Refund
 from db.refunds import request_refund
 from domain.payments import confirmation_workflow_id, refund_workflow_id
-from tests.api.test_webhooks import signed_confirmation, transaction_of
-from tests.conftest import Stack
-from tests.helpers import count, razorpay_request, standard_request, stripe_request
+from tests.support.gateway_events import refund_notice, signed_confirmation, transaction_of
+from tests.support.outcomes import count, refund_result, stock_of
+from tests.support.stack import Stack
 from workflows.reconciliation import ReconcileWorkflow
 
 
@@ -31,91 +29,6 @@ async def paid_order(stack: Stack, provider: str, stock: int = 5) -> tuple[dict[
     assert answer.json() == {"result": "accepted"}
     assert (await stack.result(confirmation_workflow_id(provider, tx))).outcome == "paid"
     return order, tx
-
-
-def refund_notice(
-    provider: str, order: dict[str, Any], tx: str, status: str = "succeeded", amount: int = 0
-) -> tuple[bytes, dict[str, str]]:
-    """The gateway's own refund event, in its documented shape."""
-    amount = amount or order["amount"]
-    refund_id = f"rfnd_{uuid.uuid4().hex[:14]}"
-    if provider == "razorpay":
-        event = "refund.processed" if status == "succeeded" else "refund.failed"
-        return razorpay_request(
-            {
-                "entity": "event",
-                "account_id": "acc_Test",
-                "event": event,
-                "contains": ["refund", "payment"],
-                "payload": {
-                    "refund": {
-                        "entity": {
-                            "id": refund_id,
-                            "entity": "refund",
-                            "amount": amount,
-                            "currency": order["currency"],
-                            "payment_id": tx,
-                            "status": "processed" if status == "succeeded" else "failed",
-                        }
-                    }
-                },
-                "created_at": int(time.time()),
-            }
-        )
-    if provider == "stripe":
-        return stripe_request(
-            {
-                "id": f"evt_{uuid.uuid4().hex[:24]}",
-                "object": "event",
-                "type": "charge.refunded",
-                "created": int(time.time()),
-                "data": {
-                    "object": {
-                        "id": f"ch_{uuid.uuid4().hex[:24]}",
-                        "object": "charge",
-                        "amount": order["amount"],
-                        "amount_refunded": amount,
-                        "currency": order["currency"].lower(),
-                        "payment_intent": tx,
-                        "refunded": amount == order["amount"],
-                    }
-                },
-            }
-        )
-    return standard_request(
-        {
-            "type": "refund.succeeded" if status == "succeeded" else "refund.failed",
-            "timestamp": datetime.now(UTC).isoformat(),
-            "data": {
-                "refund_id": refund_id,
-                "transaction_id": tx,
-                "amount": amount,
-                "currency": order["currency"],
-            },
-        }
-    )
-
-
-async def refund_result(stack: Stack, provider: str, tx: str) -> str:
-    handle = stack.client.get_workflow_handle(refund_workflow_id(provider, tx))
-    return str(await asyncio.wait_for(handle.result(), timeout=60))
-
-
-async def wait_refund_status(stack: Stack, tx: str, status: str) -> None:
-    """Polls the refund row (what a request wrote) until it reads `status`."""
-    for _ in range(300):
-        async with stack.sessions() as s:
-            if await s.scalar(select(Refund.status).where(Refund.transaction_id == tx)) == status:
-                return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"the refund of {tx} never read {status}")
-
-
-async def stock_of(stack: Stack, order: dict[str, Any]) -> int:
-    async with stack.sessions() as s:
-        stock = await s.scalar(select(Product.stock).where(Product.sku == order["items"][0]["sku"]))
-    assert stock is not None
-    return stock
 
 
 async def test_owner_asks_and_the_gateway_confirms_once(stack: Stack) -> None:

@@ -11,8 +11,9 @@ import pytest
 
 from domain.payments import confirmation_workflow_id
 from paysaga.temporal import precompile_workflows
-from tests.conftest import Stack
-from tests.helpers import ONE_CONFIRMATION, effects, razorpay_payment_event, razorpay_request
+from tests.support.outcomes import ONE_CONFIRMATION, effects
+from tests.support.signing import razorpay_payment_event, razorpay_request
+from tests.support.stack import Stack
 
 
 @pytest.fixture

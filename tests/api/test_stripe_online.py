@@ -6,7 +6,6 @@ Stripe's API; a Stripe that is down at checkout is a 503 with nothing reserved."
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import sys
 import time
@@ -23,28 +22,22 @@ from temporalio.service import RPCError
 
 from api.app import create_app
 from domain.payments import confirmation_workflow_id, refund_workflow_id
-from tests.api.test_lifecycle import lifecycle_result
-from tests.conftest import Stack
-from tests.helpers import (
+from paysaga.devstack import free_port
+from tests.support.outcomes import (
     ONE_CONFIRMATION,
-    SECRETS,
     assert_checkout_refused_with_nothing_reserved,
     effects,
-    stripe_request,
+    lifecycle_result,
 )
+from tests.support.signing import SECRETS, stripe_request
+from tests.support.stack import Stack
 
 API_KEY = "sk_test_paysaga_localstripe"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def localstripe() -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "localstripe"), "--port", str(port)],
         stdout=subprocess.DEVNULL,
@@ -72,7 +65,7 @@ def stack_env(localstripe: str, request: pytest.FixtureRequest) -> dict[str, str
 @pytest.fixture
 async def webhooks_to_us(stack: Stack, localstripe: str) -> AsyncIterator[str]:
     """The API served over real HTTP, and localstripe told to send its webhooks there."""
-    port = _free_port()
+    port = free_port()
     app = create_app(stack.settings, temporal=stack.client)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
     serving = asyncio.create_task(server.serve())

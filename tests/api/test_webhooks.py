@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from typing import Any
 
 import httpx
 import pytest
@@ -18,41 +17,14 @@ from api.app import create_app
 from db.models import AuditEntry, Order, Payment, ReconciliationCase, SecurityEvent
 from domain.confirmation import ConfirmationRun
 from domain.payments import Confirmation, confirmation_workflow_id
-from tests.conftest import Stack, settings_for
-from tests.helpers import (
-    NO_CONFIRMATION,
-    ONE_CONFIRMATION,
-    count,
-    effects,
+from tests.support.gateway_events import signed_confirmation, transaction_of
+from tests.support.outcomes import NO_CONFIRMATION, ONE_CONFIRMATION, count, effects
+from tests.support.signing import (
     razorpay_payment_event,
     razorpay_request,
-    standard_request,
-    standard_succeeded_event,
-    stripe_request,
-    stripe_succeeded_event,
 )
+from tests.support.stack import Stack, settings_for
 from workflows.payment_confirmation import ConfirmPaymentWorkflow
-
-
-def signed_confirmation(
-    provider: str, order: dict[str, Any], transaction_id: str, amount: int | None = None
-) -> tuple[bytes, dict[str, str]]:
-    intent = order["payment"]["intent_id"]
-    paid = order["amount"] if amount is None else amount
-    if provider == "razorpay":
-        return razorpay_request(
-            razorpay_payment_event(intent, transaction_id, paid, order["currency"])
-        )
-    if provider == "stripe":
-        return stripe_request(stripe_succeeded_event(intent, paid, order["currency"].lower()))
-    return standard_request(
-        standard_succeeded_event(intent, transaction_id, paid, order["currency"])
-    )
-
-
-def transaction_of(provider: str, order: dict[str, Any], transaction_id: str) -> str:
-    # Stripe's transaction is its PaymentIntent.
-    return order["payment"]["intent_id"] if provider == "stripe" else transaction_id
 
 
 @pytest.mark.parametrize("provider", ["razorpay", "stripe", "standard"])

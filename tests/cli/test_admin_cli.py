@@ -21,8 +21,8 @@ from paysaga import cli
 from paysaga.admin_cli import NOT_FOUND, run_admin
 from paysaga.admin_render import clean
 from paysaga.settings import Settings
-from tests.conftest import Stack
-from tests.helpers import razorpay_payment_event, razorpay_request
+from tests.support.signing import razorpay_payment_event, razorpay_request
+from tests.support.stack import Stack
 
 UNREACHABLE = "127.0.0.1:1"
 

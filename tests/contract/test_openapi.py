@@ -23,7 +23,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.auth import make_token
 from paysaga.devstack import free_port, start_process, stop_process, wait_http
-from tests.helpers import SECRETS
+from tests.support.signing import SECRETS
 
 EXAMPLES = 15  # per operation and caller: bounded, so `make test` stays within its minutes
 

@@ -3,14 +3,13 @@ would read them (there is no Docker engine here): every name one file uses for a
 (service, port, path, datasource uid) resolves, and only the API is published beyond the
 host's loopback.
 
-`dashboard_metric_names()` is also used by the tests that compare the dashboard with the
-real /metrics endpoints.
+The dashboards' queries are read by tests/support/dashboards.py, which the tests that compare
+the dashboard with the real /metrics endpoints use too.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
 import tomllib
 from functools import cache
@@ -19,13 +18,20 @@ from typing import Any
 
 import yaml  # type: ignore[import-untyped]  # PyYAML ships no stubs; only safe_load is used
 
+from tests.support.dashboards import (
+    dashboard_metric_names,
+    dashboards,
+    exprs,
+    panels,
+    promql_metric_names,
+)
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 GRAFANA = ROOT / "deploy" / "grafana"
 DATASOURCES = GRAFANA / "provisioning" / "datasources" / "prometheus.yml"
 DASHBOARD_PROVIDERS = GRAFANA / "provisioning" / "dashboards" / "paysaga.yml"
-DASHBOARDS = GRAFANA / "dashboards"
 
 # Every metric the contract names, plus the API's request histogram: each must be on a panel.
 PAYSAGA_METRICS = {
@@ -49,9 +55,6 @@ TEMPORAL_METRICS = {
     "temporal_activity_schedule_to_start_latency",
     "temporal_worker_task_slots_available",
 }
-
-_PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool"}
-_PROMQL_WORDS |= {"and", "or", "unless", "offset", "inf", "nan"}
 
 
 def _load_yaml(path: Path) -> Any:
@@ -111,55 +114,6 @@ def _bind_mounts(service: str) -> dict[str, str]:
         if source.startswith("."):
             out[target] = source
     return out
-
-
-@cache
-def _dashboards() -> list[dict[str, Any]]:
-    return [json.loads(p.read_text()) for p in sorted(DASHBOARDS.glob("*.json"))]
-
-
-def _panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
-    """All panels, including those nested in collapsed rows."""
-    out: list[dict[str, Any]] = []
-    for panel in dashboard.get("panels", []):
-        out.append(panel)
-        out.extend(panel.get("panels", []))
-    return out
-
-
-def _exprs() -> list[str]:
-    return [
-        str(target["expr"])
-        for dashboard in _dashboards()
-        for panel in _panels(dashboard)
-        for target in panel.get("targets", [])
-    ]
-
-
-def promql_metric_names(expr: str) -> set[str]:
-    """Metric names in one PromQL expression, histogram suffixes removed."""
-    expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # label values and other strings
-    expr = re.sub(r"\{[^}]*\}", "", expr)  # label matchers
-    expr = re.sub(r"\[[^\]]*\]", "", expr)  # range and subquery durations
-    expr = re.sub(
-        r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", expr
-    )  # label lists
-    names: set[str] = set()
-    for match in re.finditer(r"(?<![\w:$.])([A-Za-z_:][\w:]*)(?![\w:])(?!\s*\()", expr):
-        name = match.group(1)
-        if name.lower() in _PROMQL_WORDS:
-            continue
-        names.add(re.sub(r"_(?:bucket|sum|count)$", "", name))
-    return names
-
-
-def dashboard_metric_names() -> set[str]:
-    """Every metric name the provisioned dashboards query (without `_bucket`, `_sum`,
-    `_count`), e.g. {"paysaga_webhooks_total", "paysaga_http_request_seconds", ...}."""
-    names: set[str] = set()
-    for expr in _exprs():
-        names |= promql_metric_names(expr)
-    return names
 
 
 # --- docker-compose.yml --------------------------------------------------------------------
@@ -281,15 +235,15 @@ def test_dashboard_provider_path_is_where_compose_mounts_the_dashboards() -> Non
     (provider,) = _load_yaml(DASHBOARD_PROVIDERS)["providers"]
     assert provider["type"] == "file"
     assert mounts[provider["options"]["path"].rstrip("/")] == "./deploy/grafana/dashboards"
-    assert _dashboards(), "no dashboard JSON to provision"
+    assert dashboards(), "no dashboard JSON to provision"
 
 
 def test_every_panel_uses_the_provisioned_datasource() -> None:
     uid = _datasource()["uid"]
-    for dashboard in _dashboards():
-        ids = [panel["id"] for panel in _panels(dashboard)]
+    for dashboard in dashboards():
+        ids = [panel["id"] for panel in panels(dashboard)]
         assert len(ids) == len(set(ids)), "panel ids must be unique"
-        for panel in _panels(dashboard):
+        for panel in panels(dashboard):
             if panel["type"] == "row":
                 continue
             assert panel["datasource"]["uid"] == uid, panel["title"]
@@ -299,7 +253,7 @@ def test_every_panel_uses_the_provisioned_datasource() -> None:
 
 
 def test_histogram_quantiles_aggregate_buckets_by_le() -> None:
-    for expr in _exprs():
+    for expr in exprs():
         if "histogram_quantile" in expr:
             assert "_bucket" in expr, expr
             assert re.search(r"by \((?:[\w, ]*\b)?le\b", expr), expr

@@ -22,7 +22,7 @@ import pytest
 
 from api.auth import make_token
 from paysaga.devstack import free_port
-from tests.helpers import razorpay_payment_event, razorpay_request
+from tests.support.signing import razorpay_payment_event, razorpay_request
 
 pytestmark = pytest.mark.devstack
 PAYSAGA = str(Path(sys.executable).parent / "paysaga")

@@ -6,17 +6,53 @@ Figures (in flight, paid, duplicates, lost, recovery seconds) go to build/fault-
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import time
 import uuid
+from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.models import Order, Product
-from tests.faults.conftest import CONFIRMATIONS, FaultStack, Sent, refuse_audit, report
+from tests.support.fault_stack import FaultStack, Sent
 from workflows.confirmation_audit import AUDIT_FALLBACK
 
 pytestmark = pytest.mark.faults
+
+CONFIRMATIONS = 100
+REPORT = Path(os.environ.get("PAYSAGA_FAULT_REPORT", "build/fault-report.jsonl"))
+
+
+def report(name: str, figures: dict[str, Any]) -> None:
+    REPORT.parent.mkdir(parents=True, exist_ok=True)
+    with REPORT.open("a") as out:
+        out.write(json.dumps({"test": name, **figures}) + "\n")
+    print(f"\n{name}: {figures}")
+
+
+async def refuse_audit(engine: AsyncEngine, refuse: bool) -> None:
+    async with engine.begin() as conn:
+        if refuse:
+            await conn.execute(
+                text(
+                    "CREATE OR REPLACE FUNCTION fault_refuse() RETURNS trigger LANGUAGE plpgsql "
+                    "AS $$ BEGIN RAISE EXCEPTION 'audit_log is not writable'; END $$"
+                )
+            )
+            await conn.execute(
+                text(
+                    "CREATE TRIGGER fault_refuse_audit BEFORE INSERT ON audit_log "
+                    "FOR EACH ROW EXECUTE FUNCTION fault_refuse()"
+                )
+            )
+        else:
+            await conn.execute(text("DROP TRIGGER fault_refuse_audit ON audit_log"))
+
+
 OUTAGE = 20.0
 
 

@@ -13,8 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateways import MalformedEvent, SignatureError, gateway_for
-from tests.api.test_hostile import sign
-from tests.helpers import SECRETS
+from tests.support.signing import SECRETS, sign
 
 PROVIDERS = ("razorpay", "stripe", "standard")
 HEADERS = (

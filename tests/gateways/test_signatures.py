@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from gateways import MalformedEvent, SignatureError, gateway_for
-from tests.helpers import (
+from tests.support.signing import (
     SECRETS,
     razorpay_payment_event,
     razorpay_request,

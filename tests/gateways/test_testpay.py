@@ -12,10 +12,9 @@ import pytest
 
 from domain.payments import confirmation_workflow_id, refund_workflow_id
 from gateways import registry
-from tests.api.test_lifecycle import lifecycle_result
-from tests.conftest import Stack
 from tests.gateways.testpay import LEDGER, NAME, Testpay, event, sign
-from tests.helpers import ONE_CONFIRMATION, effects
+from tests.support.outcomes import ONE_CONFIRMATION, effects, lifecycle_result
+from tests.support.stack import Stack
 
 SECRET = "testpay-webhook-secret"
 

@@ -12,10 +12,6 @@ import os
 
 import pytest
 
-from tests.faults.conftest import fault_dir, open_stack
-
-__all__ = ["KEY_SECRET", "WINDOW_SECONDS", "fault_dir", "fault_env", "open_stack"]
-
 KEY_SECRET = "rzp_key_secret_for_integrity_returns"
 WINDOW_SECONDS = int(os.environ.get("PAYSAGA_INTEGRITY_WINDOW_SECONDS", "10"))
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from tests.helpers import Request
+from tests.support.signing import Request
 
 PROVIDERS = ("razorpay", "stripe", "standard")
 LIVE = frozenset({"awaiting_payment", "paid"})  # statuses that hold stock

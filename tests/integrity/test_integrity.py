@@ -16,8 +16,6 @@ A failure prints the seed and hypothesis's shortest sequence of steps; figures g
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import os
 import random
@@ -55,12 +53,7 @@ from domain.payments import (
     order_workflow_id,
     refund_workflow_id,
 )
-from tests.api.test_lifecycle import failed
-from tests.api.test_refunds import refund_notice
-from tests.api.test_webhooks import signed_confirmation
-from tests.faults.conftest import FaultStack
-from tests.helpers import SECRETS, Request
-from tests.integrity.conftest import KEY_SECRET, WINDOW_SECONDS, open_stack
+from tests.integrity.conftest import KEY_SECRET, WINDOW_SECONDS
 from tests.integrity.model import (
     ACTIONABLE,
     APPLIED,
@@ -83,6 +76,9 @@ from tests.integrity.model import (
 from tests.integrity.model import (
     Product as ProductModel,
 )
+from tests.support.fault_stack import FaultStack, open_stack
+from tests.support.gateway_events import failed, refund_notice, signed_confirmation
+from tests.support.signing import SECRETS, Request, checkout_return
 from workflows.payment_confirmation import ConfirmPaymentWorkflow
 
 T = TypeVar("T")
@@ -416,14 +412,7 @@ class IntegrityMachine(RuleBasedStateMachine):
         tx = new_tx("razorpay")
         fates, may_pay = payment_fates(o, self.m, delay=3.0)  # the answer waits up to 3 s
         self._expect_money(o, tx, fates, may_pay, None)
-        signature = hmac.new(
-            KEY_SECRET.encode(), f"{o.intent}|{tx}".encode(), hashlib.sha256
-        ).hexdigest()
-        proof = {
-            "razorpay_order_id": o.intent,
-            "razorpay_payment_id": tx,
-            "razorpay_signature": signature,
-        }
+        proof = checkout_return(o.as_order(), tx, KEY_SECRET)
         answer = await self.call("POST", "/payments/razorpay/verify", owner(), proof)
         assert answer.status_code in (200, 202), answer.text
         if answer.status_code == 200:

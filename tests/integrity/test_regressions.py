@@ -14,11 +14,6 @@ from sqlalchemy import select
 
 from db.models import ReconciliationCase
 from domain.payments import ATTACHED, confirmation_workflow_id, refund_workflow_id
-from tests.api.test_checkout_verify import KEY_SECRET, checkout_return
-from tests.api.test_lifecycle import SHORT, lifecycle_result
-from tests.api.test_refunds import refund_notice
-from tests.api.test_webhooks import signed_confirmation
-from tests.conftest import Stack
 from tests.integrity.model import (
     LATE,
     PARKED,
@@ -30,6 +25,10 @@ from tests.integrity.model import (
     payment_fates,
 )
 from tests.integrity.test_integrity import Campaign, IntegrityMachine
+from tests.support.gateway_events import refund_notice, signed_confirmation
+from tests.support.outcomes import lifecycle_result
+from tests.support.signing import SECRETS, checkout_return
+from tests.support.stack import SHORT, Stack
 
 
 async def cancel_audit(stack: Stack, order_id: str) -> list[tuple[str, str]]:
@@ -202,7 +201,9 @@ async def attach_stray_stripe_money(stack: Stack, order: dict[str, Any]) -> str:
     return intent
 
 
-@pytest.mark.parametrize("stack_env", [{"PAYSAGA_RAZORPAY_KEY_SECRET": KEY_SECRET}])
+@pytest.mark.parametrize(
+    "stack_env", [{"PAYSAGA_RAZORPAY_KEY_SECRET": SECRETS["razorpay_key_secret"]}]
+)
 async def test_products__unmatched_stripe__admin_attach__checkout_return(stack: Stack) -> None:
     """Unmatched Stripe money attached by an admin to a Razorpay order (seed 483996623): it
     was written into the order's Razorpay attempt under Stripe's name, so the customer's

@@ -16,8 +16,8 @@ import pytest
 from api.auth import make_token
 from domain.payments import confirmation_workflow_id
 from observability.logs import Context, configure_logging, ids_of_workflow, log_context
-from tests.conftest import Stack
-from tests.helpers import SECRETS, razorpay_payment_event, razorpay_request
+from tests.support.signing import SECRETS, razorpay_payment_event, razorpay_request
+from tests.support.stack import Stack
 
 WEBHOOK_SECRET = "whsec_abcdef1234567890"
 IDS = {"transaction_id": "pay_1", "order_id": "o-1", "workflow_id": "payment-stripe-pay_1"}

@@ -25,8 +25,8 @@ from api.app import create_app
 from domain.payments import confirmation_workflow_id
 from observability.tracing import temporal_interceptor, tracer_provider
 from paysaga.temporal import build_worker
-from tests.conftest import Stack, settings_for
-from tests.helpers import stripe_request, stripe_succeeded_event
+from tests.support.signing import stripe_request, stripe_succeeded_event
+from tests.support.stack import Stack, settings_for
 
 WEBHOOK_SPAN = "POST /api/v1/webhooks/stripe"
 CONFIRMATION = "ConfirmPayment"  # the workflow's registered name
