@@ -9,12 +9,19 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
-from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from domain.payments import RecoveryTiming
 
@@ -111,6 +118,18 @@ class Settings(BaseSettings):
         )
 
     @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # No .env or secrets files: the environment (or what from_env was given) is all.
+        return init_settings, _Environment(settings_cls)
+
+    @classmethod
     def from_env(
         cls, env: Mapping[str, str] | None = None, *, dev_connection: bool = False
     ) -> Settings:
@@ -119,12 +138,12 @@ class Settings(BaseSettings):
         `dev_connection`: what `env` leaves unset is taken from the connection file a running
         `paysaga dev` keeps in the data dir, so operator commands find it with no exports.
         """
-        values = _read(cls, os.environ if env is None else env)
+        given = os.environ if env is None else env
         if dev_connection:
-            path = _validate(cls, values).data_dir / CONNECTION_FILE
+            path = _load(cls, given).data_dir / CONNECTION_FILE
             if path.is_file():
-                values = _read(cls, _connection_file(path)) | values
-        return _validate(cls, values)
+                given = _connection_file(path) | {k: v for k, v in given.items() if v != ""}
+        return _load(cls, given)
 
     def secrets(self) -> tuple[str, ...]:
         """Every configured secret: logs must never carry one (`observability.logs.Redact`)."""
@@ -147,27 +166,29 @@ class Settings(BaseSettings):
         return self.database_url
 
 
-class _MappingSource(EnvSettingsSource):
-    """pydantic-settings' environment source, over a given mapping instead of os.environ."""
+# What `_load` has `Settings()` read instead of os.environ, for that one call.
+_GIVEN: ContextVar[Mapping[str, str] | None] = ContextVar("paysaga_settings_env", default=None)
 
-    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]) -> None:
-        self._given = env  # before super().__init__, which loads the variables
-        super().__init__(settings_cls)
+
+class _Environment(EnvSettingsSource):
+    """pydantic-settings' environment source, reading the mapping `from_env` was given."""
 
     def _load_env_vars(self) -> Mapping[str, str | None]:
-        # Variable names are case-insensitive, as in the default source; empty means unset.
-        return {k.lower(): v for k, v in self._given.items() if v != ""}
+        given = _GIVEN.get()
+        if given is None:
+            return super()._load_env_vars()
+        # As the default source: names case-insensitive, an empty value unset.
+        return {k.lower(): v for k, v in given.items() if v != ""}
 
 
-def _read(cls: type[Settings], env: Mapping[str, str]) -> dict[str, Any]:
-    return _MappingSource(cls, env)()
-
-
-def _validate(cls: type[Settings], values: dict[str, Any]) -> Settings:
+def _load(cls: type[Settings], env: Mapping[str, str]) -> Settings:
+    token = _GIVEN.set(env)
     try:
-        return cls.model_validate(values)
+        return cls()
     except ValidationError as exc:
         raise SettingsError("; ".join(_describe(e) for e in exc.errors())) from None
+    finally:
+        _GIVEN.reset(token)
 
 
 def _connection_file(path: Path) -> dict[str, str]:
