@@ -1,5 +1,6 @@
-"""`paysaga dev` as a user runs it: ready, confirms a real HTTP webhook, stops cleanly, and
-finds the same data on the next start."""
+"""`paysaga dev` as a user runs it: ready without a warning, confirms a real HTTP webhook, is
+found by the CLI in another shell with no exports, stops cleanly, and finds the same data on the
+next start."""
 
 from __future__ import annotations
 
@@ -31,8 +32,8 @@ PAYSAGA = str(Path(sys.executable).parent / "paysaga")
 def start(
     data_dir: Path, ports: dict[str, int], **extra: str
 ) -> tuple[subprocess.Popen[str], list[str]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PAYSAGA_")}
-    env |= {"PAYSAGA_DATA_DIR": str(data_dir)} | {k: str(v) for k, v in ports.items()} | extra
+    env = clean_env(PAYSAGA_DATA_DIR=str(data_dir)) | {k: str(v) for k, v in ports.items()}
+    env |= extra
     proc = subprocess.Popen(
         [PAYSAGA, "dev"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -48,6 +49,24 @@ def start(
             return proc, lines
     proc.kill()
     raise AssertionError("paysaga dev never got ready:\n" + "\n".join(lines))
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """A shell's environment with no PAYSAGA_ variable in it."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PAYSAGA_")} | extra
+
+
+def second_shell(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`paysaga ARGS` as a user would run it beside a running `paysaga dev`: nothing exported
+    but where the data is (the default, `.paysaga` in the working directory, is not it here)."""
+    return subprocess.run(
+        [PAYSAGA, *args],
+        env=clean_env(PAYSAGA_DATA_DIR=str(data_dir)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def stop(proc: subprocess.Popen[str]) -> list[int]:
@@ -78,6 +97,7 @@ def test_dev_stack_confirms_stops_cleanly_and_keeps_its_data(tmp_path: Path) -> 
         assert worker_metrics is not None, printed
         assert f"http://127.0.0.1:{ports['PAYSAGA_TEMPORAL_UI_PORT']}" in printed
         assert "/docs" in printed and "Admin token" in printed
+        assert "Warning" not in printed, printed  # e.g. platformdirs' RuntimeDirWarning
         secrets: dict[str, Any] = json.loads((tmp_path / "dev-secrets.json").read_text())
         admin = {
             "Authorization": "Bearer "
@@ -129,9 +149,28 @@ def test_dev_stack_confirms_stops_cleanly_and_keeps_its_data(tmp_path: Path) -> 
         metrics = httpx.get(worker_metrics[1]).text
         assert 'paysaga_confirmations_total{outcome="paid"} 1.0' in metrics
         assert "temporal_workflow_completed" in metrics
+        # Another shell, nothing exported: the CLI finds the database and Temporal.
+        cases = second_shell(tmp_path, "admin", "cases", "--json")
+        assert cases.returncode == 0, cases.stderr
+        shown = second_shell(tmp_path, "admin", "show", "razorpay", "pay_DevStack1", "--json")
+        assert shown.returncode == 0, shown.stderr
+        view = json.loads(shown.stdout)
+        assert view["transaction_id"] == "pay_DevStack1"
+        assert view["workflow"]["status"] not in ("unreachable", "not_found"), view
+        token = second_shell(tmp_path, "token", "ops", "--admin").stdout.strip()
+        mine = httpx.get(
+            f"{api}/orders/{order['id']}", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert mine.status_code == 200
     finally:
         leftovers = stop(proc)
     assert leftovers == []
+    assert proc.stdout is not None
+    assert "Warning" not in proc.stdout.read()
+    # Gone with the stack: the CLI then says what is missing instead of trying a dead socket.
+    assert not (tmp_path / "connection.json").exists()
+    gone = second_shell(tmp_path, "admin", "cases")
+    assert gone.returncode == 1 and "PAYSAGA_DATABASE_URL is not set" in gone.stderr
     assert len(list((tmp_path / "mail").glob("*.eml"))) == 1
     # JSON lines with the ids they are about, and no secret, token or signature anywhere.
     api_lines = [json.loads(line) for line in (tmp_path / "logs" / "api.log").open()]
