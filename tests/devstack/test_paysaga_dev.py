@@ -30,12 +30,17 @@ PAYSAGA = str(Path(sys.executable).parent / "paysaga")
 
 
 def start(
-    data_dir: Path, ports: dict[str, int], **extra: str
+    workdir: Path, ports: dict[str, int], **extra: str
 ) -> tuple[subprocess.Popen[str], list[str]]:
-    env = clean_env(PAYSAGA_DATA_DIR=str(data_dir)) | {k: str(v) for k, v in ports.items()}
-    env |= extra
+    """`paysaga dev` in `workdir`, keeping its data in the default `.paysaga` there."""
+    env = clean_env() | {k: str(v) for k, v in ports.items()} | extra
     proc = subprocess.Popen(
-        [PAYSAGA, "dev"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [PAYSAGA, "dev"],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     lines: list[str] = []
     assert proc.stdout is not None
@@ -56,12 +61,13 @@ def clean_env(**extra: str) -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("PAYSAGA_")} | extra
 
 
-def second_shell(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """`paysaga ARGS` as a user would run it beside a running `paysaga dev`: nothing exported
-    but where the data is (the default, `.paysaga` in the working directory, is not it here)."""
+def second_shell(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`paysaga ARGS` as a user would run it beside a running `paysaga dev`, in the same
+    directory, with nothing exported."""
     return subprocess.run(
         [PAYSAGA, *args],
-        env=clean_env(PAYSAGA_DATA_DIR=str(data_dir)),
+        cwd=workdir,
+        env=clean_env(),
         capture_output=True,
         text=True,
         timeout=60,
@@ -144,16 +150,16 @@ def check_mail_and_metrics(
     assert "temporal_workflow_completed" in metrics
 
 
-def check_second_shell(data_dir: Path, api: str, order_id: str) -> None:
+def check_second_shell(workdir: Path, api: str, order_id: str) -> None:
     """Another shell, nothing exported: the CLI finds the database, Temporal and the secret."""
-    cases = second_shell(data_dir, "admin", "cases", "--json")
+    cases = second_shell(workdir, "admin", "cases", "--json")
     assert cases.returncode == 0, cases.stderr
-    shown = second_shell(data_dir, "admin", "show", "razorpay", "pay_DevStack1", "--json")
+    shown = second_shell(workdir, "admin", "show", "razorpay", "pay_DevStack1", "--json")
     assert shown.returncode == 0, shown.stderr
     view = json.loads(shown.stdout)
     assert view["transaction_id"] == "pay_DevStack1"
     assert view["workflow"]["status"] not in ("unreachable", "not_found"), view
-    token = second_shell(data_dir, "token", "ops", "--admin").stdout.strip()
+    token = second_shell(workdir, "token", "ops", "--admin").stdout.strip()
     mine = httpx.get(f"{api}/orders/{order_id}", headers={"Authorization": f"Bearer {token}"})
     assert mine.status_code == 200
 
@@ -178,16 +184,18 @@ def test_dev_stack_confirms_stops_cleanly_and_keeps_its_data(tmp_path: Path) -> 
         "PAYSAGA_TEMPORAL_UI_PORT": free_port(),
     }
     api = f"http://127.0.0.1:{ports['PAYSAGA_API_PORT']}/api/v1"
+    # Made by `paysaga dev`, as for a new user: a plain 0755 directory, not pytest's 0700.
+    data_dir = tmp_path / ".paysaga"
     proc, lines = start(tmp_path, ports, PAYSAGA_LOG_FORMAT="json")
     try:
-        worker_metrics = check_printed("\n".join(lines), tmp_path, ports)
-        secrets: dict[str, str] = json.loads((tmp_path / "dev-secrets.json").read_text())
+        worker_metrics = check_printed("\n".join(lines), data_dir, ports)
+        secrets: dict[str, str] = json.loads((data_dir / "dev-secrets.json").read_text())
         admin_token = make_token(secrets["PAYSAGA_JWT_SECRET"], "ops", admin=True)
         admin = {"Authorization": f"Bearer {admin_token}"}
         order, body, headers = pay_an_order(api, admin, secrets["PAYSAGA_RAZORPAY_WEBHOOK_SECRETS"])
         ui = httpx.get(f"http://127.0.0.1:{ports['PAYSAGA_TEMPORAL_UI_PORT']}/")
         assert ui.status_code == 200
-        check_mail_and_metrics(tmp_path, api, admin, order["id"], worker_metrics)
+        check_mail_and_metrics(data_dir, api, admin, order["id"], worker_metrics)
         check_second_shell(tmp_path, api, order["id"])
     finally:
         leftovers = stop(proc)
@@ -195,14 +203,14 @@ def test_dev_stack_confirms_stops_cleanly_and_keeps_its_data(tmp_path: Path) -> 
     assert proc.stdout is not None
     assert "Warning" not in proc.stdout.read()
     # Gone with the stack: the CLI then says what is missing instead of trying a dead socket.
-    assert not (tmp_path / "connection.json").exists()
+    assert not (data_dir / "connection.json").exists()
     gone = second_shell(tmp_path, "admin", "cases")
     assert gone.returncode == 1 and "PAYSAGA_DATABASE_URL is not set" in gone.stderr
-    assert len(list((tmp_path / "mail").glob("*.eml"))) == 1
+    assert len(list((data_dir / "mail").glob("*.eml"))) == 1
     check_logs(
-        tmp_path, order["id"], [*secrets.values(), admin_token, headers["X-Razorpay-Signature"]]
+        data_dir, order["id"], [*secrets.values(), admin_token, headers["X-Razorpay-Signature"]]
     )
-    assert not (tmp_path / "postgres" / "postmaster.pid").exists()
+    assert not (data_dir / "postgres" / "postmaster.pid").exists()
 
     proc, _ = start(tmp_path, ports)
     try:
