@@ -7,11 +7,34 @@ import asyncio
 import logging
 import os
 import sys
+from collections.abc import Callable
 
-from paysaga.settings import Settings
+from paysaga.settings import Settings, SettingsError
+
+# The dev stack prints its own summary; its children log to PAYSAGA_DATA_DIR/logs.
+QUIET = ("dev", "migrate", "token", "admin", "bench")
+# Operator commands: what the environment leaves unset comes from a running `paysaga dev`.
+DEV_CONNECTION = ("migrate", "token", "admin")
 
 
 def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env(dev_connection=args.command in DEV_CONNECTION)
+    except SettingsError as exc:
+        raise SystemExit(f"paysaga: {exc}") from None  # one line on stderr, exit 1
+    level = logging.WARNING if args.command in QUIET else logging.INFO
+    if args.command in ("api", "worker"):
+        from observability.logs import configure_logging
+
+        # PAYSAGA_LOG_FORMAT: JSON lines by default, text in `paysaga dev`.
+        configure_logging(settings.log_format, f"paysaga-{args.command}", level, settings.secrets())
+    else:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    COMMANDS[args.command](settings, args)
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="paysaga", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser(
@@ -32,63 +55,76 @@ def main(argv: list[str] | None = None) -> None:
     from paysaga.admin_cli import add_admin_parser
 
     add_admin_parser(sub)
-    args = parser.parse_args(argv)
-    # The dev stack prints its own summary; its children log to PAYSAGA_DATA_DIR/logs.
-    quiet = ("dev", "migrate", "token", "admin", "bench")
-    level = logging.WARNING if args.command in quiet else logging.INFO
-    settings = Settings.from_env()
-    if args.command in ("api", "worker"):
-        from observability.logs import configure_logging
+    return parser
 
-        # PAYSAGA_LOG_FORMAT: JSON lines by default, text in `paysaga dev`.
-        configure_logging(settings.log_format, f"paysaga-{args.command}", level, settings.secrets())
-    else:
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
-    if args.command == "dev":
-        from paysaga.devstack import run_dev
+def _dev(settings: Settings, args: argparse.Namespace) -> None:
+    from paysaga.devstack import run_dev
 
-        run_dev()
-    elif args.command == "api":
-        import uvicorn
+    run_dev(settings)
 
-        from api.app import create_app
 
-        # log_config=None: uvicorn's lines go through our handler (format, context, redaction).
-        uvicorn.run(
-            create_app(settings),
-            host=args.host,
-            port=settings.api_port,
-            log_level="info",
-            log_config=None,
-        )
-    elif args.command == "worker":
-        from worker import main as worker_main
+def _api(settings: Settings, args: argparse.Namespace) -> None:
+    import uvicorn
 
-        worker_main(settings)
-    elif args.command == "migrate":
-        from db.migrate import upgrade
+    from api.app import create_app
 
-        upgrade(settings.require_database_url())
-    elif args.command == "bench":
-        from bench.run import main as bench_main
+    # log_config=None: uvicorn's lines go through our handler (format, context, redaction).
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=settings.api_port,
+        log_level="info",
+        log_config=None,
+    )
 
-        bench_main(["--quick"] if args.quick else [])
-    elif args.command == "admin":
-        from paysaga.admin_cli import run_admin
 
-        code = asyncio.run(run_admin(settings, args))
-        # Exit at once: letting the interpreter finalise under the Temporal client's runtime
-        # threads can abort the process (SIGABRT) after the work is done.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    elif args.command == "token":
-        from api.auth import make_token
+def _worker(settings: Settings, args: argparse.Namespace) -> None:
+    from worker import main as worker_main
 
-        if not settings.jwt_secret:
-            raise SystemExit("PAYSAGA_JWT_SECRET is not set")
-        print(make_token(settings.jwt_secret, args.sub, admin=args.admin, ttl=args.ttl))
+    worker_main(settings)
+
+
+def _migrate(settings: Settings, args: argparse.Namespace) -> None:
+    from db.migrate import upgrade
+
+    upgrade(settings.require_database_url())
+
+
+def _bench(settings: Settings, args: argparse.Namespace) -> None:
+    from bench.run import main as bench_main
+
+    bench_main(["--quick"] if args.quick else [])
+
+
+def _admin(settings: Settings, args: argparse.Namespace) -> None:
+    from paysaga.admin_cli import run_admin
+
+    code = asyncio.run(run_admin(settings, args))
+    # Exit at once: letting the interpreter finalise under the Temporal client's runtime
+    # threads can abort the process (SIGABRT) after the work is done.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _token(settings: Settings, args: argparse.Namespace) -> None:
+    from api.auth import make_token
+
+    if not settings.jwt_secret:
+        raise SystemExit("PAYSAGA_JWT_SECRET is not set (a running `paysaga dev` provides it)")
+    print(make_token(settings.jwt_secret, args.sub, admin=args.admin, ttl=args.ttl))
+
+
+COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], None]] = {
+    "dev": _dev,
+    "api": _api,
+    "worker": _worker,
+    "migrate": _migrate,
+    "bench": _bench,
+    "admin": _admin,
+    "token": _token,
+}
 
 
 if __name__ == "__main__":

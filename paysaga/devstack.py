@@ -26,10 +26,16 @@ from types import FrameType
 from api.auth import make_token
 from db.migrate import upgrade
 from paysaga.postgres import EmbeddedPostgres, create_database_sync
-from paysaga.settings import Settings
+from paysaga.settings import CONNECTION_FILE, Settings
 from paysaga.temporal import SEARCH_ATTRIBUTES
 
 DEV_TTL = 30 * 24 * 3600  # the printed dev tokens
+DEV_SECRET_NAMES = (
+    "PAYSAGA_JWT_SECRET",
+    "PAYSAGA_RAZORPAY_WEBHOOK_SECRETS",
+    "PAYSAGA_STRIPE_WEBHOOK_SECRETS",
+    "PAYSAGA_STANDARD_WEBHOOK_SECRETS",
+)
 
 
 class Stop(Exception):
@@ -176,76 +182,16 @@ def spawn(
     return proc
 
 
-def run_dev() -> None:
-    settings = Settings.from_env()
+def run_dev(settings: Settings) -> None:
     data_dir = settings.data_dir.resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
     logs = data_dir / "logs"
-    logs.mkdir(exist_ok=True)
-    env = dict(os.environ)
-    for key, value in dev_secrets(data_dir).items():
-        env.setdefault(key, value)
-    env["PAYSAGA_DATA_DIR"] = str(data_dir)
-    env.setdefault("PAYSAGA_LOG_FORMAT", "text")
-    # The worker's /metrics: a free port unless one is set, printed below.
-    env.setdefault("PAYSAGA_WORKER_METRICS_PORT", str(free_port()))
+    logs.mkdir(parents=True, exist_ok=True)
+    env = _child_env(data_dir)
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
     with ExitStack() as stack:
         try:
-            if not settings.database_url:
-                pg = EmbeddedPostgres(data_dir / "postgres")
-                pg.start()
-                stack.callback(pg.stop)
-                create_database_sync(pg, "paysaga")
-                env["PAYSAGA_DATABASE_URL"] = pg.url("paysaga")
-            ui = None
-            if not os.environ.get("PAYSAGA_TEMPORAL_ADDRESS"):
-                args = temporal_dev_args(
-                    data_dir / "temporal.db",
-                    settings.temporal_port,
-                    namespace=settings.temporal_namespace,
-                    ui_port=settings.temporal_ui_port,
-                )
-                temporal = spawn(stack, args, env, logs / "temporal.log")
-                wait_for_port("127.0.0.1", settings.temporal_port, 60, temporal)
-                env["PAYSAGA_TEMPORAL_ADDRESS"] = f"127.0.0.1:{settings.temporal_port}"
-                ui = f"http://127.0.0.1:{settings.temporal_ui_port}"
-            mail_dir = None
-            if not os.environ.get("PAYSAGA_SMTP_HOST"):
-                mail_dir = data_dir / "mail"
-                port = free_port()
-                sink = spawn(
-                    stack,
-                    [
-                        sys.executable,
-                        "-m",
-                        "mail.sink",
-                        "--dir",
-                        str(mail_dir),
-                        "--port",
-                        str(port),
-                    ],
-                    env,
-                    logs / "mail.log",
-                )
-                wait_for_port("127.0.0.1", port, 30, sink)
-                env["PAYSAGA_SMTP_HOST"], env["PAYSAGA_SMTP_PORT"] = "127.0.0.1", str(port)
-            upgrade(env["PAYSAGA_DATABASE_URL"])
-            cli = [sys.executable, "-m", "paysaga.cli"]
-            children = {
-                name: spawn(stack, [*cli, name], env, logs / f"{name}.log")
-                for name in ("worker", "api")
-            }
-            api = f"http://127.0.0.1:{settings.api_port}"
-            _announce(env, api, ui, logs, mail_dir)
-            wait_http(f"{api}/readyz", children=children)
-            print("paysaga ready", flush=True)
-            while all(child.poll() is None for child in children.values()):
-                time.sleep(0.5)
-            name, failed = next((n, c) for n, c in children.items() if c.poll() is not None)
-            print(f"{name} exited ({failed.returncode}); stopping", file=sys.stderr)
-            raise SystemExit(1)
+            _run(stack, settings, env, data_dir, logs)
         except Stop as stop:
             print(f"{stop}: stopping paysaga", flush=True)
             # Stop children before the services they use: the ExitStack runs in reverse.
@@ -254,8 +200,111 @@ def run_dev() -> None:
     print("paysaga stopped", flush=True)
 
 
+def _child_env(data_dir: Path) -> dict[str, str]:
+    """What the worker and the API run with: ours, the dev secrets, text logs, a metrics port."""
+    env = dict(os.environ)
+    for key, value in dev_secrets(data_dir).items():
+        env.setdefault(key, value)
+    env["PAYSAGA_DATA_DIR"] = str(data_dir)
+    env.setdefault("PAYSAGA_LOG_FORMAT", "text")
+    # The worker's /metrics: a free port unless one is set, printed below.
+    env.setdefault("PAYSAGA_WORKER_METRICS_PORT", str(free_port()))
+    return env
+
+
+def _run(
+    stack: ExitStack, settings: Settings, env: dict[str, str], data_dir: Path, logs: Path
+) -> None:
+    """Starts everything (each stopped when `stack` closes), then waits for a child to exit."""
+    if not settings.database_url:
+        env["PAYSAGA_DATABASE_URL"] = _start_postgres(stack, data_dir)
+    ui = None
+    if not env.get("PAYSAGA_TEMPORAL_ADDRESS"):
+        ui = _start_temporal(stack, settings, env, data_dir, logs)
+    mail_dir = None
+    if not env.get("PAYSAGA_SMTP_HOST"):
+        mail_dir = _start_mail_sink(stack, env, data_dir, logs)
+    upgrade(env["PAYSAGA_DATABASE_URL"])
+    cli = [sys.executable, "-m", "paysaga.cli"]
+    children = {
+        name: spawn(stack, [*cli, name], env, logs / f"{name}.log") for name in ("worker", "api")
+    }
+    api = f"http://127.0.0.1:{settings.api_port}"
+    connection = write_connection(data_dir, env, settings)
+    stack.callback(connection.unlink, missing_ok=True)  # stale once we stop
+    _announce(env, api, ui, logs, mail_dir, connection)
+    wait_http(f"{api}/readyz", children=children)
+    print("paysaga ready", flush=True)
+    while all(child.poll() is None for child in children.values()):
+        time.sleep(0.5)
+    name, failed = next((n, c) for n, c in children.items() if c.poll() is not None)
+    print(f"{name} exited ({failed.returncode}); stopping", file=sys.stderr)
+    raise SystemExit(1)
+
+
+def _start_postgres(stack: ExitStack, data_dir: Path) -> str:
+    pg = EmbeddedPostgres(data_dir / "postgres")
+    pg.start()
+    stack.callback(pg.stop)
+    create_database_sync(pg, "paysaga")
+    return pg.url("paysaga")
+
+
+def _start_temporal(
+    stack: ExitStack, settings: Settings, env: dict[str, str], data_dir: Path, logs: Path
+) -> str:
+    """The Temporal dev server with its Web UI; sets its address in `env`, returns the UI's."""
+    args = temporal_dev_args(
+        data_dir / "temporal.db",
+        settings.temporal_port,
+        namespace=settings.temporal_namespace,
+        ui_port=settings.temporal_ui_port,
+    )
+    temporal = spawn(stack, args, env, logs / "temporal.log")
+    wait_for_port("127.0.0.1", settings.temporal_port, 60, temporal)
+    env["PAYSAGA_TEMPORAL_ADDRESS"] = f"127.0.0.1:{settings.temporal_port}"
+    return f"http://127.0.0.1:{settings.temporal_ui_port}"
+
+
+def _start_mail_sink(stack: ExitStack, env: dict[str, str], data_dir: Path, logs: Path) -> Path:
+    """A local SMTP sink keeping each mail under `data_dir/mail`; sets its address in `env`."""
+    mail_dir = data_dir / "mail"
+    port = free_port()
+    args = [sys.executable, "-m", "mail.sink", "--dir", str(mail_dir), "--port", str(port)]
+    sink = spawn(stack, args, env, logs / "mail.log")
+    wait_for_port("127.0.0.1", port, 30, sink)
+    env["PAYSAGA_SMTP_HOST"], env["PAYSAGA_SMTP_PORT"] = "127.0.0.1", str(port)
+    return mail_dir
+
+
+def write_connection(data_dir: Path, env: Mapping[str, str], settings: Settings) -> Path:
+    """How to reach this stack, for the CLI in another shell (`Settings.from_env`'s
+    `dev_connection`): owner-only, as it carries the secrets, and replaced whole."""
+    values = {
+        "PAYSAGA_DATABASE_URL": env["PAYSAGA_DATABASE_URL"],
+        "PAYSAGA_TEMPORAL_ADDRESS": env["PAYSAGA_TEMPORAL_ADDRESS"],
+        "PAYSAGA_TEMPORAL_NAMESPACE": settings.temporal_namespace,
+        "PAYSAGA_TASK_QUEUE": settings.task_queue,
+        "PAYSAGA_API_PORT": str(settings.api_port),
+        "PAYSAGA_PUBLIC_URL": settings.public_url,
+        **{k: env[k] for k in DEV_SECRET_NAMES},
+    }
+    path = data_dir / CONNECTION_FILE
+    partial = path.with_name(path.name + ".partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(json.dumps(values, indent=2))
+    os.replace(partial, path)
+    return path
+
+
 def _announce(
-    env: dict[str, str], api: str, ui: str | None, logs: Path, mail_dir: Path | None
+    env: dict[str, str],
+    api: str,
+    ui: str | None,
+    logs: Path,
+    mail_dir: Path | None,
+    connection: Path,
 ) -> None:
     secret = env["PAYSAGA_JWT_SECRET"]
     smtp = f"{env['PAYSAGA_SMTP_HOST']}:{env['PAYSAGA_SMTP_PORT']}"
@@ -268,6 +317,7 @@ def _announce(
         f"Metrics      {api}/metrics (API), "
         f"http://127.0.0.1:{env['PAYSAGA_WORKER_METRICS_PORT']}/metrics (worker)",
         f"Logs         {logs}",
+        f"Connection   {connection} (the paysaga CLI reads it: no exports needed)",
         "Dev secrets (kept in PAYSAGA_DATA_DIR/dev-secrets.json; environment overrides them):",
         *(
             f"  {k}={env[k]}"

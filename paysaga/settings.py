@@ -1,83 +1,140 @@
-"""Settings read from the environment (names fixed by CONTRACT.md)."""
+"""Settings read from the environment (names fixed by CONTRACT.md), through pydantic-settings.
+
+Field `x` is read from `PAYSAGA_X`; an empty value counts as unset. A value that does not fit
+raises `SettingsError`, whose one-line message names the variable and what it expects.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from contextvars import ContextVar
 from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from domain.payments import RecoveryTiming
 from gateways import Gateways
 
+PREFIX = "PAYSAGA_"
+# Written by `paysaga dev` beside its data while it runs (see `devstack.write_connection`).
+CONNECTION_FILE = "connection.json"
 
-@dataclass(frozen=True)
-class Settings:
-    database_url: str | None
-    temporal_address: str
-    temporal_namespace: str
-    task_queue: str
-    data_dir: Path
-    api_port: int
-    temporal_port: int
-    temporal_ui_port: int
-    jwt_secret: str | None
-    payment_window_seconds: int
-    refund_window_seconds: int
-    recovery: RecoveryTiming
-    reconcile_every_seconds: int
-    unmatched_alert_seconds: int
-    workflow_sandbox: bool
-    smtp_host: str | None
-    smtp_port: int
-    smtp_from: str
-    organizer_name: str
-    log_format: str
-    worker_metrics_host: str
-    worker_metrics_port: int | None  # None: no metrics server (0: a free port)
-    public_url: str  # where links in mails point (the API's base URL)
+Port = Annotated[int, Field(ge=0, le=65535)]
+Seconds = Annotated[int, Field(ge=0)]
+Timing = Annotated[float, Field(ge=0)]
+
+
+class SettingsError(ValueError):
+    """A variable whose value Settings cannot use; the message names it."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX, env_ignore_empty=True, frozen=True, extra="ignore"
+    )
+
+    database_url: str | None = None
+    temporal_address: str = ""  # unset: 127.0.0.1 on temporal_port (see _derived)
+    temporal_namespace: str = "default"
+    task_queue: str = "paysaga"
+    data_dir: Path = Path(".paysaga")
+    api_port: Port = 8000
+    temporal_port: Port = 7233
+    temporal_ui_port: Port = 8233
+    jwt_secret: str | None = None
+    payment_window_seconds: Seconds = 900
+    refund_window_seconds: Seconds = 1209600
+    retry_first_phase_seconds: Timing = 300
+    retry_fast_max_seconds: Timing = 10
+    retry_slow_initial_seconds: Timing = 30
+    retry_slow_max_seconds: Timing = 300
+    reconcile_every_seconds: Seconds = 60
+    unmatched_alert_seconds: Seconds = 3600
+    workflow_sandbox: bool = False
+    smtp_host: str | None = None
+    smtp_port: Port = 25
+    smtp_from: str = "tickets@paysaga.localhost"
+    organizer_name: str = "paysaga"
+    log_format: Literal["json", "text"] = "json"
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: Port | None = None  # None: no metrics server (0: a free port)
+    public_url: str = ""  # where links in mails point; unset: the API's own base URL
     # Every PAYSAGA_ variable as given: each gateway reads its own (`gateways.registry`).
-    env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    _env: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    def model_post_init(self, context: Any, /) -> None:
+        given = _GIVEN.get()
+        source = os.environ if given is None else given
+        self._env = {
+            k.upper(): v for k, v in source.items() if k.upper().startswith(PREFIX) and v != ""
+        }
+
+    @property
+    def env(self) -> Mapping[str, str]:
+        return self._env
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derived(cls, data: Any) -> Any:
+        """Defaults that follow other values: the ports the addresses are built from."""
+        if isinstance(data, dict):
+            data = {
+                "temporal_address": f"127.0.0.1:{data.get('temporal_port', 7233)}",
+                "public_url": f"http://127.0.0.1:{data.get('api_port', 8000)}",
+            } | data
+        return data
+
+    @field_validator("public_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @property
+    def recovery(self) -> RecoveryTiming:
+        return RecoveryTiming(
+            first_phase=self.retry_first_phase_seconds,
+            fast_max=self.retry_fast_max_seconds,
+            slow_initial=self.retry_slow_initial_seconds,
+            slow_max=self.retry_slow_max_seconds,
+        )
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        e = os.environ if env is None else env
-        temporal_port = int(e.get("PAYSAGA_TEMPORAL_PORT", "7233"))
-        api_port = int(e.get("PAYSAGA_API_PORT", "8000"))
-        return cls(
-            database_url=e.get("PAYSAGA_DATABASE_URL") or None,
-            temporal_address=e.get("PAYSAGA_TEMPORAL_ADDRESS") or f"127.0.0.1:{temporal_port}",
-            temporal_namespace=e.get("PAYSAGA_TEMPORAL_NAMESPACE", "default"),
-            task_queue=e.get("PAYSAGA_TASK_QUEUE", "paysaga"),
-            data_dir=Path(e.get("PAYSAGA_DATA_DIR", ".paysaga")),
-            api_port=api_port,
-            temporal_port=temporal_port,
-            temporal_ui_port=int(e.get("PAYSAGA_TEMPORAL_UI_PORT", "8233")),
-            jwt_secret=e.get("PAYSAGA_JWT_SECRET") or None,
-            payment_window_seconds=int(e.get("PAYSAGA_PAYMENT_WINDOW_SECONDS", "900")),
-            refund_window_seconds=int(e.get("PAYSAGA_REFUND_WINDOW_SECONDS", "1209600")),
-            recovery=RecoveryTiming(
-                first_phase=float(e.get("PAYSAGA_RETRY_FIRST_PHASE_SECONDS", "300")),
-                fast_max=float(e.get("PAYSAGA_RETRY_FAST_MAX_SECONDS", "10")),
-                slow_initial=float(e.get("PAYSAGA_RETRY_SLOW_INITIAL_SECONDS", "30")),
-                slow_max=float(e.get("PAYSAGA_RETRY_SLOW_MAX_SECONDS", "300")),
-            ),
-            reconcile_every_seconds=int(e.get("PAYSAGA_RECONCILE_EVERY_SECONDS", "60")),
-            unmatched_alert_seconds=int(e.get("PAYSAGA_UNMATCHED_ALERT_SECONDS", "3600")),
-            workflow_sandbox=e.get("PAYSAGA_WORKFLOW_SANDBOX", "false").lower()
-            in ("1", "true", "yes", "on"),
-            smtp_host=e.get("PAYSAGA_SMTP_HOST") or None,
-            smtp_port=int(e.get("PAYSAGA_SMTP_PORT", "25")),
-            smtp_from=e.get("PAYSAGA_SMTP_FROM") or "tickets@paysaga.localhost",
-            organizer_name=e.get("PAYSAGA_ORGANIZER_NAME") or "paysaga",
-            log_format="text" if e.get("PAYSAGA_LOG_FORMAT", "json") == "text" else "json",
-            worker_metrics_host=e.get("PAYSAGA_WORKER_METRICS_HOST") or "127.0.0.1",
-            worker_metrics_port=int(port)
-            if (port := e.get("PAYSAGA_WORKER_METRICS_PORT"))
-            else None,
-            public_url=(e.get("PAYSAGA_PUBLIC_URL") or f"http://127.0.0.1:{api_port}").rstrip("/"),
-            env={k: v for k, v in e.items() if k.startswith("PAYSAGA_")},
-        )
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # No .env or secrets files: the environment (or what from_env was given) is all.
+        return init_settings, _Environment(settings_cls)
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, *, dev_connection: bool = False
+    ) -> Settings:
+        """Settings from `env` (default: the process environment), and nothing else.
+
+        `dev_connection`: what `env` leaves unset is taken from the connection file a running
+        `paysaga dev` keeps in the data dir, so operator commands find it with no exports.
+        """
+        given = os.environ if env is None else env
+        if dev_connection:
+            path = _load(cls, given).data_dir / CONNECTION_FILE
+            if path.is_file():
+                given = _connection_file(path) | {k: v for k, v in given.items() if v != ""}
+        return _load(cls, given)
 
     def secrets(self) -> tuple[str, ...]:
         """Every configured secret: logs must never carry one (`observability.logs.Redact`)."""
@@ -86,5 +143,65 @@ class Settings:
 
     def require_database_url(self) -> str:
         if not self.database_url:
-            raise SystemExit("PAYSAGA_DATABASE_URL is not set (paysaga dev sets it for you)")
+            raise SystemExit(
+                "PAYSAGA_DATABASE_URL is not set (a running `paysaga dev` provides it, "
+                "found through PAYSAGA_DATA_DIR)"
+            )
         return self.database_url
+
+
+# What `_load` has `Settings()` read instead of os.environ, for that one call.
+_GIVEN: ContextVar[Mapping[str, str] | None] = ContextVar("paysaga_settings_env", default=None)
+
+
+class _Environment(EnvSettingsSource):
+    """pydantic-settings' environment source, reading the mapping `from_env` was given."""
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        given = _GIVEN.get()
+        if given is None:
+            return super()._load_env_vars()
+        # As the default source: names case-insensitive, an empty value unset.
+        return {k.lower(): v for k, v in given.items() if v != ""}
+
+
+def _load(cls: type[Settings], env: Mapping[str, str]) -> Settings:
+    token = _GIVEN.set(env)
+    try:
+        return cls()
+    except ValidationError as exc:
+        raise SettingsError("; ".join(_describe(e) for e in exc.errors())) from None
+    finally:
+        _GIVEN.reset(token)
+
+
+def _connection_file(path: Path) -> dict[str, str]:
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise SettingsError(f"{path}: unreadable ({exc})") from None
+    if not isinstance(stored, dict):
+        raise SettingsError(f"{path}: expected a JSON object of PAYSAGA_ variables")
+    return {str(k): str(v) for k, v in stored.items()}
+
+
+# What a value must look like, by pydantic error type; the input is echoed only for these
+# (never a string field's, which could be a secret).
+_EXPECTED = {
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_parsing": "a number",
+    "bool_parsing": "true or false (1/0, yes/no, on/off)",
+    "greater_than_equal": "a number >= {ge}",
+    "less_than_equal": "a number <= {le}",
+    "literal_error": "one of {expected}",
+}
+
+
+def _describe(error: ErrorDetails) -> str:
+    name = PREFIX + str(error["loc"][0]).upper() if error["loc"] else "PAYSAGA_*"
+    template = _EXPECTED.get(error["type"])
+    if template is None:
+        return f"{name}: {error['msg']}"
+    expected = template.format(**error.get("ctx", {}))
+    return f"{name}: expected {expected}, got {error['input']!r}"

@@ -29,16 +29,6 @@ EXCLUDED = ("db/migrations",)
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 
-# TEMPORARY: modules ("path") and functions ("path:function", a method by its own name) that
-# other helpers of issue 23 are splitting right now. This list must end empty: the lead
-# empties it after merging them, and the second test fails for an entry no longer needed.
-NOT_YET_SPLIT: frozenset[str] = frozenset(
-    {
-        "paysaga/cli.py:main",
-        "paysaga/devstack.py:run_dev",
-    }
-)
-
 
 def product_modules() -> Iterator[Path]:
     yield ROOT / "worker.py"
@@ -67,11 +57,11 @@ def oversized() -> list[str]:
         name = path.relative_to(ROOT).as_posix()
         source = path.read_text()
         lines = len(source.splitlines())
-        if lines > MAX_MODULE_LINES and name not in NOT_YET_SPLIT:
+        if lines > MAX_MODULE_LINES:
             found.append(f"{name}: {lines} lines")
         for function in functions(ast.parse(source, name)):
             key = f"{name}:{function.name}"
-            if length(function) > MAX_FUNCTION_LINES and key not in NOT_YET_SPLIT:
+            if length(function) > MAX_FUNCTION_LINES:
                 found.append(f"{key} (line {function.lineno}): {length(function)} lines")
     return found
 
@@ -80,19 +70,3 @@ def test_no_module_or_function_is_too_long() -> None:
     assert oversized() == [], (
         f"over {MAX_MODULE_LINES} lines per module or {MAX_FUNCTION_LINES} per function"
     )
-
-
-def test_the_allowlist_names_only_what_is_still_too_long() -> None:
-    """An entry whose module or function was split (or renamed) comes off the list."""
-    still = set()
-    for path in product_modules():
-        name = path.relative_to(ROOT).as_posix()
-        source = path.read_text()
-        if len(source.splitlines()) > MAX_MODULE_LINES:
-            still.add(name)
-        still |= {
-            f"{name}:{f.name}"
-            for f in functions(ast.parse(source, name))
-            if length(f) > MAX_FUNCTION_LINES
-        }
-    assert NOT_YET_SPLIT <= still, f"split already: {sorted(NOT_YET_SPLIT - still)}"

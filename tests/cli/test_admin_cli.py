@@ -55,7 +55,7 @@ def cli_settings(stack: Stack, temporal_address: str | None = None) -> Settings:
     """The stack's settings with the test Temporal server's real address (the stack's own
     client does not go through `PAYSAGA_TEMPORAL_ADDRESS`)."""
     address = temporal_address or stack.client.service_client.config.target_host
-    return dataclasses.replace(stack.settings, temporal_address=address)
+    return stack.settings.model_copy(update={"temporal_address": address})
 
 
 @dataclasses.dataclass
