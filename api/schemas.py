@@ -10,9 +10,9 @@ from pydantic import BaseModel, ConfigDict
 
 
 class Answer(BaseModel):
-    """An answer documents every field it has: the schema refuses any other."""
+    """The schema says what every answer holds: each field, a defaulted one too, no other."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)
 
 
 class Alive(Answer):

@@ -31,10 +31,13 @@ Timestamp = Annotated[
 
 
 class View(BaseModel):
-    """Read-only answers: built once by a query function, never changed after. A field not
-    declared here is refused, and the schema says so: no answer carries an undocumented one."""
+    """Read-only answers: built once by a query function, never changed after. The schema
+    says what every answer holds: each field (one with a default too, unless it is left out
+    when empty), and no other."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", json_schema_serialization_defaults_required=True
+    )
 
 
 # --- an order -----------------------------------------------------------------------------
