@@ -198,13 +198,7 @@ class ActionAnswer(View):
 
     @classmethod
     def of(cls, decision: AdminDecision) -> ActionAnswer:
-        return cls(
-            status="accepted" if decision.acted else "repeated",
-            workflow_id=decision.workflow_id,
-            action=decision.action.value,
-            request_id=decision.request_id,
-            state=decision.state.value,
-        )
+        return cls.model_validate(decision.view())
 
 
 class AuditEntryView(View):
