@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Query
-from pydantic import BaseModel, StringConstraints
-from sqlalchemy import select
+from pydantic import StringConstraints
 
 from api.auth import AdminCaller, DepsDep
 from api.errors import BadRequest, Conflict, NotFound, Unavailable
+from api.schemas import RequestBody
 from db.cases import list_cases
-from db.models import AuditEntry
+from db.journal import audit_trail as read_audit_trail
 from domain.payments import AdminRequest
+from domain.views import ActionAnswer, AuditEntryView, CaseView
 from workflows.confirmation_client import ActionRefused, send_admin_action
 
 router = APIRouter(prefix="/admin")
 
 
-class ActionIn(BaseModel):
+class ActionIn(RequestBody):
     request_id: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
     order_id: str | None = None  # attach
     reason: Annotated[str, StringConstraints(max_length=2000)] | None = None  # refund
@@ -33,7 +34,7 @@ async def open_cases(
     include_resolved: bool = False,
     after: Annotated[int, Query(ge=0, le=2**62)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> list[dict[str, Any]]:
+) -> list[CaseView]:
     """Open cases, oldest first, a page at a time: pass the last `id` as `after` for the next
     (an empty page is the end). `?include_resolved=true` adds the resolved ones."""
     return await list_cases(
@@ -49,7 +50,7 @@ async def payment_action(
     caller: AdminCaller,
     deps: DepsDep,
     body: Annotated[ActionIn | None, Body()] = None,
-) -> dict[str, str]:
+) -> ActionAnswer:
     """Delivers the action to `payment-{provider}-{transaction_id}` as the update of the same
     name (the signals of these names are for the Temporal UI and CLI); the workflow decides,
     and a refusal is its reason, answered 409."""
@@ -77,28 +78,17 @@ async def payment_action(
     except ActionRefused as exc:
         error = {404: NotFound, 409: Conflict, 503: Unavailable}[exc.status]
         raise error(str(exc)) from exc
-    return decision.view()
+    return ActionAnswer.of(decision)
 
 
 @router.get("/audit")
 async def audit_trail(
     _: AdminCaller, deps: DepsDep, order_id: Annotated[str, Query()]
-) -> list[dict[str, Any]]:
+) -> list[AuditEntryView]:
+    """The order's audit trail, oldest first."""
     try:
         key = uuid.UUID(order_id)
     except ValueError as exc:
         raise BadRequest("order_id must be a UUID") from exc
     async with deps.sessions() as s:
-        rows = await s.scalars(
-            select(AuditEntry).where(AuditEntry.order_id == key).order_by(AuditEntry.id)
-        )
-        return [
-            {
-                "id": r.id,
-                "actor": r.actor,
-                "action": r.action,
-                "detail": r.detail,
-                "created_at": r.created_at.isoformat(),
-            }
-            for r in rows
-        ]
+        return await read_audit_trail(s, key)

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import DBAPIError, InterfaceError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
@@ -19,10 +19,17 @@ log = logging.getLogger("paysaga.api")
 
 
 class ErrorBody(BaseModel):
-    """Every 4xx and 5xx paysaga answers itself (FastAPI's own 422 has its own shape)."""
+    """Every 4xx and 5xx paysaga answers itself (FastAPI's own 422 has its own shape). A field
+    an error carries beyond `detail` is declared here, or the error cannot be answered."""
+
+    model_config = ConfigDict(extra="forbid")
 
     detail: str
     unavailable: list[str] | None = None  # 409 for missing stock: every unavailable sku
+
+    def answer(self, status: int, headers: dict[str, str] | None = None) -> JSONResponse:
+        """Optional fields an error does not carry are left out, not sent as null."""
+        return JSONResponse(self.model_dump(exclude_none=True), status, headers)
 
 
 _MEANING = {
@@ -47,8 +54,9 @@ class ApiError(Exception):
 
     def __init__(self, message: str, **extra: object) -> None:
         super().__init__(message)
-        self.message = message
-        self.extra = extra  # more fields of the answer, e.g. the unavailable skus of a 409
+        # More fields of the answer (the unavailable skus of a 409), checked against the
+        # documented body here, where the error is raised.
+        self.body = ErrorBody.model_validate({"detail": message, **extra})
 
 
 class BadRequest(ApiError):
@@ -85,8 +93,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        body = {"detail": exc.message, **exc.extra}
-        return JSONResponse(body, status_code=exc.status, headers=headers)
+        return exc.body.answer(exc.status, headers)
 
     @app.exception_handler(DBAPIError)
     @app.exception_handler(InterfaceError)
@@ -95,14 +102,12 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _database_down(_: Request, exc: Exception) -> JSONResponse:
         if is_bad_data(exc):  # the client's value, not the database, is the problem
             log.info("database refused a value: %s", exc)
-            return JSONResponse({"detail": "a value cannot be stored as given"}, status_code=400)
+            return ErrorBody(detail="a value cannot be stored as given").answer(400)
         log.error("database unavailable: %s", exc)
-        return JSONResponse({"detail": "database unavailable, retry later"}, status_code=503)
+        return ErrorBody(detail="database unavailable, retry later").answer(503)
 
     @app.exception_handler(RPCError)
     @app.exception_handler(WorkflowUpdateRPCTimeoutOrCancelledError)
     async def _temporal_down(_: Request, exc: Exception) -> JSONResponse:
         log.error("temporal unavailable: %s", exc)
-        return JSONResponse(
-            {"detail": "workflow service unavailable, retry later"}, status_code=503
-        )
+        return ErrorBody(detail="workflow service unavailable, retry later").answer(503)

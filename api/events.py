@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from api.auth import AdminCaller, DepsDep
 from api.errors import BadRequest
 from db.events import BadCursor, page, parse_cursor
+from domain.views import EventPage
 
 router = APIRouter()
 
@@ -19,7 +20,7 @@ async def read_events(
     deps: DepsDep,
     after: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> dict[str, Any]:
+) -> EventPage:
     """Pass `next` back as `after` to go on; an empty page keeps `next` where it was. Ids
     are stable: a consumer that sees one twice (after a crash) de-duplicates by id."""
     async with deps.sessions() as s:
@@ -27,5 +28,4 @@ async def read_events(
             cursor = await parse_cursor(s, after)
         except BadCursor as exc:
             raise BadRequest(str(exc)) from exc
-        events, last = await page(s, cursor, limit)
-    return {"events": events, "next": str(last)}
+        return await page(s, cursor, limit)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
@@ -11,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import func, select, text
 
 from api.auth import DepsDep
+from api.schemas import Alive, Readiness
 from db.models import ReconciliationCase
 from domain.payments import CaseKind
 from observability.metrics import API, OPEN_CASES
@@ -20,30 +20,43 @@ router = APIRouter()
 
 
 @router.get("/healthz")
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+async def healthz() -> Alive:
+    return Alive()
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "not ready: the body names why"}},
+)
 async def readyz(deps: DepsDep) -> JSONResponse:
-    checks: dict[str, Any] = {}
     try:
         async with deps.sessions() as s:
             await s.execute(text("SELECT 1"))
-        checks["database"] = "ok"
+        database = "ok"
     except Exception as exc:  # any failure means "not ready", never a 500
-        checks["database"] = f"unavailable: {type(exc).__name__}"
+        database = f"unavailable: {type(exc).__name__}"
     try:
         client = await deps.temporal()
         await client.service_client.check_health()
-        checks["temporal"] = "ok"
+        temporal = "ok"
     except Exception as exc:
-        checks["temporal"] = f"unavailable: {type(exc).__name__}"
-    ready = all(v == "ok" for v in checks.values())
-    return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
+        temporal = f"unavailable: {type(exc).__name__}"
+    ready = database == temporal == "ok"
+    answer = Readiness(ready=ready, database=database, temporal=temporal)
+    return JSONResponse(answer.model_dump(), status_code=200 if ready else 503)
 
 
-@router.get("/metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+            "description": "Prometheus text exposition",
+        }
+    },
+)
 async def metrics(deps: DepsDep) -> Response:
     """Prometheus text. Open cases are counted at scrape time: the database is the truth, and
     a case closed by another process (the CLI, the worker) must not linger in a gauge."""

@@ -6,10 +6,10 @@ import logging
 import uuid
 from dataclasses import replace
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Response
-from pydantic import AfterValidator, BaseModel, EmailStr, Field, StringConstraints
+from pydantic import AfterValidator, EmailStr, Field, StringConstraints
 from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError, InterfaceError
 from temporalio.service import RPCError
@@ -17,6 +17,7 @@ from temporalio.service import RPCError
 from api.auth import AdminCaller, Caller, CurrentCaller, DepsDep
 from api.deps import Deps
 from api.errors import Conflict, NotFound, Unavailable
+from api.schemas import Product, RequestBody, Withdrawn
 from db.attempts import AttemptRefused, new_attempt
 from db.models import Order, Payment
 from db.order_view import order_view
@@ -34,6 +35,7 @@ from db.refunds import RefundRefused, request_refund
 from db.stock import UNFULFILLABLE, WithdrawRefused, withdraw_stock
 from db.tickets import NotPaid, ticket_pdf
 from domain.payments import ATTACHED, OrderStatus, RefundRun
+from domain.views import OrderView, PlacedOrderView
 from gateways import registry
 from gateways.api import GatewayApi, GatewayRefused, GatewayUnavailable
 from workflows.order_client import start_order_lifecycle
@@ -67,7 +69,7 @@ def _registered(name: str) -> str:
 Provider = Annotated[str, StringConstraints(max_length=64), AfterValidator(_registered)]
 
 
-class ProductIn(BaseModel):
+class ProductIn(RequestBody):
     sku: Sku
     name: Name
     unit_amount: MinorUnits
@@ -75,31 +77,31 @@ class ProductIn(BaseModel):
     stock: Annotated[int, Field(strict=True, ge=0)]
 
 
-class ItemIn(BaseModel):
+class ItemIn(RequestBody):
     sku: Sku
     quantity: Annotated[int, Field(strict=True, ge=1, le=1000)]
 
 
-class AttendeeIn(BaseModel):
+class AttendeeIn(RequestBody):
     name: Name
     email: EmailStr
 
 
-class OrderIn(BaseModel):
+class OrderIn(RequestBody):
     items: Annotated[list[ItemIn], Field(min_length=1, max_length=100)]
     provider: Provider
     attendee: AttendeeIn | None = None
 
 
 @router.post("/admin/products", status_code=201)
-async def add_product(body: ProductIn, _: AdminCaller, deps: DepsDep) -> dict[str, Any]:
+async def add_product(body: ProductIn, _: AdminCaller, deps: DepsDep) -> Product:
     async with deps.sessions.begin() as s:
         if not await create_product(s, body.model_dump()):
             raise Conflict(f"product {body.sku} exists already")
-    return body.model_dump()
+    return Product.model_validate(body.model_dump())
 
 
-class WithdrawIn(BaseModel):
+class WithdrawIn(RequestBody):
     quantity: Annotated[int, Field(strict=True, ge=1, le=10**9)]
     reason: Annotated[
         str, StringConstraints(min_length=1, max_length=2000), AfterValidator(_storable)
@@ -109,7 +111,7 @@ class WithdrawIn(BaseModel):
 @router.post("/admin/products/{sku}/withdraw")
 async def withdraw_product_stock(
     sku: Sku, body: WithdrawIn, caller: AdminCaller, deps: DepsDep
-) -> dict[str, Any]:
+) -> Withdrawn:
     """Takes `quantity` units away (lost, damaged, a smaller room): first from what is on
     sale; the rest from the orders holding it, newest first, unpaid ones cancelled, paid
     ones refunded in full (`requested_by: system:unfulfillable`). 404 unknown sku; 409 more
@@ -135,18 +137,18 @@ async def withdraw_product_stock(
             deps.settings.task_queue,
             RefundRun(asked.provider, asked.transaction_id, UNFULFILLABLE),
         )
-    return {
-        "sku": done.sku,
-        "quantity": done.quantity,
-        "from_stock": done.from_stock,
-        "cancelled": [str(o) for o in done.cancelled],
-        "refunded": [str(o) for o, _ in done.refunds],
-        "owed": done.owed,
-    }
+    return Withdrawn(
+        sku=done.sku,
+        quantity=done.quantity,
+        from_stock=done.from_stock,
+        cancelled=done.cancelled,
+        refunded=[o for o, _ in done.refunds],
+        owed=done.owed,
+    )
 
 
 @router.post("/orders", status_code=201)
-async def place_order(body: OrderIn, caller: CurrentCaller, deps: DepsDep) -> dict[str, Any]:
+async def place_order(body: OrderIn, caller: CurrentCaller, deps: DepsDep) -> PlacedOrderView:
     """Reserves the stock and starts the order's lifecycle (`order-{id}`, the payment window).
 
     The row commits first, then the workflow starts: a workflow never acts on an order that
@@ -181,11 +183,9 @@ async def place_order(body: OrderIn, caller: CurrentCaller, deps: DepsDep) -> di
             raise Conflict(f"a price changed while checking out: {exc}; try again") from exc
         raise Conflict(f"items are priced in different currencies: {exc}") from exc
     assert view is not None
-    if client_secret is not None and view["payment"] is not None:
-        # Only in this answer: the browser's key to confirm the payment with Stripe.js.
-        view["payment"]["client_secret"] = client_secret
     await _start_lifecycle(deps, order_id, expires_at)
-    return view
+    # Only in this answer: the browser's key to confirm the payment with Stripe.js.
+    return view.with_client_secret(client_secret)
 
 
 async def _gateway_first(deps: Deps, new: NewOrder) -> tuple[NewOrder, str | None]:
@@ -233,7 +233,7 @@ async def _start_lifecycle(deps: Deps, order_id: uuid.UUID, expires_at: datetime
         log.warning("order %s: lifecycle not started, the sweep will: %s", order_id, exc)
 
 
-async def _view(deps: Deps, order_id: uuid.UUID) -> dict[str, Any]:
+async def _view(deps: Deps, order_id: uuid.UUID) -> OrderView:
     async with deps.sessions() as s:
         view = await order_view(s, order_id)
     assert view is not None
@@ -258,7 +258,7 @@ async def _order_and_owner(deps: Deps, caller: Caller, order_id: str) -> tuple[u
 
 
 @router.get("/orders/{order_id}")
-async def get_order(order_id: str, caller: CurrentCaller, deps: DepsDep) -> dict[str, Any]:
+async def get_order(order_id: str, caller: CurrentCaller, deps: DepsDep) -> OrderView:
     try:
         key = uuid.UUID(order_id)
     except ValueError as exc:
@@ -266,13 +266,13 @@ async def get_order(order_id: str, caller: CurrentCaller, deps: DepsDep) -> dict
     async with deps.sessions() as s:
         view = await order_view(s, key)
     # Another customer's order is "not found", not "forbidden": its existence is not told.
-    if view is None or (view["customer_id"] != caller.sub and not caller.is_admin):
+    if view is None or (view.customer_id != caller.sub and not caller.is_admin):
         raise NotFound("no such order")
     return view
 
 
 @router.post("/orders/{order_id}/cancel")
-async def cancel_order(order_id: str, caller: CurrentCaller, deps: DepsDep) -> dict[str, Any]:
+async def cancel_order(order_id: str, caller: CurrentCaller, deps: DepsDep) -> OrderView:
     """Cancels an unpaid order: its pending attempt `cancelled`, stock released, once.
     Again on a cancelled order: 200, nothing changes. Paid (or refunded): 409."""
     key, owner = await _order_and_owner(deps, caller, order_id)
@@ -292,14 +292,14 @@ async def cancel_order(order_id: str, caller: CurrentCaller, deps: DepsDep) -> d
     return await _view(deps, key)
 
 
-class AttemptIn(BaseModel):
+class AttemptIn(RequestBody):
     provider: Provider | None = None
 
 
 @router.post("/orders/{order_id}/payments", status_code=201)
 async def new_payment_attempt(
     order_id: str, caller: CurrentCaller, deps: DepsDep, body: AttemptIn | None = None
-) -> dict[str, Any]:
+) -> OrderView:
     """A new attempt, with a new intent, after a failed or cancelled one, while the window is
     open (409 once the order is paid, cancelled or expired, or while an attempt is pending)."""
     key = await _own_order(deps, caller, order_id)
@@ -323,7 +323,12 @@ async def new_payment_attempt(
 @router.get(
     "/orders/{order_id}/ticket",
     response_class=Response,
-    responses={200: {"content": {"application/pdf": {}}, "description": "the ticket as a PDF"}},
+    responses={
+        200: {
+            "content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}},
+            "description": "the ticket as a PDF",
+        }
+    },
 )
 async def get_ticket(order_id: str, caller: CurrentCaller, deps: DepsDep) -> Response:
     """The ticket and receipt as a PDF, with its QR code. 409 until the order is paid (and
@@ -344,7 +349,7 @@ async def get_ticket(order_id: str, caller: CurrentCaller, deps: DepsDep) -> Res
     )
 
 
-class RefundIn(BaseModel):
+class RefundIn(RequestBody):
     reason: Annotated[str, StringConstraints(max_length=2000), AfterValidator(_storable)] | None = (
         None
     )
@@ -353,7 +358,7 @@ class RefundIn(BaseModel):
 @router.post("/orders/{order_id}/refund", status_code=202)
 async def refund_order(
     order_id: str, caller: CurrentCaller, deps: DepsDep, body: RefundIn | None = None
-) -> dict[str, Any]:
+) -> OrderView:
     """Asks for the paid order's money back, in full: 202 with the order and its `refund`
     (`pending` until the gateway confirms; then the order is `refunded` and its stock
     released). An owner may ask within PAYSAGA_REFUND_WINDOW_SECONDS of paying, an admin

@@ -32,9 +32,11 @@ from sqlalchemy.exc import DBAPIError, InterfaceError
 from api.auth import CurrentCaller, DepsDep
 from api.deps import Deps
 from api.errors import BadRequest, Conflict, NotFound, Unavailable
+from api.schemas import Processing
 from db.models import Order, Payment
 from db.order_view import order_view
 from domain.payments import Confirmation, OrderStatus, confirmation_workflow_id
+from domain.views import OrderView
 from gateways import SignatureError, registry
 from gateways.api import GatewayUnavailable
 from gateways.checkout import Attempt, NotSucceeded, NotVerifiable, UnknownIntent
@@ -44,7 +46,9 @@ from workflows.confirmation_client import start_confirmation
 log = logging.getLogger("paysaga.payments")
 
 WAIT_SECONDS = 3.0  # how long the browser's request waits for "paid" before 202
-Endpoint = Callable[[BaseModel, Request, Any, Deps], Awaitable[JSONResponse]]
+# 200 with the order (its response model), or the 202 `Processing` as a response of its own.
+Answer = OrderView | JSONResponse
+Endpoint = Callable[[BaseModel, Request, Any, Deps], Awaitable[Answer]]
 
 
 def routes(gateways: registry.Gateways) -> APIRouter:
@@ -59,7 +63,11 @@ def routes(gateways: registry.Gateways) -> APIRouter:
             methods=["POST"],
             name=f"{gateway.name}_verify",
             summary=f"{gateway.name} checkout return",
-            responses={202: {"description": "verified; the payment is being confirmed"}},
+            response_model=OrderView,
+            responses={
+                200: {"description": "the order, paid"},
+                202: {"model": Processing, "description": "verified; being confirmed"},
+            },
         )
     return router
 
@@ -67,7 +75,7 @@ def routes(gateways: registry.Gateways) -> APIRouter:
 def _endpoint(provider: str, body_model: type[BaseModel]) -> Endpoint:
     async def verify(
         body: BaseModel, request: Request, caller: CurrentCaller, deps: DepsDep
-    ) -> JSONResponse:
+    ) -> Answer:
         return await checkout_return(provider, body, request, caller.sub, caller.is_admin, deps)
 
     verify.__annotations__["body"] = body_model  # FastAPI reads the body's model from here
@@ -76,7 +84,7 @@ def _endpoint(provider: str, body_model: type[BaseModel]) -> Endpoint:
 
 async def checkout_return(
     provider: str, body: BaseModel, request: Request, sub: str, is_admin: bool, deps: Deps
-) -> JSONResponse:
+) -> Answer:
     checkout = deps.gateway(provider).checkout
     assert checkout is not None  # only gateways with a checkout return have this route
     try:
@@ -108,7 +116,7 @@ async def checkout_return(
 
 async def _confirm_and_answer(
     deps: Deps, confirmation: Confirmation, order_id: uuid.UUID
-) -> JSONResponse:
+) -> Answer:
     """Joins (or starts) the confirmation's workflow, then 200 with the order once it reads
     paid within `WAIT_SECONDS`, else 202."""
     with log_context(transaction_id=confirmation.transaction_id, order_id=str(order_id)):
@@ -116,17 +124,10 @@ async def _confirm_and_answer(
         log.info("%s return for %s: %s", confirmation.provider, confirmation.transaction_id, result)
     view = await _paid_view(deps, order_id)
     if view is None:
-        return JSONResponse(
-            {
-                "status": "processing",
-                "order_id": str(order_id),
-                "workflow_id": confirmation_workflow_id(
-                    confirmation.provider, confirmation.transaction_id
-                ),
-            },
-            status_code=202,
-        )
-    return JSONResponse(view)
+        workflow_id = confirmation_workflow_id(confirmation.provider, confirmation.transaction_id)
+        processing = Processing(order_id=order_id, workflow_id=workflow_id)
+        return JSONResponse(processing.model_dump(mode="json"), status_code=202)
+    return view
 
 
 async def _attempt(deps: Deps, sub: str, is_admin: bool, provider: str, intent_id: str) -> Payment:
@@ -157,7 +158,7 @@ async def _start(deps: Deps, c: Confirmation) -> str:
     )
 
 
-async def _paid_view(deps: Deps, order_id: uuid.UUID) -> dict[str, Any] | None:
+async def _paid_view(deps: Deps, order_id: uuid.UUID) -> OrderView | None:
     """The order once it reads as paid within `WAIT_SECONDS`; None otherwise. Polls the
     status alone (one small read per 0.1 s), and builds the whole view once."""
     deadline = time.monotonic() + WAIT_SECONDS

@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError
 from api.auth import DepsDep
 from api.deps import Deps
 from api.errors import ApiError, BadRequest, Unauthorized, UnsupportedMediaType
+from api.schemas import WebhookAnswer
 from db.attempts import end_attempt, payment_already_confirmed
 from domain.payments import AttemptEnd, Confirmation, PaymentStatus
 from gateways import MalformedEvent, SignatureError, registry
@@ -30,8 +31,6 @@ from workflows.confirmation_client import start_confirmation
 from workflows.refund_client import tell_refund
 
 log = logging.getLogger("paysaga.webhooks")
-
-Result = dict[str, Literal["accepted", "duplicate", "ignored"]]
 
 
 async def _record_rejection(deps: Deps, provider: str, request: Request, reason: str) -> None:
@@ -83,13 +82,13 @@ async def end_attempt_from(deps: Deps, end: AttemptEnd) -> Literal["accepted", "
     return "accepted"
 
 
-async def _handle(provider: str, request: Request, deps: Deps) -> Result:
+async def _handle(provider: str, request: Request, deps: Deps) -> WebhookAnswer:
     """`_verified_handle`, counted in `paysaga_webhooks_total` by what became of it: refused
     (4xx) is `rejected`, anything else that failed (503, a bug) is `error`."""
     result = "error"
     try:
         answer = await _verified_handle(provider, request, deps)
-        result = answer["result"]
+        result = answer.result
         return answer
     except ApiError as exc:
         result = "rejected" if exc.status < 500 else "error"
@@ -98,7 +97,7 @@ async def _handle(provider: str, request: Request, deps: Deps) -> Result:
         WEBHOOKS.labels(provider, result).inc()
 
 
-async def _verified_handle(provider: str, request: Request, deps: Deps) -> Result:
+async def _verified_handle(provider: str, request: Request, deps: Deps) -> WebhookAnswer:
     body = await request.body()  # capped at 256 KiB by api.limits before it got here
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "application/json":
@@ -115,21 +114,21 @@ async def _verified_handle(provider: str, request: Request, deps: Deps) -> Resul
     except MalformedEvent as exc:
         raise BadRequest(str(exc)) from exc
     if event.attempt_end is not None:
-        return {"result": await end_attempt_from(deps, event.attempt_end)}
+        return WebhookAnswer(result=await end_attempt_from(deps, event.attempt_end))
     if event.refund is not None:
         n = event.refund
         with log_context(transaction_id=n.transaction_id):
             await tell_refund(await deps.temporal(), deps.settings.task_queue, n)
             log.info("%s refund %s for %s: %s", provider, n.refund_id, n.transaction_id, n.status)
-        return {"result": "accepted"}
+        return WebhookAnswer(result="accepted")
     if event.confirmation is None:
         log.info("ignored %s event %s (%s)", provider, event.event_id, event.event_type)
-        return {"result": "ignored"}
+        return WebhookAnswer(result="ignored")
     c = event.confirmation
     with log_context(transaction_id=c.transaction_id, order_id=c.order_id):
         result = await confirm(deps, c)
         log.info("%s %s payment %s: %s", provider, event.event_type, c.transaction_id, result)
-    return {"result": result}
+    return WebhookAnswer(result=result)
 
 
 def routes(gateways: registry.Gateways) -> APIRouter:
@@ -143,12 +142,13 @@ def routes(gateways: registry.Gateways) -> APIRouter:
             methods=["POST"],
             name=f"{gateway.name}_webhook",
             summary=f"{gateway.name} webhook",
+            response_model=WebhookAnswer,
         )
     return router
 
 
-def _endpoint(provider: str) -> Callable[[Request, Deps], Awaitable[Result]]:
-    async def webhook(request: Request, deps: DepsDep) -> Result:
+def _endpoint(provider: str) -> Callable[[Request, Deps], Awaitable[WebhookAnswer]]:
+    async def webhook(request: Request, deps: DepsDep) -> WebhookAnswer:
         return await _handle(provider, request, deps)
 
     return webhook

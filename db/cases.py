@@ -3,30 +3,29 @@ one payment with its order and cases (`paysaga admin show`)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.models import Payment, ReconciliationCase
 from db.order_view import order_view
+from domain.views import CaseView, PaymentDetails, StoredPaymentView
 
 
-def case_view(c: ReconciliationCase) -> dict[str, Any]:
-    return {
-        "id": c.id,
-        "kind": c.kind,
-        "provider": c.provider,
-        "transaction_id": c.transaction_id,
-        "order_id": str(c.order_id) if c.order_id else None,
-        "amount": c.amount,
-        "currency": c.currency,
-        "opened_at": c.opened_at.isoformat(),
-        "state": c.state,
-        "reason": c.detail.get("reason"),
-        "resolution": c.resolution,
-        "resolved_at": c.resolved_at.isoformat() if c.resolved_at else None,
-    }
+def case_view(c: ReconciliationCase) -> CaseView:
+    return CaseView(
+        id=c.id,
+        kind=c.kind,
+        provider=c.provider,
+        transaction_id=c.transaction_id,
+        order_id=c.order_id,
+        amount=c.amount,
+        currency=c.currency,
+        opened_at=c.opened_at,
+        state=c.state,
+        reason=c.detail.get("reason"),
+        resolution=c.resolution,
+        resolved_at=c.resolved_at,
+    )
 
 
 async def list_cases(
@@ -35,7 +34,7 @@ async def list_cases(
     include_resolved: bool = False,
     after: int = 0,
     limit: int | None = None,
-) -> list[dict[str, Any]]:
+) -> list[CaseView]:
     """Oldest first, by id; a page is the cases with ids past `after`."""
     query = (
         select(ReconciliationCase)
@@ -49,24 +48,24 @@ async def list_cases(
         return [case_view(c) for c in await s.scalars(query)]
 
 
-def payment_view(p: Payment) -> dict[str, Any]:
-    return {
-        "id": p.id,
-        "provider": p.provider,
-        "transaction_id": p.transaction_id,
-        "intent_id": p.intent_id,
-        "order_id": str(p.order_id),
-        "status": p.status,
-        "amount": p.amount,
-        "currency": p.currency,
-        "created_at": p.created_at.isoformat(),
-        "confirmed_at": p.confirmed_at.isoformat() if p.confirmed_at else None,
-    }
+def payment_view(p: Payment) -> StoredPaymentView:
+    return StoredPaymentView(
+        id=p.id,
+        provider=p.provider,
+        transaction_id=p.transaction_id,
+        intent_id=p.intent_id,
+        order_id=p.order_id,
+        status=p.status,
+        amount=p.amount,
+        currency=p.currency,
+        created_at=p.created_at,
+        confirmed_at=p.confirmed_at,
+    )
 
 
 async def payment_details(
     sessions: async_sessionmaker[AsyncSession], provider: str, transaction_id: str
-) -> dict[str, Any]:
+) -> PaymentDetails:
     """One payment by its gateway key: its row, its order (`order_view`) and every case it
     opened, open and resolved, oldest first. Each is None (the cases empty) if there is none.
 
@@ -93,11 +92,11 @@ async def payment_details(
         if order_id is None:
             order_id = next((c.order_id for c in reversed(cases) if c.order_id), None)
         order = None if order_id is None else await order_view(s, order_id)
-        return {
-            "payment": None if payment is None else payment_view(payment),
-            "order": order,
-            "cases": [case_view(c) for c in cases],
-        }
+        return PaymentDetails(
+            payment=None if payment is None else payment_view(payment),
+            order=order,
+            cases=[case_view(c) for c in cases],
+        )
 
 
 async def close_open_cases(

@@ -17,6 +17,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.views import EventPage, EventView
+
 _CURSOR = re.compile(r"(\d{1,20})\.(\d{1,19})")
 
 
@@ -64,9 +66,14 @@ async def parse_cursor(s: AsyncSession, after: str | None) -> Cursor:
 
 @dataclass(frozen=True)
 class Item:
-    event: dict[str, Any]  # as `GET /events` shows it
+    view: EventView  # as `GET /events` shows it
     cursor: Cursor  # the position just past it
     dedupe_key: str  # its natural key: stable, unlike its id, across a restore
+
+    @property
+    def event(self) -> dict[str, Any]:
+        """The event as JSON (ids as strings), for the feed's readers that take it so."""
+        return self.view.model_dump(mode="json")
 
 
 async def read(s: AsyncSession, after: Cursor, limit: int) -> list[Item]:
@@ -75,13 +82,13 @@ async def read(s: AsyncSession, after: Cursor, limit: int) -> list[Item]:
     ).all()
     return [
         Item(
-            {
-                "id": row.id,
-                "type": row.type,
-                "order_id": str(row.order_id) if row.order_id else None,
-                "data": row.payload,
-                "occurred_at": row.created_at.isoformat(),
-            },
+            EventView(
+                id=row.id,
+                type=row.type,
+                order_id=row.order_id,
+                data=row.payload,
+                occurred_at=row.created_at,
+            ),
             Cursor(int(row.txid), row.id),
             row.dedupe_key,
         )
@@ -89,6 +96,8 @@ async def read(s: AsyncSession, after: Cursor, limit: int) -> list[Item]:
     ]
 
 
-async def page(s: AsyncSession, after: Cursor, limit: int) -> tuple[list[dict[str, Any]], Cursor]:
+async def page(s: AsyncSession, after: Cursor, limit: int) -> EventPage:
+    """Events past `after`; `next` is where the next page starts (where it was, if empty)."""
     found = await read(s, after, limit)
-    return [item.event for item in found], found[-1].cursor if found else after
+    last = found[-1].cursor if found else after
+    return EventPage(events=[item.view for item in found], next=str(last))

@@ -8,12 +8,14 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import AuditEntry, Event
 from domain import keys
 from domain.confirmation import AuditRecord
+from domain.views import AuditEntryView
 
 
 def as_uuid(value: str | uuid.UUID | None) -> uuid.UUID | None:
@@ -79,3 +81,16 @@ async def write_audit(s: AsyncSession, records: Iterable[AuditRecord]) -> None:
             )
             .on_conflict_do_nothing(index_elements=["dedupe_key"])
         )
+
+
+async def audit_trail(s: AsyncSession, order_id: uuid.UUID) -> list[AuditEntryView]:
+    """An order's audit trail, oldest first."""
+    rows = await s.scalars(
+        select(AuditEntry).where(AuditEntry.order_id == order_id).order_by(AuditEntry.id)
+    )
+    return [
+        AuditEntryView(
+            id=r.id, actor=r.actor, action=r.action, detail=r.detail, created_at=r.created_at
+        )
+        for r in rows
+    ]

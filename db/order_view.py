@@ -3,29 +3,50 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Order, OrderItem, Payment, Refund, Ticket
+from domain.views import AttendeeView, ItemView, OrderView, PaymentView, RefundView, TicketView
 
 
-def refund_view(refund: Refund | None) -> dict[str, object] | None:
+def _refund_view(refund: Refund | None) -> RefundView | None:
     if refund is None:
         return None
-    return {
-        "status": refund.status,
-        "amount": refund.amount,
-        "currency": refund.currency,
-        "reason": refund.reason,
-        "requested_by": refund.requested_by,
-        "requested_at": refund.created_at.isoformat(),
-        "completed_at": refund.completed_at.isoformat() if refund.completed_at else None,
-    }
+    return RefundView(
+        status=refund.status,
+        amount=refund.amount,
+        currency=refund.currency,
+        reason=refund.reason,
+        requested_by=refund.requested_by,
+        requested_at=refund.created_at,
+        completed_at=refund.completed_at,
+    )
 
 
-async def order_view(s: AsyncSession, order_id: uuid.UUID) -> dict[str, Any] | None:
+def _payment_view(p: Payment) -> PaymentView:
+    return PaymentView(
+        provider=p.provider,
+        intent_id=p.intent_id,
+        transaction_id=p.transaction_id,
+        status=p.status,
+        amount=p.amount,
+        currency=p.currency,
+        checkout_url=None,
+        created_at=p.created_at,
+    )
+
+
+def _ticket_view(order_id: uuid.UUID, ticket: Ticket | None) -> TicketView | None:
+    if ticket is None:
+        return None
+    return TicketView(
+        code=ticket.code, url=f"/api/v1/orders/{order_id}/ticket", issued_at=ticket.issued_at
+    )
+
+
+async def order_view(s: AsyncSession, order_id: uuid.UUID) -> OrderView | None:
     order = await s.get(Order, order_id)
     if order is None:
         return None
@@ -35,47 +56,30 @@ async def order_view(s: AsyncSession, order_id: uuid.UUID) -> dict[str, Any] | N
     ).all()
     ticket = await s.scalar(select(Ticket).where(Ticket.order_id == order_id))
     refund = await s.scalar(select(Refund).where(Refund.order_id == order_id))
-    payments = [
-        {
-            "provider": p.provider,
-            "intent_id": p.intent_id,
-            "transaction_id": p.transaction_id,
-            "status": p.status,
-            "amount": p.amount,
-            "currency": p.currency,
-            "checkout_url": None,
-            "created_at": p.created_at.isoformat(),
-        }
-        for p in attempts
-    ]
-    return {
-        "id": str(order.id),
-        "customer_id": order.customer_id,
-        "status": order.status,
-        "amount": order.amount,
-        "currency": order.currency,
-        "items": [
-            {"sku": i.sku, "name": i.name, "quantity": i.quantity, "unit_amount": i.unit_amount}
+    payments = [_payment_view(p) for p in attempts]
+    has_attendee = order.attendee_name or order.attendee_email
+    return OrderView(
+        id=order.id,
+        customer_id=order.customer_id,
+        status=order.status,
+        amount=order.amount,
+        currency=order.currency,
+        items=[
+            ItemView(sku=i.sku, name=i.name, quantity=i.quantity, unit_amount=i.unit_amount)
             for i in items
         ],
-        "attendee": (
-            {"name": order.attendee_name, "email": order.attendee_email}
-            if order.attendee_name or order.attendee_email
+        attendee=(
+            AttendeeView(name=order.attendee_name, email=order.attendee_email)
+            if has_attendee
             else None
         ),
-        "payment": payments[-1] if payments else None,
-        "payments": payments,
-        "ticket": None
-        if ticket is None
-        else {
-            "code": ticket.code,
-            "url": f"/api/v1/orders/{order.id}/ticket",  # the PDF (owner or admin)
-            "issued_at": ticket.issued_at.isoformat(),
-        },
-        "created_at": order.created_at.isoformat(),
-        "expires_at": order.expires_at.isoformat(),
-        "paid_at": order.paid_at.isoformat() if order.paid_at else None,
-        "cancelled_at": order.cancelled_at.isoformat() if order.cancelled_at else None,
-        "cancel_reason": order.cancel_reason,
-        "refund": refund_view(refund),
-    }
+        payment=payments[-1] if payments else None,
+        payments=payments,
+        ticket=_ticket_view(order.id, ticket),
+        created_at=order.created_at,
+        expires_at=order.expires_at,
+        paid_at=order.paid_at,
+        cancelled_at=order.cancelled_at,
+        cancel_reason=order.cancel_reason,
+        refund=_refund_view(refund),
+    )

@@ -17,10 +17,10 @@ import json
 import os
 import sys
 import uuid
-from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import WorkflowQueryFailedError, WorkflowQueryRejectedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -29,6 +29,7 @@ from db.invariants import check_invariants
 from db.session import make_engine, make_sessionmaker
 from domain.confirmation import AdminAction
 from domain.payments import AdminRequest, confirmation_workflow_id
+from domain.views import ActionAnswer, PaymentReport, View, WorkflowView
 from gateways import registry
 from paysaga.admin_render import cases_report, clean, emit, show_report
 from paysaga.settings import Settings
@@ -80,7 +81,7 @@ async def run_admin(settings: Settings, args: argparse.Namespace) -> int:
             cases = await list_cases(sessions, include_resolved=args.all)
             if args.json:
                 for case in cases:
-                    print(json.dumps(case))
+                    print(_json(case))
             else:
                 emit(cases_report(cases, include_resolved=args.all))
             return 0
@@ -108,85 +109,90 @@ async def run_admin(settings: Settings, args: argparse.Namespace) -> int:
         except ActionRefused as exc:
             print(f"refused: {exc}", file=sys.stderr)
             return 2
-        print(json.dumps(decision.view()))
+        print(_json(ActionAnswer.of(decision)))
         return 0
     finally:
         await engine.dispose()
+
+
+def _json(view: View) -> str:
+    """The same JSON as the API's answer (and as this command always printed it)."""
+    return json.dumps(view.model_dump(mode="json"))
 
 
 # --- show ---------------------------------------------------------------------------------
 
 
 async def _show(
-    settings: Settings, sessions: Any, provider: str, transaction_id: str, as_json: bool
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    provider: str,
+    transaction_id: str,
+    as_json: bool,
 ) -> int:
     details = await payment_details(sessions, provider, transaction_id)
     workflow = await workflow_view(settings, confirmation_workflow_id(provider, transaction_id))
     # A workflow alone counts: money stuck before its payment row was stored (4a) shows there.
-    known = workflow["status"] not in ("not_found", "unreachable")
-    found = details["payment"] or details["cases"] or known
-    if not found:
+    known = workflow.status not in ("not_found", "unreachable")
+    if not (details.payment or details.cases or known):
         unchecked = (
-            f"; Temporal was not checked ({workflow['error']})"
-            if workflow["status"] == "unreachable"
+            f"; Temporal was not checked ({workflow.error})"
+            if workflow.status == "unreachable"
             else ""
         )
         print(
             clean(
-                f"not found: no payment, case or workflow {workflow['id']} for {provider} "
+                f"not found: no payment, case or workflow {workflow.id} for {provider} "
                 f"{transaction_id}{unchecked}"
             ),
             file=sys.stderr,
         )
         return NOT_FOUND
-    view = {"provider": provider, "transaction_id": transaction_id, **details}
-    view["workflow"] = workflow
+    report = PaymentReport(
+        provider=provider,
+        transaction_id=transaction_id,
+        payment=details.payment,
+        order=details.order,
+        cases=details.cases,
+        workflow=workflow,
+    )
     if as_json:
-        print(json.dumps(view))
+        print(_json(report))
     else:
-        emit(show_report(view))
+        emit(show_report(report))
     return 0
 
 
-async def workflow_view(settings: Settings, workflow_id: str) -> dict[str, Any]:
-    """The confirmation workflow as Temporal has it: `status` is the execution status in
-    lower case (`running`, `completed`, ...), `not_found`, or `unreachable` (Temporal did not
-    answer in time); `state` is its `state` query's answer when it gave one, else `error`."""
-    view: dict[str, Any] = {
-        "id": workflow_id,
-        "status": "unreachable",
-        "started_at": None,
-        "closed_at": None,
-        "state": None,
-        "error": None,
-    }
+async def workflow_view(settings: Settings, workflow_id: str) -> WorkflowView:
+    """The confirmation workflow as Temporal has it, or why it cannot be told (`error`)."""
     try:
         client = await asyncio.wait_for(
             connect(settings, wait_seconds=TEMPORAL_WAIT_SECONDS), TEMPORAL_WAIT_SECONDS + 2
         )
     except (RuntimeError, TimeoutError) as exc:
-        view["error"] = f"Temporal at {settings.temporal_address} unreachable: {_reason(exc)}"
-        return view
+        error = f"Temporal at {settings.temporal_address} unreachable: {_reason(exc)}"
+        return WorkflowView(id=workflow_id, error=error)
     handle = client.get_workflow_handle(workflow_id)
     try:
         description = await handle.describe(rpc_timeout=TEMPORAL_RPC_TIMEOUT)
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
-            view["status"] = "not_found"
-        else:
-            view["error"] = f"Temporal did not describe {workflow_id}: {_reason(exc)}"
-        return view
-    view["status"] = description.status.name.lower() if description.status else "unknown"
-    view["started_at"] = description.start_time.isoformat()
-    view["closed_at"] = description.close_time.isoformat() if description.close_time else None
+            return WorkflowView(id=workflow_id, status="not_found")
+        error = f"Temporal did not describe {workflow_id}: {_reason(exc)}"
+        return WorkflowView(id=workflow_id, error=error)
+    described = WorkflowView(
+        id=workflow_id,
+        status=description.status.name.lower() if description.status else "unknown",
+        started_at=description.start_time,
+        closed_at=description.close_time,
+    )
     try:
         # A finished workflow answers too, from its history, as long as a worker polls.
         state = await handle.query(ConfirmPaymentWorkflow.state, rpc_timeout=TEMPORAL_RPC_TIMEOUT)
     except (RPCError, WorkflowQueryFailedError, WorkflowQueryRejectedError) as exc:
-        view["error"] = f"its state query failed (is a worker running?): {_reason(exc)}"
-        return view
-    view["state"] = asdict(state)
-    return view
+        error = f"its state query failed (is a worker running?): {_reason(exc)}"
+        return described.model_copy(update={"error": error})
+    return described.model_copy(update={"state": state})
 
 
 def _reason(exc: BaseException) -> str:

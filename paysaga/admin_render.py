@@ -7,7 +7,6 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from rich import box
 from rich.console import Console, RenderableType
@@ -15,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from domain.money import format_money
+from domain.views import CaseView, OrderView, PaymentReport, StoredPaymentView, WorkflowView
 
 # Tables printed to a pipe or file: wide enough that no column is cut.
 PIPE_WIDTH = 160
@@ -23,115 +23,97 @@ PIPE_WIDTH = 160
 # --- show ---------------------------------------------------------------------------------
 
 
-def show_report(view: dict[str, Any]) -> list[RenderableType]:
+def show_report(report: PaymentReport) -> list[RenderableType]:
     now = datetime.now(UTC)
     return [
-        Text(f"{view['provider']} {clean(view['transaction_id'])}", style="bold"),
-        _payment_part(view["payment"], now),
-        _order_part(view["order"], now),
-        *_cases_part(view["cases"], now),
-        _workflow_part(view["workflow"], now),
+        Text(f"{report.provider} {clean(report.transaction_id)}", style="bold"),
+        _payment_part(report.payment, now),
+        _order_part(report.order, now),
+        *_cases_part(report.cases, now),
+        _workflow_part(report.workflow, now),
     ]
 
 
-def _payment_part(payment: dict[str, Any] | None, now: datetime) -> RenderableType:
+def _payment_part(payment: StoredPaymentView | None, now: datetime) -> RenderableType:
     if payment is None:
         return Text("Payment: none stored for this transaction.")
-    amount = format_money(payment["amount"], payment["currency"])
     return _fields(
-        f"Payment #{payment['id']}",
+        f"Payment #{payment.id}",
         [
-            ("status", payment["status"]),
-            ("amount", amount),
-            ("intent id", payment["intent_id"]),
-            ("order id", payment["order_id"]),
-            ("created", _when(payment["created_at"], now)),
-            ("confirmed", _when(payment["confirmed_at"], now)),
+            ("status", payment.status),
+            ("amount", format_money(payment.amount, payment.currency)),
+            ("intent id", payment.intent_id),
+            ("order id", payment.order_id),
+            ("created", _when(payment.created_at, now)),
+            ("confirmed", _when(payment.confirmed_at, now)),
         ],
     )
 
 
-def _order_part(order: dict[str, Any] | None, now: datetime) -> RenderableType:
+def _order_part(order: OrderView | None, now: datetime) -> RenderableType:
     if order is None:
         return Text("Order: none (no stored payment or case names one).")
-    attendee = order["attendee"]
-    people = (
-        " ".join(
-            part
-            for part in (
-                attendee["name"],
-                f"<{attendee['email']}>" if attendee["email"] else "",
-            )
-            if part
-        )
-        if attendee
-        else None
-    )
-    ticket = order["ticket"]
-    attempts = ", ".join(
-        f"{p['provider']} {p['intent_id']} {p['status']}" for p in order["payments"]
-    )
+    attendee = order.attendee
+    people = None
+    if attendee:
+        email = f"<{attendee.email}>" if attendee.email else ""
+        people = " ".join(part for part in (attendee.name, email) if part)
+    attempts = ", ".join(f"{p.provider} {p.intent_id} {p.status}" for p in order.payments)
     return _fields(
-        f"Order {order['id']}",
+        f"Order {order.id}",
         [
-            ("status", order["status"]),
-            ("amount", format_money(order["amount"], order["currency"])),
-            ("customer", order["customer_id"]),
+            ("status", order.status),
+            ("amount", format_money(order.amount, order.currency)),
+            ("customer", order.customer_id),
             ("attendee", people),
-            ("created", _when(order["created_at"], now)),
-            ("expires at", _when(order["expires_at"], now)),
-            ("paid", _when(order["paid_at"], now)),
-            ("cancelled", _when(order["cancelled_at"], now)),
-            ("cancel reason", order["cancel_reason"]),
-            ("ticket", ticket["code"] if ticket else None),
+            ("created", _when(order.created_at, now)),
+            ("expires at", _when(order.expires_at, now)),
+            ("paid", _when(order.paid_at, now)),
+            ("cancelled", _when(order.cancelled_at, now)),
+            ("cancel reason", order.cancel_reason),
+            ("ticket", order.ticket.code if order.ticket else None),
             ("attempts", attempts or None),
         ],
     )
 
 
-def _cases_part(cases: list[dict[str, Any]], now: datetime) -> list[RenderableType]:
+def _cases_part(cases: list[CaseView], now: datetime) -> list[RenderableType]:
     if not cases:
         return [Text("Cases: none.")]
     out: list[RenderableType] = [_cases_table(cases, now, title=f"Cases ({len(cases)})")]
     for case in cases:
-        if case["resolution"]:
-            when = _when(case["resolved_at"], now)
-            resolution = clean(case["resolution"])
-            out.append(Text(f"  case {case['id']} resolved {when}: {resolution}"))
+        if case.resolution:
+            when = _when(case.resolved_at, now)
+            out.append(Text(f"  case {case.id} resolved {when}: {clean(case.resolution)}"))
     return out
 
 
-def _workflow_part(workflow: dict[str, Any], now: datetime) -> RenderableType:
-    rows: list[tuple[str, object]] = [("status", workflow["status"].replace("_", " "))]
-    if workflow["started_at"]:
-        rows.append(("started", _when(workflow["started_at"], now)))
-    if workflow["closed_at"]:
-        rows.append(("closed", _when(workflow["closed_at"], now)))
-    state = workflow["state"]
+def _workflow_part(workflow: WorkflowView, now: datetime) -> RenderableType:
+    rows: list[tuple[str, object]] = [("status", workflow.status.replace("_", " "))]
+    if workflow.started_at:
+        rows.append(("started", _when(workflow.started_at, now)))
+    if workflow.closed_at:
+        rows.append(("closed", _when(workflow.closed_at, now)))
+    state = workflow.state
     if state is not None:
+        queued = ", ".join(f"{q.action} by {q.request.admin}" for q in state.pending_requests)
         rows += [
-            ("state", state["state"]),
-            ("phase", state["phase"]),
-            ("outcome", state["outcome"]),
-            ("order id", state["order_id"]),
-            ("attached to", state["attach_to"]),
-            ("parked as", state["parked_as"]),
-            ("cases opened", ", ".join(state["cases"]) or None),
-            ("failing steps", "; ".join(f"{k}: {v}" for k, v in state["stuck"].items()) or None),
-            ("ticket", state["ticket_code"]),
-            (
-                "queued requests",
-                ", ".join(
-                    f"{q['action']} by {q['request']['admin']}" for q in state["pending_requests"]
-                )
-                or None,
-            ),
-            ("audit pending", len(state["pending_audit"]) or None),
-            ("run", state["runs"]),
+            ("state", state.state),
+            ("phase", state.phase),
+            ("outcome", state.outcome),
+            ("order id", state.order_id),
+            ("attached to", state.attach_to),
+            ("parked as", state.parked_as),
+            ("cases opened", ", ".join(state.cases) or None),
+            ("failing steps", "; ".join(f"{k}: {v}" for k, v in state.stuck.items()) or None),
+            ("ticket", state.ticket_code),
+            ("queued requests", queued or None),
+            ("audit pending", len(state.pending_audit) or None),
+            ("run", state.runs),
         ]
-    if workflow["error"]:
-        rows.append(("note", workflow["error"]))
-    return _fields(f"Workflow {workflow['id']}", rows)
+    if workflow.error:
+        rows.append(("note", workflow.error))
+    return _fields(f"Workflow {workflow.id}", rows)
 
 
 def _fields(title: str, rows: list[tuple[str, object]]) -> Table:
@@ -152,16 +134,16 @@ def _fields(title: str, rows: list[tuple[str, object]]) -> Table:
 # --- cases --------------------------------------------------------------------------------
 
 
-def cases_report(cases: list[dict[str, Any]], *, include_resolved: bool) -> list[RenderableType]:
+def cases_report(cases: list[CaseView], *, include_resolved: bool) -> list[RenderableType]:
     if not cases:
         return [Text("No cases." if include_resolved else "No open cases.")]
     out: list[RenderableType] = [_cases_table(cases, datetime.now(UTC))]
-    per_kind = Counter(case["kind"] for case in cases)
+    per_kind = Counter(case.kind for case in cases)
     kinds = ", ".join(
         f"{kind} {n}" for kind, n in sorted(per_kind.items(), key=lambda kv: (-kv[1], kv[0]))
     )
     if include_resolved:
-        still_open = sum(case["state"] == "open" for case in cases)
+        still_open = sum(case.state == "open" for case in cases)
         total = f"{_plural(len(cases), 'case')} ({still_open} open)"
     else:
         total = _plural(len(cases), "open case")
@@ -170,7 +152,7 @@ def cases_report(cases: list[dict[str, Any]], *, include_resolved: bool) -> list
 
 
 def _cases_table(
-    cases: list[dict[str, Any]],
+    cases: list[CaseView],
     now: datetime,
     *,
     title: str | None = None,
@@ -191,17 +173,16 @@ def _cases_table(
     table.add_column("state", no_wrap=True)
     table.add_column("reason", overflow="fold")
     for case in cases:
-        order_id = case["order_id"]
         table.add_row(
-            Text(str(case["id"])),
-            Text(clean(case["kind"])),
-            Text(clean(case["provider"])),
-            Text(clean(case["transaction_id"])),
-            Text("—" if order_id is None else order_id[:8]),
-            Text(format_money(case["amount"], case["currency"])),
-            Text(_when(case["opened_at"], now) or ""),
-            Text(case["state"], style="green" if case["state"] == "resolved" else "yellow"),
-            Text(clean(case["reason"] or "")),
+            Text(str(case.id)),
+            Text(clean(case.kind)),
+            Text(clean(case.provider)),
+            Text(clean(case.transaction_id)),
+            Text("—" if case.order_id is None else str(case.order_id)[:8]),
+            Text(format_money(case.amount, case.currency)),
+            Text(_when(case.opened_at, now) or ""),
+            Text(case.state, style="green" if case.state == "resolved" else "yellow"),
+            Text(clean(case.reason or "")),
         )
     return table
 
@@ -233,11 +214,11 @@ def _age(then: datetime, now: datetime) -> str:
     return f"{seconds}s ago"
 
 
-def _when(iso: str | None, now: datetime) -> str | None:
+def _when(at: datetime | None, now: datetime) -> str | None:
     """ "3m ago (2025-01-31 09:15:02 UTC)"; a time still ahead reads "in 12m"."""
-    if iso is None:
+    if at is None:
         return None
-    then = datetime.fromisoformat(iso).astimezone(UTC)
+    then = at.astimezone(UTC)
     stamp = then.strftime("%Y-%m-%d %H:%M:%S UTC")
     if then > now + timedelta(seconds=1):
         return f"in {_age(now, then).removesuffix(' ago')} ({stamp})"

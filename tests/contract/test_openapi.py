@@ -1,6 +1,7 @@
 """Schemathesis against paysaga's own OpenAPI document: generated requests for every
 operation, without a token, as a user and as an admin. No answer is a 5xx, and every answer
-matches the schema (status codes documented, bodies of the documented shape).
+matches the schema (status codes documented, bodies of the documented shape). Every answer
+the document lists has a schema, so the body check has something to check against.
 
 The API runs as its own process (`paysaga api`, as deployed) against the session's
 PostgreSQL and Temporal server; no worker, so nothing generated here is ever confirmed.
@@ -13,9 +14,11 @@ import socket
 import sys
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -97,6 +100,52 @@ def test_no_5xx_and_answers_match_the_schema(live_api: str) -> None:
     assert operations >= 10
     assert failures == {}, "\n\n".join(f"{k}: {v}" for k, v in failures.items())
     print(f"schemathesis: {operations} operations, {sent} requests, none a 5xx or off-schema")
+
+
+def test_every_answer_has_a_schema(live_api: str) -> None:
+    """Every status of every operation names a media type and a schema for it: a route
+    without a response model, or an error without `ErrorBody`, fails here."""
+    document = httpx.get(f"{live_api}/openapi.json", timeout=10).json()
+    missing = []
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            for status, answer in operation["responses"].items():
+                content = answer.get("content") or {}
+                if not content or not all(media.get("schema") for media in content.values()):
+                    missing.append(f"{method.upper()} {path} {status}")
+    assert missing == []
+    assert len(document["paths"]) >= 10
+    ticket = document["paths"]["/api/v1/orders/{order_id}/ticket"]["get"]["responses"]["200"]
+    assert list(ticket["content"]) == ["application/pdf"]  # the PDF, not JSON
+
+
+def test_a_body_off_the_schema_fails_the_check(live_api: str) -> None:
+    """The body check is real: a forged answer of the right status and media type but the
+    wrong shape fails `response_schema_conformance`, where the true answer passes."""
+    schema = schemathesis.openapi.from_url(f"{live_api}/openapi.json")
+    check = [schemathesis.checks.response_schema_conformance]
+    health = schema["/api/v1/healthz"]["GET"].Case()
+    health.validate_response(health.call(base_url=live_api), checks=check)
+
+    order_id = str(uuid.uuid4())
+    get_order = schema["/api/v1/orders/{order_id}"]["GET"].Case(
+        path_parameters={"order_id": order_id}
+    )
+    forged: list[tuple[schemathesis.Case[Any], str, list[dict[str, Any]]]] = [
+        (health, "/api/v1/healthz", [{"status": "fine"}, {}]),
+        (
+            get_order,
+            f"/api/v1/orders/{order_id}",
+            [{"id": order_id, "status": "paid"}, {"detail": "an error body, not an order"}],
+        ),
+    ]
+    for case, path, bodies in forged:
+        for body in bodies:
+            request = httpx.Request("GET", f"{live_api}{path}")
+            answer = httpx.Response(200, json=body, request=request)
+            answer.elapsed = timedelta(0)  # as if it had been read off the wire
+            with pytest.raises((AssertionError, BaseExceptionGroup)):
+                case.validate_response(answer, checks=check)
 
 
 def _raw(live_api: str, request: bytes) -> bytes:
