@@ -13,7 +13,7 @@ from sqlalchemy import select
 from api.errors import ErrorBody
 from db.models import Order, Product
 from domain.views import OrderView, PlacedOrderView
-from tests.conftest import Stack
+from tests.support.stack import Stack
 
 
 def refused_fields(response: httpx.Response) -> set[str]:
