@@ -39,8 +39,9 @@ from domain.payments import (
     UNPROCESSABLE,
     CaseKind,
     Confirmation,
-    PaymentStatus,
+    PaymentState,
 )
+from domain.statuses import PaymentStatus
 from observability.metrics import CONFIRMATION_SECONDS, CONFIRMATIONS
 from workflows.order_signals import tell_paid
 
@@ -226,7 +227,7 @@ class ConfirmationActivities(ParkedMoneyActivities):
                 f"order {inp.order_id}: {exc}", type=NOT_PAYABLE, non_retryable=True
             ) from exc
         if changed:  # once per order: a retry finds it paid and measures nothing
-            CONFIRMATIONS.labels("paid").inc()
+            CONFIRMATIONS.labels(PaymentState.PAID).inc()
             if c.received_at is not None:
                 CONFIRMATION_SECONDS.observe(max(0.0, time.time() - c.received_at))
         await self._tell_order_paid(inp.order_id)

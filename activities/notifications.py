@@ -35,7 +35,7 @@ from temporalio.exceptions import ApplicationError
 from db import events as feed
 from db.models import FeedCursor, Notification, Order
 from db.tickets import NotPaid, ticket_pdf
-from domain.payments import OrderStatus
+from domain.statuses import CancelReason, NotificationStatus, OrderStatus
 from mail.messages import Letter, MailOrder, compose, message_id
 from mail.smtp import MailRefused, MailUnavailable, SmtpServer
 from observability.logs import log_context
@@ -64,7 +64,7 @@ def _kind(event: dict[str, Any]) -> str | None:
             return "payment_confirmed"
         case "PaymentFailed":
             return "payment_failed"
-        case "OrderCancelled" if data.get("reason") == "timeout":
+        case "OrderCancelled" if data.get("reason") == CancelReason.TIMEOUT:
             return "order_cancelled"
         case "PaymentRefunded":
             return "refund_done"
@@ -135,7 +135,7 @@ class NotificationActivities:
             NOTIFICATIONS.labels(kind, "skipped").inc()
             return
         note = await self._claim(kind, item, order)
-        if note.status != "pending":
+        if note.status != NotificationStatus.PENDING:
             return  # sent (or refused for good) before: never twice
         pdf, code = None, None
         if kind == "payment_confirmed":
@@ -204,19 +204,19 @@ class NotificationActivities:
                 f"mail server unavailable: {exc}", type="MailUnavailable"
             ) from exc
         except MailRefused as exc:
-            await self._record(note.id, "failed", str(exc))
-            NOTIFICATIONS.labels(kind, "failed").inc()
+            await self._record(note.id, NotificationStatus.FAILED, str(exc))
+            NOTIFICATIONS.labels(kind, NotificationStatus.FAILED).inc()
             log.error("mail %s to order %s refused for good: %s", kind, order_id, exc)
             return
-        await self._record(note.id, "sent", None)
-        NOTIFICATIONS.labels(kind, "sent").inc()
+        await self._record(note.id, NotificationStatus.SENT, None)
+        NOTIFICATIONS.labels(kind, NotificationStatus.SENT).inc()
         log.info("mail %s sent for order %s (%s)", kind, order_id, note.message_id)
 
     async def _record(self, note_id: int, status: str | None, error: str | None) -> None:
         values: dict[str, Any] = {"attempts": Notification.attempts + 1, "last_error": error}
         if status is not None:
             values["status"] = status
-        if status == "sent":
+        if status == NotificationStatus.SENT:
             values["sent_at"] = func.now()
         async with self.sessions.begin() as s:
             await s.execute(update(Notification).where(Notification.id == note_id).values(values))

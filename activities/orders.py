@@ -16,7 +16,8 @@ from temporalio.client import Client, WorkflowFailureError
 from db.models import Payment
 from db.orders import close_order, mark_placed
 from domain.orders import CloseResult
-from domain.payments import PaymentStatus, confirmation_workflow_id
+from domain.payments import confirmation_workflow_id
+from domain.statuses import CancelReason, PaymentStatus
 from gateways import Gateways
 from gateways.api import GatewayRefused
 from workflows.confirmation_client import start_confirmation
@@ -79,7 +80,9 @@ class OrderActivities:
         """The payment window closed: cancel the order unless it was paid (or closed) first,
         or its payment is stored and being confirmed."""
         async with self.sessions.begin() as s:
-            changed, status, reason = await close_order(s, uuid.UUID(order_id), "timeout")
+            changed, status, reason = await close_order(
+                s, uuid.UUID(order_id), CancelReason.TIMEOUT
+            )
         if changed:
             activity.logger.info("order %s expired: cancelled, stock released", order_id)
         return CloseResult(changed, status, reason)

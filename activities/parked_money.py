@@ -28,14 +28,8 @@ from db.models import Order, Payment, ReconciliationCase, SecurityEvent
 from db.refunds import ask_parked_refund
 from domain import keys
 from domain.money import BIGINT_MAX
-from domain.payments import (
-    LATE_PAYMENT,
-    CaseKind,
-    Confirmation,
-    OrderStatus,
-    PaymentStatus,
-    RefundRun,
-)
+from domain.payments import LATE_PAYMENT, CaseKind, Confirmation, PaymentState, RefundRun
+from domain.statuses import CaseState, OrderStatus, PaymentStatus, RefundStatus
 from observability.metrics import CONFIRMATIONS
 from workflows.refund_client import start_refund
 
@@ -84,8 +78,8 @@ class ParkedMoneyActivities:
             opened = await s.execute(
                 self._case(c, v, values).on_conflict_do_update(
                     constraint=CASE_KEY,
-                    set_={"state": "open", "resolution": None, "resolved_at": None},
-                    where=ReconciliationCase.state == "resolved",
+                    set_={"state": CaseState.OPEN, "resolution": None, "resolved_at": None},
+                    where=ReconciliationCase.state == CaseState.RESOLVED,
                 )
             )
             if v.outcome == CaseKind.AMOUNT_MISMATCH:
@@ -114,17 +108,21 @@ class ParkedMoneyActivities:
         self, c: Confirmation, v: Validation, values: dict[str, Any], resolution: str
     ) -> None:
         """The case of a step that recovered: recorded resolved, or closed if it is open."""
-        resolved = {"state": "resolved", "resolution": resolution, "resolved_at": func.now()}
+        resolved = {
+            "state": CaseState.RESOLVED,
+            "resolution": resolution,
+            "resolved_at": func.now(),
+        }
         async with refusing_bad_data(self.sessions) as s:
             closed = await s.execute(
                 self._case(c, v, values, **resolved).on_conflict_do_update(
                     constraint=CASE_KEY,
                     set_=resolved,
-                    where=ReconciliationCase.state == "open",
+                    where=ReconciliationCase.state == CaseState.OPEN,
                 )
             )
         if closed.rowcount:  # type: ignore[attr-defined]
-            CONFIRMATIONS.labels("resolved").inc()
+            CONFIRMATIONS.labels(PaymentState.RESOLVED).inc()
         log.info(
             "reconciliation case resolved: kind=%s provider=%s transaction_id=%s: %s",
             v.outcome,
@@ -175,7 +173,7 @@ class ParkedMoneyActivities:
                 actor=inp.admin,
                 reason=inp.reason,
             )
-        if status == "succeeded":
+        if status == RefundStatus.SUCCEEDED:
             return  # refunded already (in the gateway's dashboard): this is settled by it
         assert self.client is not None, "the worker gives confirmations a client"
         await start_refund(
@@ -219,7 +217,7 @@ class ParkedMoneyActivities:
                 c.currency,
                 {"reason": inp.reason, "refund_reference": reference, "applied_to_order": False},
             )
-        CONFIRMATIONS.labels("refunded").inc()
+        CONFIRMATIONS.labels(PaymentState.REFUNDED).inc()
         return reference
 
 

@@ -39,13 +39,12 @@ from db.orders import NotPayable, mark_paid
 from domain.confirmation import AdminAction, ConfirmationState, order_paid_record
 from domain.payments import (
     AdminRequest,
-    OrderStatus,
     PaymentState,
-    PaymentStatus,
     RefundRun,
     confirmation_workflow_id,
     refund_workflow_id,
 )
+from domain.statuses import CaseState, OrderStatus, PaymentStatus, RefundStatus
 from domain.workflow_names import CONFIRM_PAYMENT, PAYMENT_STATE, REFUND, UPDATES
 from workflows.confirmation_client import next_attempt_within, running_state
 from workflows.order_client import start_order_lifecycle
@@ -171,7 +170,7 @@ class ReconciliationActivities:
                 await s.execute(
                     select(Refund.provider, Refund.transaction_id)
                     .where(
-                        Refund.status == "pending",
+                        Refund.status == RefundStatus.PENDING,
                         Refund.gateway_refund_id.is_(None),  # answered (partial): a case
                         Refund.created_at
                         < func.now() - timedelta(seconds=inp.unstarted_after_seconds),
@@ -202,7 +201,7 @@ class ReconciliationActivities:
                     .where(
                         Refund.provider == provider,
                         Refund.transaction_id == transaction_id,
-                        Refund.status == "pending",
+                        Refund.status == RefundStatus.PENDING,
                         Refund.gateway_refund_id.is_(None),
                     )
                 )
@@ -298,7 +297,7 @@ class ReconciliationActivities:
         """Unmatched money older than the alert age: the oldest REPORT_LIMIT in the report (a
         workflow result stays small however much is parked), with the total."""
         stale = (
-            ReconciliationCase.state == "open",
+            ReconciliationCase.state == CaseState.OPEN,
             ReconciliationCase.kind == "unmatched",
             ReconciliationCase.opened_at
             < func.now() - timedelta(seconds=inp.unmatched_alert_seconds),

@@ -18,6 +18,7 @@ from domain.payments import (
     RefundRun,
     confirmation_workflow_id,
 )
+from domain.statuses import RefundStatus
 from domain.workflow_names import REFUNDED
 from gateways import Gateways
 from gateways.api import GatewayRefused
@@ -64,13 +65,17 @@ class RefundActivities:
                 f"refused: {exc}"[:200],
                 paid.amount,
                 paid.currency,
-                "failed",
+                RefundStatus.FAILED,
                 "",
                 event,
             )
-        if refund.status == "pending":
+        if refund.status == RefundStatus.PENDING:
             return None
-        status = "succeeded" if refund.status == "succeeded" else "failed"
+        status = (
+            RefundStatus.SUCCEEDED
+            if refund.status == RefundStatus.SUCCEEDED
+            else RefundStatus.FAILED
+        )
         return RefundNotice(
             run.provider,
             run.transaction_id,
@@ -103,7 +108,7 @@ class RefundActivities:
                     refund_id="unanswered",
                     amount=0,
                     currency="XXX",
-                    status="failed",
+                    status=RefundStatus.FAILED,
                     event_id="",
                     event_type="refund.unanswered",
                 ),

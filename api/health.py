@@ -13,6 +13,7 @@ from api.auth import DepsDep
 from api.schemas import Alive, Readiness
 from db.models import ReconciliationCase
 from domain.payments import CaseKind
+from domain.statuses import CaseState
 from observability.metrics import API, OPEN_CASES
 
 log = logging.getLogger("paysaga.health")
@@ -64,7 +65,7 @@ async def metrics(deps: DepsDep) -> Response:
         async with deps.sessions() as s:
             rows = await s.execute(
                 select(ReconciliationCase.kind, func.count())
-                .where(ReconciliationCase.state == "open")
+                .where(ReconciliationCase.state == CaseState.OPEN)
                 .group_by(ReconciliationCase.kind)
             )
             counts: dict[str, int] = {kind: n for kind, n in rows}

@@ -34,7 +34,8 @@ from db.orders import (
 from db.refunds import RefundRefused, request_refund
 from db.stock import UNFULFILLABLE, WithdrawRefused, withdraw_stock
 from db.tickets import NotPaid, ticket_pdf
-from domain.payments import ATTACHED, OrderStatus, RefundRun
+from domain.payments import ATTACHED, RefundRun
+from domain.statuses import OrderStatus, RefundStatus
 from domain.views import OrderView, PlacedOrderView
 from gateways import registry
 from gateways.api import GatewayApi, GatewayRefused, GatewayUnavailable
@@ -378,7 +379,7 @@ async def refund_order(
             )
     except RefundRefused as exc:
         raise Conflict(str(exc)) from exc
-    if asked.status == "pending":
+    if asked.status == RefundStatus.PENDING:
         # Offline mode: the operator refunds in the gateway's dashboard; its refund webhook
         # completes this workflow. Started again on a repeat: it is the same one.
         await start_refund(

@@ -35,7 +35,8 @@ from api.errors import BadRequest, Conflict, NotFound, Unavailable
 from api.schemas import Processing
 from db.models import Order, Payment
 from db.order_view import order_view
-from domain.payments import Confirmation, OrderStatus, confirmation_workflow_id
+from domain.payments import Confirmation, confirmation_workflow_id
+from domain.statuses import OrderStatus
 from domain.views import OrderView
 from gateways import SignatureError, registry
 from gateways.api import GatewayUnavailable

@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from domain.statuses import WebhookResult
+
 
 class Answer(BaseModel):
     """The schema says what every answer holds: each field, a defaulted one too, no other."""
@@ -30,7 +32,7 @@ class Readiness(Answer):
 class WebhookAnswer(Answer):
     """`ignored`: a valid event paysaga does not act on; `duplicate`: told before."""
 
-    result: Literal["accepted", "duplicate", "ignored"]
+    result: Literal[WebhookResult.ACCEPTED, WebhookResult.DUPLICATE, WebhookResult.IGNORED]
 
 
 class Processing(Answer):

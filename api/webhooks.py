@@ -23,7 +23,8 @@ from api.deps import Deps
 from api.errors import ApiError, BadRequest, Unauthorized, UnsupportedMediaType
 from api.schemas import WebhookAnswer
 from db.attempts import end_attempt, payment_already_confirmed
-from domain.payments import AttemptEnd, Confirmation, PaymentStatus
+from domain.payments import AttemptEnd, Confirmation
+from domain.statuses import PaymentStatus, WebhookResult
 from gateways import MalformedEvent, SignatureError, registry
 from observability.logs import log_context
 from observability.metrics import WEBHOOKS
@@ -41,7 +42,9 @@ async def _record_rejection(deps: Deps, provider: str, request: Request, reason:
     log.warning("rejected %s webhook from %s: %s", provider, source, reason)
 
 
-async def confirm(deps: Deps, c: Confirmation) -> Literal["accepted", "duplicate"]:
+async def confirm(
+    deps: Deps, c: Confirmation
+) -> Literal[WebhookResult.ACCEPTED, WebhookResult.DUPLICATE]:
     """Starts `payment-{provider}-{transaction_id}`, or says it is a duplicate."""
     try:
         async with deps.sessions() as s:
@@ -49,7 +52,7 @@ async def confirm(deps: Deps, c: Confirmation) -> Literal["accepted", "duplicate
             await s.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
             # 3a after the workflow's retention expired: the database key still says "done".
             if await payment_already_confirmed(s, c.provider, c.transaction_id):
-                return "duplicate"
+                return WebhookResult.DUPLICATE
     except (DBAPIError, InterfaceError, OSError) as exc:
         # Best effort: with the database down the confirmation is still taken durably by
         # Temporal; the workflow id and the database keys keep it exactly once.
@@ -62,7 +65,9 @@ async def confirm(deps: Deps, c: Confirmation) -> Literal["accepted", "duplicate
     )
 
 
-async def end_attempt_from(deps: Deps, end: AttemptEnd) -> Literal["accepted", "ignored"]:
+async def end_attempt_from(
+    deps: Deps, end: AttemptEnd
+) -> Literal[WebhookResult.ACCEPTED, WebhookResult.IGNORED]:
     """A failed or cancelled attempt: recorded at once, in one transaction with its event.
 
     No workflow is started for it, so it never spends `payment-{provider}-{tx}`: a Stripe
@@ -77,9 +82,9 @@ async def end_attempt_from(deps: Deps, end: AttemptEnd) -> Literal["accepted", "
         )
     if order_id is None:
         log.info("ignored %s %s for intent %s", end.provider, end.event_type, end.intent_id)
-        return "ignored"
+        return WebhookResult.IGNORED
     log.info("payment attempt %s %s: order %s", end.intent_id, end.status, order_id)
-    return "accepted"
+    return WebhookResult.ACCEPTED
 
 
 async def _handle(provider: str, request: Request, deps: Deps) -> WebhookAnswer:
@@ -91,7 +96,7 @@ async def _handle(provider: str, request: Request, deps: Deps) -> WebhookAnswer:
         result = answer.result
         return answer
     except ApiError as exc:
-        result = "rejected" if exc.status < 500 else "error"
+        result = WebhookResult.REJECTED if exc.status < 500 else WebhookResult.ERROR
         raise
     finally:
         WEBHOOKS.labels(provider, result).inc()
@@ -120,10 +125,10 @@ async def _verified_handle(provider: str, request: Request, deps: Deps) -> Webho
         with log_context(transaction_id=n.transaction_id):
             await tell_refund(await deps.temporal(), deps.settings.task_queue, n)
             log.info("%s refund %s for %s: %s", provider, n.refund_id, n.transaction_id, n.status)
-        return WebhookAnswer(result="accepted")
+        return WebhookAnswer(result=WebhookResult.ACCEPTED)
     if event.confirmation is None:
         log.info("ignored %s event %s (%s)", provider, event.event_id, event.event_type)
-        return WebhookAnswer(result="ignored")
+        return WebhookAnswer(result=WebhookResult.IGNORED)
     c = event.confirmation
     with log_context(transaction_id=c.transaction_id, order_id=c.order_id):
         result = await confirm(deps, c)

@@ -17,6 +17,7 @@ from sqlalchemy import text
 
 from db.session import make_engine
 from domain import keys
+from domain.statuses import OrderStatus, PaymentStatus
 
 engine = make_engine(os.environ["PAYSAGA_DATABASE_URL"], pool_size=20)
 SECRET = os.environ["PAYSAGA_RAZORPAY_WEBHOOK_SECRETS"].split(",")[0].encode()
@@ -40,7 +41,7 @@ async def webhook(request: Request) -> Response:
         row = (await conn.execute(FIND, {"intent": payment["order_id"]})).first()
         if row is None or (row.amount, row.currency) != (payment["amount"], payment["currency"]):
             return Response('{"result": "unmatched"}', status_code=200)
-        if row.status == "paid":
+        if row.status == PaymentStatus.PAID:
             return Response('{"result": "duplicate"}', status_code=200)
         await conn.execute(
             text(
@@ -61,7 +62,7 @@ async def webhook(request: Request) -> Response:
                 "INSERT INTO audit_log (order_id, actor, action, detail, dedupe_key) VALUES "
                 "(:id, 'gateway:razorpay', 'order.status_changed', '{}'::jsonb, :key)"
             ),
-            {"id": row.order_id, "key": keys.status_changed(str(row.order_id), "paid")},
+            {"id": row.order_id, "key": keys.status_changed(str(row.order_id), OrderStatus.PAID)},
         )
         await conn.execute(
             text("INSERT INTO tickets (order_id, code) VALUES (:id, :code)"),

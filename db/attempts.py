@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db import journal
 from db.models import Order, Payment
 from domain import keys
-from domain.payments import OrderStatus, PaymentStatus
+from domain.statuses import OrderStatus, PaymentStatus
 
 
 class AttemptRefused(Exception):

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.models import Payment, ReconciliationCase
 from db.order_view import order_view
+from domain.statuses import CaseState, PaymentStatus
 from domain.views import CaseView, PaymentDetails, StoredPaymentView
 
 
@@ -21,7 +22,7 @@ def case_view(c: ReconciliationCase) -> CaseView:
         amount=c.amount,
         currency=c.currency,
         opened_at=c.opened_at,
-        state=c.state,
+        state=CaseState(c.state),
         reason=c.detail.get("reason"),
         resolution=c.resolution,
         resolved_at=c.resolved_at,
@@ -43,7 +44,7 @@ async def list_cases(
         .limit(limit)
     )
     if not include_resolved:
-        query = query.where(ReconciliationCase.state == "open")
+        query = query.where(ReconciliationCase.state == CaseState.OPEN)
     async with sessions() as s:
         return [case_view(c) for c in await s.scalars(query)]
 
@@ -55,7 +56,7 @@ def payment_view(p: Payment) -> StoredPaymentView:
         transaction_id=p.transaction_id,
         intent_id=p.intent_id,
         order_id=p.order_id,
-        status=p.status,
+        status=PaymentStatus(p.status),
         amount=p.amount,
         currency=p.currency,
         created_at=p.created_at,
@@ -110,8 +111,10 @@ async def close_open_cases(
     query = update(ReconciliationCase).where(
         ReconciliationCase.provider == provider,
         ReconciliationCase.transaction_id == transaction_id,
-        ReconciliationCase.state == "open",
+        ReconciliationCase.state == CaseState.OPEN,
     )
     if kind is not None:
         query = query.where(ReconciliationCase.kind == kind)
-    await s.execute(query.values(state="resolved", resolution=resolution, resolved_at=func.now()))
+    await s.execute(
+        query.values(state=CaseState.RESOLVED, resolution=resolution, resolved_at=func.now())
+    )

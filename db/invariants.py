@@ -41,6 +41,7 @@ from temporalio.service import RPCError
 from domain import keys
 from domain.confirmation import ConfirmationState
 from domain.payments import confirmation_workflow_id, order_workflow_id
+from domain.statuses import CaseState, OrderStatus
 from domain.workflow_names import CONFIRM_PAYMENT, PAYMENT_STATE, STATE, TRANSACTION_ID
 
 
@@ -88,7 +89,7 @@ UNAUDITED_PAID = text(
         SELECT 1 FROM audit_log a
         WHERE a.dedupe_key = replace(:paid_key, '{order_id}', o.id::text))
     """
-).bindparams(paid_key=keys.status_changed("{order_id}", "paid"))
+).bindparams(paid_key=keys.status_changed("{order_id}", OrderStatus.PAID))
 TICKET_UNPAID = text(
     """
     SELECT t.order_id, o.status FROM tickets t JOIN orders o ON o.id = t.order_id
@@ -284,7 +285,7 @@ async def _unaudited(
 ) -> list[Violation]:
     found: list[Violation] = []
     for order_id, provider, transaction_id in rows:
-        key = keys.status_changed(str(order_id), "paid")
+        key = keys.status_changed(str(order_id), OrderStatus.PAID)
         state = (
             await _running_state(client, confirmation_workflow_id(provider, transaction_id))
             if provider and transaction_id  # a paid payment has both; no payment: neither
@@ -384,7 +385,7 @@ async def _parked_have_cases(
         transaction_id = str(attributes.get(TRANSACTION_ID.name, execution.id.split("-", 2)[2]))
         state = str(attributes.get(PAYMENT_STATE.name))
         have = cases.get((provider, transaction_id), set())
-        need = "open" if state in ("unmatched", "amount_mismatch") else "resolved"
+        need = CaseState.OPEN if state in ("unmatched", "amount_mismatch") else CaseState.RESOLVED
         if need not in have:
             found.append(
                 Violation(

@@ -29,6 +29,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from domain.statuses import CaseState, NotificationStatus
+
 
 class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSONB}
@@ -175,7 +177,7 @@ class ReconciliationCase(Base):
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = _currency()
     state: Mapped[str] = mapped_column(
-        Text, CheckConstraint("state IN ('open', 'resolved')"), server_default="open"
+        Text, CheckConstraint("state IN ('open', 'resolved')"), server_default=CaseState.OPEN.value
     )
     detail: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     resolution: Mapped[str | None] = mapped_column(Text)
@@ -208,7 +210,7 @@ class Notification(Base):
     status: Mapped[str] = mapped_column(
         Text,
         CheckConstraint("status IN ('pending', 'sent', 'failed')"),
-        server_default="pending",
+        server_default=NotificationStatus.PENDING.value,
     )
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"), default=0)
     last_error: Mapped[str | None] = mapped_column(Text)

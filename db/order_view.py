@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Order, OrderItem, Payment, Refund, Ticket
+from domain.statuses import OrderStatus, PaymentStatus, RefundStatus
 from domain.views import AttendeeView, ItemView, OrderView, PaymentView, RefundView, TicketView
 
 
@@ -15,7 +16,7 @@ def _refund_view(refund: Refund | None) -> RefundView | None:
     if refund is None:
         return None
     return RefundView(
-        status=refund.status,
+        status=RefundStatus(refund.status),
         amount=refund.amount,
         currency=refund.currency,
         reason=refund.reason,
@@ -30,7 +31,7 @@ def _payment_view(p: Payment) -> PaymentView:
         provider=p.provider,
         intent_id=p.intent_id,
         transaction_id=p.transaction_id,
-        status=p.status,
+        status=PaymentStatus(p.status),
         amount=p.amount,
         currency=p.currency,
         checkout_url=None,
@@ -61,7 +62,7 @@ async def order_view(s: AsyncSession, order_id: uuid.UUID) -> OrderView | None:
     return OrderView(
         id=order.id,
         customer_id=order.customer_id,
-        status=order.status,
+        status=OrderStatus(order.status),
         amount=order.amount,
         currency=order.currency,
         items=[

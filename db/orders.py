@@ -17,7 +17,7 @@ from db import journal
 from db.models import Order, OrderItem, Payment, Product
 from domain import keys
 from domain.confirmation import AuditRecord
-from domain.payments import OrderStatus, PaymentStatus
+from domain.statuses import CancelReason, OrderStatus, PaymentStatus
 
 
 class OutOfStock(Exception):
@@ -218,7 +218,7 @@ async def mark_paid(
     raise NotPayable(status)
 
 
-CANCEL_REASONS = ("timeout", "customer", "admin")
+CANCEL_REASONS = tuple(CancelReason)
 
 
 async def close_order(
@@ -267,7 +267,9 @@ async def close_order(
 async def _wind_down(s: AsyncSession, order_id: uuid.UUID, reason: str, actor: str) -> None:
     """What the call that cancelled the order does, once: ends its pending attempt, releases
     its stock, writes `OrderCancelled` and the audit entry."""
-    attempt_status = PaymentStatus.TIMEOUT if reason == "timeout" else PaymentStatus.CANCELLED
+    attempt_status = (
+        PaymentStatus.TIMEOUT if reason == CancelReason.TIMEOUT else PaymentStatus.CANCELLED
+    )
     ended = (
         await s.execute(
             update(Payment)

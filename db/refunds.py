@@ -22,7 +22,8 @@ from db.models import Order, Payment, ReconciliationCase, Refund
 from db.orders import release_stock
 from domain import keys
 from domain.confirmation import AuditRecord
-from domain.payments import CaseKind, OrderStatus, PaymentStatus, RefundNotice
+from domain.payments import CaseKind, PaymentState, RefundNotice
+from domain.statuses import CaseState, OrderStatus, PaymentStatus, RefundStatus
 
 
 class RefundRefused(Exception):
@@ -65,7 +66,7 @@ async def request_refund(
     order = await s.scalar(select(Order).where(Order.id == order_id).with_for_update())
     assert order is not None  # the route found it
     existing = await s.scalar(select(Refund).where(Refund.order_id == order_id))
-    if existing is not None and existing.status in ("pending", "succeeded"):
+    if existing is not None and existing.status in (RefundStatus.PENDING, RefundStatus.SUCCEEDED):
         return RefundAsked(existing.provider, existing.transaction_id, existing.status, False)
     if order.status != OrderStatus.PAID or order.paid_at is None:
         raise RefundRefused(f"the order is {order.status}; only a paid order can be refunded")
@@ -80,7 +81,11 @@ async def request_refund(
     )
     assert payment is not None and payment.transaction_id is not None  # a paid order's
     if existing is not None:  # failed before: asked again, a new ask (a new gateway key)
-        existing.status, existing.reason, existing.requested_by = "pending", reason, actor
+        existing.status, existing.reason, existing.requested_by = (
+            RefundStatus.PENDING,
+            reason,
+            actor,
+        )
         existing.completed_at, existing.gateway_refund_id = None, None
         existing.detail = new_ask()
     else:
@@ -91,7 +96,7 @@ async def request_refund(
                 order_id=order_id,
                 amount=payment.amount,
                 currency=payment.currency,
-                status="pending",
+                status=RefundStatus.PENDING,
                 reason=reason,
                 requested_by=actor,
                 detail=new_ask(),
@@ -106,7 +111,7 @@ async def request_refund(
         payment.transaction_id,
         {"reason": reason, "amount": payment.amount, "currency": payment.currency},
     )
-    return RefundAsked(payment.provider, payment.transaction_id, "pending", True)
+    return RefundAsked(payment.provider, payment.transaction_id, RefundStatus.PENDING, True)
 
 
 async def ask_parked_refund(
@@ -137,7 +142,7 @@ async def ask_parked_refund(
             order_id=stored,
             amount=amount,
             currency=currency,
-            status="pending",
+            status=RefundStatus.PENDING,
             reason=reason,
             requested_by=actor,
             detail=new_ask(),
@@ -145,13 +150,13 @@ async def ask_parked_refund(
         .on_conflict_do_update(
             constraint="uq_refunds_provider_transaction",
             set_={
-                "status": "pending",
+                "status": RefundStatus.PENDING,
                 "reason": reason,
                 "requested_by": actor,
                 "gateway_refund_id": None,
                 "detail": new_ask(),
             },
-            where=Refund.status == "failed",
+            where=Refund.status == RefundStatus.FAILED,
         )
         .returning(Refund.id)
     )
@@ -208,13 +213,13 @@ async def finish_refund(s: AsyncSession, notice: RefundNotice, requested_by: str
     if refund is None:
         await _open_case(s, notice, None, "a refund for a payment paysaga never stored")
         return "unknown"
-    if refund.status == "succeeded":
+    if refund.status == RefundStatus.SUCCEEDED:
         return "already"
     refund.gateway_refund_id = notice.refund_id
     refund.detail = refund.detail | {"event_id": notice.event_id, "event_type": notice.event_type}
-    if notice.status != "succeeded":
+    if notice.status != RefundStatus.SUCCEEDED:
         await _refund_failed(s, notice, refund)
-        return "failed"
+        return RefundStatus.FAILED
     if (notice.amount, notice.currency) != (refund.amount, refund.currency):
         await _open_case(
             s,
@@ -225,7 +230,7 @@ async def finish_refund(s: AsyncSession, notice: RefundNotice, requested_by: str
         )
         return "partial"
     await _refund_succeeded(s, notice, refund, payment)
-    return "succeeded"
+    return RefundStatus.SUCCEEDED
 
 
 async def _lock_refund(
@@ -265,7 +270,7 @@ async def _lock_refund(
                 order_id=paid[0],
                 amount=paid[1],
                 currency=paid[2],
-                status="pending",
+                status=RefundStatus.PENDING,
                 reason="refunded at the gateway",
                 requested_by=requested_by,
             )
@@ -281,7 +286,7 @@ async def _lock_refund(
 
 async def _refund_failed(s: AsyncSession, notice: RefundNotice, refund: Refund) -> None:
     """The gateway failed the refund: `failed`, with its event and a case for the money."""
-    refund.status, refund.completed_at = "failed", func.now()
+    refund.status, refund.completed_at = RefundStatus.FAILED, func.now()
     await journal.emit(
         s,
         "RefundFailed",
@@ -303,7 +308,7 @@ async def _refund_succeeded(
     """The money went back in full: the payment and a still-paid order become `refunded`
     (the order's conditional update decides who releases its stock), `PaymentRefunded` is
     written and the refund's failure cases are closed."""
-    refund.status, refund.completed_at = "succeeded", func.now()
+    refund.status, refund.completed_at = RefundStatus.SUCCEEDED, func.now()
     refunded, released = None, []
     if payment is not None:
         await s.execute(
@@ -333,7 +338,11 @@ async def _refund_succeeded(
         },
     )
     await close_open_cases(
-        s, notice.provider, notice.transaction_id, "refunded", kind=CaseKind.REFUND_FAILED
+        s,
+        notice.provider,
+        notice.transaction_id,
+        PaymentState.REFUNDED,
+        kind=CaseKind.REFUND_FAILED,
     )
     await journal.write_audit(
         s,
@@ -366,6 +375,6 @@ async def _open_case(
         )
         .on_conflict_do_update(
             constraint="uq_cases_provider_tx_kind",
-            set_={"state": "open", "resolution": None, "resolved_at": None},
+            set_={"state": CaseState.OPEN, "resolution": None, "resolved_at": None},
         )
     )

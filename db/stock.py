@@ -23,7 +23,7 @@ from db.models import Order, OrderItem, Product
 from db.orders import close_order
 from db.refunds import RefundAsked, request_refund
 from domain.confirmation import AuditRecord
-from domain.payments import OrderStatus
+from domain.statuses import OrderStatus, RefundStatus
 
 UNFULFILLABLE = "system:unfulfillable"  # who asks for the refund of an order left without stock
 
@@ -114,6 +114,6 @@ async def _settle_holders(
         asked = await request_refund(
             s, order_id, actor=UNFULFILLABLE, is_admin=True, reason=why, window_seconds=0
         )
-        if asked.status == "pending":
+        if asked.status == RefundStatus.PENDING:
             done.refunds.append((order_id, asked))
             covered += held

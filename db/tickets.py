@@ -17,7 +17,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.models import Order, OrderItem, Payment, Ticket
-from domain.payments import OrderStatus, PaymentStatus
+from domain.statuses import OrderStatus, PaymentStatus
 from tickets.pdf import TicketDocument, TicketLine, render_ticket_pdf
 
 

@@ -10,22 +10,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 
-class OrderStatus(StrEnum):
-    AWAITING_PAYMENT = "awaiting_payment"
-    PAID = "paid"
-    REFUNDED = "refunded"
-    CANCELLED = "cancelled"
-
-
-class PaymentStatus(StrEnum):
-    PENDING = "pending"
-    PAID = "paid"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    TIMEOUT = "timeout"
-    REFUNDED = "refunded"
-
-
 class CaseKind(StrEnum):
     UNMATCHED = "unmatched"
     AMOUNT_MISMATCH = "amount_mismatch"

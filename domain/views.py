@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
 from domain.confirmation import AdminDecision, ConfirmationState
+from domain.statuses import CaseState, OrderStatus, PaymentStatus, RefundStatus
 
 
 def _iso(value: datetime) -> str:
@@ -61,7 +62,7 @@ class PaymentView(View):
     provider: str
     intent_id: str
     transaction_id: str | None  # the gateway's, once money arrived
-    status: str
+    status: PaymentStatus
     amount: int
     currency: str
     checkout_url: str | None
@@ -82,7 +83,7 @@ class TicketView(View):
 
 
 class RefundView(View):
-    status: str
+    status: RefundStatus
     amount: int
     currency: str
     reason: str | None
@@ -96,7 +97,7 @@ class OrderView(View):
 
     id: uuid.UUID
     customer_id: str
-    status: str
+    status: OrderStatus
     amount: int
     currency: str
     items: list[ItemView]
@@ -137,7 +138,7 @@ class CaseView(View):
     amount: int
     currency: str
     opened_at: Timestamp
-    state: str
+    state: CaseState
     reason: str | None
     resolution: str | None
     resolved_at: Timestamp | None
@@ -151,7 +152,7 @@ class StoredPaymentView(View):
     transaction_id: str | None
     intent_id: str
     order_id: uuid.UUID
-    status: str
+    status: PaymentStatus
     amount: int
     currency: str
     created_at: Timestamp

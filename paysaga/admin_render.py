@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from domain.money import format_money
+from domain.statuses import CaseState, OrderStatus
 from domain.views import CaseView, OrderView, PaymentReport, StoredPaymentView, WorkflowView
 
 # Tables printed to a pipe or file: wide enough that no column is cut.
@@ -68,8 +69,8 @@ def _order_part(order: OrderView | None, now: datetime) -> RenderableType:
             ("attendee", people),
             ("created", _when(order.created_at, now)),
             ("expires at", _when(order.expires_at, now)),
-            ("paid", _when(order.paid_at, now)),
-            ("cancelled", _when(order.cancelled_at, now)),
+            (OrderStatus.PAID, _when(order.paid_at, now)),
+            (OrderStatus.CANCELLED, _when(order.cancelled_at, now)),
             ("cancel reason", order.cancel_reason),
             ("ticket", order.ticket.code if order.ticket else None),
             ("attempts", attempts or None),
@@ -143,7 +144,7 @@ def cases_report(cases: list[CaseView], *, include_resolved: bool) -> list[Rende
         f"{kind} {n}" for kind, n in sorted(per_kind.items(), key=lambda kv: (-kv[1], kv[0]))
     )
     if include_resolved:
-        still_open = sum(case.state == "open" for case in cases)
+        still_open = sum(case.state == CaseState.OPEN for case in cases)
         total = f"{_plural(len(cases), 'case')} ({still_open} open)"
     else:
         total = _plural(len(cases), "open case")
@@ -181,7 +182,7 @@ def _cases_table(
             Text("—" if case.order_id is None else str(case.order_id)[:8]),
             Text(format_money(case.amount, case.currency)),
             Text(_when(case.opened_at, now) or ""),
-            Text(case.state, style="green" if case.state == "resolved" else "yellow"),
+            Text(case.state, style="green" if case.state == CaseState.RESOLVED else "yellow"),
             Text(clean(case.reason or "")),
         )
     return table

@@ -37,6 +37,7 @@ from domain.payments import (
     confirmation_workflow_id,
     is_identifier,
 )
+from domain.statuses import WebhookResult
 from domain.workflow_names import (
     CONFIRM_PAYMENT,
     PAYMENT_STATE,
@@ -56,7 +57,7 @@ BUSY = (RPCStatusCode.UNAVAILABLE, RPCStatusCode.RESOURCE_EXHAUSTED, RPCStatusCo
 
 async def start_confirmation(
     client: Client, task_queue: str, c: Confirmation, recovery: RecoveryTiming | None = None
-) -> Literal["accepted", "duplicate"]:
+) -> Literal[WebhookResult.ACCEPTED, WebhookResult.DUPLICATE]:
     """Starts the confirmation, or says it is a duplicate: one is running, or one completed.
 
     Conflict policy FAIL rather than USE_EXISTING: the server's "already started" is the
@@ -82,8 +83,8 @@ async def start_confirmation(
             ),
         )
     except WorkflowAlreadyStartedError:
-        return "duplicate"
-    return "accepted"
+        return WebhookResult.DUPLICATE
+    return WebhookResult.ACCEPTED
 
 
 async def running_state(client: Client, workflow_id: str) -> ConfirmationState | None:

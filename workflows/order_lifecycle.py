@@ -26,7 +26,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.orders import OrderActivities
     from domain.orders import OrderClosed, OrderRun, OrderState
-    from domain.payments import OrderStatus
+    from domain.statuses import CancelReason, OrderStatus
     from domain.workflow_names import CLOSED, ORDER_LIFECYCLE, ORDER_STATE, PAID, STATE
 
 # The database may be down when the window closes: the cancel is retried by the server until
@@ -68,7 +68,9 @@ class OrderLifecycleWorkflow:
                 start_to_close_timeout=STEP_TIMEOUT,
                 retry_policy=UNTIL_DONE,
             )
-            if closed.changed or closed.reason == "timeout":  # (a retried expiry: not changed)
+            if (
+                closed.changed or closed.reason == CancelReason.TIMEOUT
+            ):  # (a retried expiry: not changed)
                 return self._end(OrderState.EXPIRED)
             if closed.status == OrderStatus.AWAITING_PAYMENT:
                 # Not cancelled: its payment arrived in time and is stored; the confirmation

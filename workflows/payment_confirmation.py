@@ -94,7 +94,7 @@ class ConfirmPaymentWorkflow(AdminRequests):
         if not audit.done():
             await self._continue_as_new(saga, audit)
         audit.result()
-        if s.outcome == "paid":
+        if s.outcome == PaymentState.PAID:
             await self._set_state(PaymentState.COMPLETED)
         assert s.outcome is not None
         return ConfirmationOutcome(s.outcome, s.order_id, s.ticket_code, list(s.cases))
@@ -190,7 +190,7 @@ class ConfirmPaymentWorkflow(AdminRequests):
             ConfirmationActivities.issue_ticket,
             s.order_id,
         )
-        s.outcome, s.phase = "paid", Phase.DONE
+        s.outcome, s.phase = PaymentState.PAID, Phase.DONE
 
     def _store_input(self) -> StoreInput:
         s = self._s
@@ -316,7 +316,7 @@ class ConfirmPaymentWorkflow(AdminRequests):
             ),
         )
         await self._set_state(PaymentState.RESOLVED)
-        s.outcome, s.phase = "resolved", Phase.DONE
+        s.outcome, s.phase = PaymentState.RESOLVED, Phase.DONE
 
     async def _refund(self, request: AdminRequest) -> None:
         c, s = self._c, self._s
@@ -353,7 +353,7 @@ class ConfirmPaymentWorkflow(AdminRequests):
             )
         )
         await self._set_state(PaymentState.REFUNDED)
-        s.outcome, s.phase = "refunded", Phase.DONE
+        s.outcome, s.phase = PaymentState.REFUNDED, Phase.DONE
 
     async def _settle_refunded(self, note: str) -> None:
         """The refund workflow sent the parked money back: the cases close, and this ends."""
@@ -363,7 +363,7 @@ class ConfirmPaymentWorkflow(AdminRequests):
             CloseCasesInput(c.provider, c.transaction_id, note),
         )
         await self._set_state(PaymentState.REFUNDED)
-        s.outcome, s.phase = "refunded", Phase.DONE
+        s.outcome, s.phase = PaymentState.REFUNDED, Phase.DONE
 
     async def _set_state(self, state: PaymentState, order_id: str | None = None) -> None:
         s = self._s

@@ -28,6 +28,7 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from activities.refunds import RefundActivities
     from domain.payments import LATE_PAYMENT, RefundAnswer, RefundNotice, RefundRun
+    from domain.statuses import RefundStatus
     from domain.workflow_names import ANSWERS, GATEWAY_ANSWER, REFUND
 
 ANSWER_WAIT = timedelta(days=7)
@@ -85,7 +86,9 @@ class RefundWorkflow:
                 start_to_close_timeout=STEP_TIMEOUT,
                 retry_policy=UNTIL_DONE,
             )
-        if done == "succeeded" and (run.settles_parked or run.requested_by == LATE_PAYMENT):
+        if done == RefundStatus.SUCCEEDED and (
+            run.settles_parked or run.requested_by == LATE_PAYMENT
+        ):
             await workflow.execute_activity_method(
                 RefundActivities.settle_parked,
                 run,

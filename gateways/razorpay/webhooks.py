@@ -10,7 +10,8 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 
-from domain.payments import AttemptEnd, Confirmation, PaymentStatus, RefundNotice
+from domain.payments import AttemptEnd, Confirmation, RefundNotice
+from domain.statuses import PaymentStatus
 from gateways.base import (
     GatewayEvent,
     SignatureError,

@@ -9,7 +9,8 @@ from collections.abc import Mapping
 import standardwebhooks
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from domain.payments import AttemptEnd, Confirmation, PaymentStatus, RefundNotice
+from domain.payments import AttemptEnd, Confirmation, RefundNotice
+from domain.statuses import PaymentStatus
 from gateways.base import (
     GatewayEvent,
     SignatureError,

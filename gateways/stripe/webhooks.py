@@ -11,7 +11,8 @@ from collections.abc import Mapping
 
 import stripe
 
-from domain.payments import AttemptEnd, Confirmation, PaymentStatus, RefundNotice
+from domain.payments import AttemptEnd, Confirmation, RefundNotice
+from domain.statuses import PaymentStatus
 from gateways.base import (
     GatewayEvent,
     MalformedEvent,
