@@ -120,14 +120,21 @@ class Model:
     def available(self, sku: str) -> set[int]:
         return {self.products[sku].total - h for h in self.held(sku)}
 
-    def stored_on(self, order_id: str) -> bool:
-        """Money was (or may have been) stored against this order: applied or late (late
-        money stays stored when an admin settles it: resolved, or its refund asked for)."""
-        return any(
-            (m.was_late or m.fates & {APPLIED, APPLIED_REFUNDED, LATE, LATE_REFUNDED})
-            and order_id in (m.order_id, m.attached_to)
+    def stored_money(self, order_id: str) -> list[Money]:
+        """Money that was (or may have been) stored against this order: applied or late (late
+        money stays stored when an admin settles it: resolved, or its refund asked for).
+        Money an admin attached is stored on the order it was attached to, not on the one
+        whose intent it named (`pay > checkout_return > admin_attach > refund`, seed
+        66868417: the model counted it twice)."""
+        return [
+            m
             for m in self.money.values()
-        )
+            if (m.was_late or m.fates & {APPLIED, APPLIED_REFUNDED, LATE, LATE_REFUNDED})
+            and (m.attached_to or m.order_id) == order_id
+        ]
+
+    def stored_on(self, order_id: str) -> bool:
+        return bool(self.stored_money(order_id))
 
     def money_on(self, order_id: str) -> list[Money]:
         return [m for m in self.money.values() if m.order_id == order_id]

@@ -555,12 +555,7 @@ class IntegrityMachine(RuleBasedStateMachine):
     async def _refund(self, o: OrderModel, as_admin: bool) -> None:
         path = f"/orders/{o.id}/refund"
         answer = await self.call("POST", path, admin() if as_admin else owner(), {"reason": "x"})
-        stored = [
-            m
-            for m in self.m.money.values()
-            if o.id in (m.order_id, m.attached_to)
-            and (m.was_late or m.fates & {APPLIED, APPLIED_REFUNDED, LATE, LATE_REFUNDED})
-        ]
+        stored = self.m.stored_money(o.id)
         existing = [m for m in stored if m.refund & {"pending", "succeeded"}]
         if existing:
             assert len(existing) == 1, f"order {o.id} holds two refunded sums: {existing}"

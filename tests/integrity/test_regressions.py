@@ -15,6 +15,7 @@ from sqlalchemy import select
 from db.models import ReconciliationCase
 from domain.payments import ATTACHED, confirmation_workflow_id, refund_workflow_id
 from tests.integrity.model import (
+    APPLIED,
     LATE,
     PARKED,
     REFUND_PENDING,
@@ -135,11 +136,13 @@ def test_create_order__cancel__pay__admin_resolve__pay__model() -> None:
     assert payment_fates(order, model) == ({PARKED}, False)
 
 
-async def test_pay__pay__cancel__admin_attach(stack: Stack) -> None:
+async def test_pay__pay__cancel__admin_attach__refund(stack: Stack) -> None:
     """Money parked as already paid (a second payment for a paid order), attached by an admin
     to another order of the same price that was cancelled meanwhile: it is stored on that
     order as late money, with its own refund started (pending, `system:late_payment`) and a
-    `late_payment` case; the order stays cancelled. (The model expected no refund.)"""
+    `late_payment` case; the order stays cancelled. (The model expected no refund.) The paid
+    order's own refund is then its first payment's alone (seed 66868417: the model also
+    counted the attached money as the paid order's, "holds two refunded sums")."""
     paid = await stack.place_order("standard", stock=5)
     first, second = (f"txn_{uuid.uuid4().hex[:14]}" for _ in range(2))
     for tx in (first, second):
@@ -181,6 +184,29 @@ async def test_pay__pay__cancel__admin_attach(stack: Stack) -> None:
             )
         ).all()
     assert ("late_payment", "open") in kinds
+    asked = await stack.http.post(
+        f"/orders/{paid['id']}/refund", json={"reason": "x"}, headers=stack.admin
+    )
+    assert asked.status_code == 202, asked.text
+    refund = asked.json()["refund"]
+    assert (refund["status"], refund["amount"]) == ("pending", paid["amount"])
+    handle = stack.client.get_workflow_handle(refund_workflow_id("standard", first))
+    assert (await handle.describe()).status is not None  # the paid money's refund, not second's
+
+
+def test_pay__pay__cancel__admin_attach__refund__model() -> None:
+    """The model's side: money an admin attached to another order is stored there, not on
+    the order whose intent it named, so that order's refund holds one sum."""
+    paid = OrderModel("o1", "standard", "SKU", 100, "INR", time.time() - 5, "int_x")
+    other = OrderModel("o2", "standard", "SKU2", 100, "INR", time.time() - 5, "int_y")
+    paid.statuses, other.statuses = {"paid"}, {"cancelled"}
+    model = Model(orders={paid.id: paid, other.id: other})
+    first = Money("standard", "txn_1", 100, "INR", "match", paid.id, {APPLIED})
+    second = Money("standard", "txn_2", 100, "INR", "match", paid.id, {LATE}, attached_to="o2")
+    second.was_late, second.refund = True, {"pending"}
+    model.money = {("standard", "txn_1"): first, ("standard", "txn_2"): second}
+    assert model.stored_money(paid.id) == [first]
+    assert model.stored_money(other.id) == [second]
 
 
 async def attach_stray_stripe_money(stack: Stack, order: dict[str, Any]) -> str:
