@@ -26,6 +26,9 @@ class ErrorBody(BaseModel):
 
     detail: str
     unavailable: list[str] | None = None  # 409 for missing stock: every unavailable sku
+    error: str | None = None  # 429: `hold_limit` or `rate_limit`
+    held: int | None = None  # 429 hold_limit: units the customer holds awaiting payment
+    limit: int | None = None  # 429: the limit passed
 
     def answer(self, status: int, headers: dict[str, str] | None = None) -> JSONResponse:
         """Optional fields an error does not carry are left out, not sent as null."""
@@ -40,6 +43,7 @@ _MEANING = {
     409: "refused by the current state",
     413: "body over 256 KiB",
     415: "body must be application/json",
+    429: "one customer's limit: units held awaiting payment, or orders a minute",
     503: "a dependency is down or busy: retry later",
 }
 
@@ -51,6 +55,8 @@ def documented(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 class ApiError(Exception):
     status = 400
+
+    headers: dict[str, str] | None = None
 
     def __init__(self, message: str, **extra: object) -> None:
         super().__init__(message)
@@ -83,6 +89,10 @@ class UnsupportedMediaType(ApiError):
     status = 415
 
 
+class TooManyRequests(ApiError):
+    status = 429
+
+
 class Unavailable(ApiError):
     """A dependency is down; the caller (a gateway) should retry."""
 
@@ -92,7 +102,7 @@ class Unavailable(ApiError):
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else exc.headers
         return exc.body.answer(exc.status, headers)
 
     @app.exception_handler(DBAPIError)

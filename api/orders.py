@@ -16,9 +16,17 @@ from temporalio.service import RPCError
 
 from api.auth import AdminCaller, Caller, CurrentCaller, DepsDep
 from api.deps import Deps
-from api.errors import Conflict, NotFound, Unavailable
+from api.errors import (
+    ApiError,
+    Conflict,
+    NotFound,
+    TooManyRequests,
+    Unavailable,
+    documented,
+)
 from api.schemas import Product, RequestBody, Withdrawn
 from db.attempts import AttemptRefused, new_attempt
+from db.holds import HoldLimit, Limits, TooManyOrders
 from db.models import Order, Payment
 from db.order_view import order_view
 from db.orders import (
@@ -148,7 +156,7 @@ async def withdraw_product_stock(
     )
 
 
-@router.post("/orders", status_code=201)
+@router.post("/orders", status_code=201, responses=documented(429))
 async def place_order(body: OrderIn, caller: CurrentCaller, deps: DepsDep) -> PlacedOrderView:
     """Reserves the stock and starts the order's lifecycle (`order-{id}`, the payment window).
 
@@ -167,6 +175,7 @@ async def place_order(body: OrderIn, caller: CurrentCaller, deps: DepsDep) -> Pl
         attendee_name=body.attendee.name if body.attendee else None,
         attendee_email=str(body.attendee.email) if body.attendee else None,
         window_seconds=deps.settings.payment_window_seconds,
+        limits=Limits(deps.settings.max_held_per_customer, deps.settings.orders_per_minute),
     )
     client_secret = None
     try:
@@ -174,19 +183,30 @@ async def place_order(body: OrderIn, caller: CurrentCaller, deps: DepsDep) -> Pl
         async with deps.sessions.begin() as s:
             order_id, expires_at = await create_order(s, new)
             view = await order_view(s, order_id)  # in the same transaction: one round trip less
-    except (OutOfStock, MixedCurrencies, PriceChanged) as exc:
+    except (OutOfStock, MixedCurrencies, PriceChanged, HoldLimit, TooManyOrders) as exc:
         api = deps.gateway(new.provider).api
         if new.order_id is not None and api is not None:
             await _cancel_quietly(api, new.intent_id)
-        if isinstance(exc, OutOfStock):
-            raise Conflict(f"unknown sku or not enough stock: {exc}", unavailable=exc.skus) from exc
-        if isinstance(exc, PriceChanged):
-            raise Conflict(f"a price changed while checking out: {exc}; try again") from exc
-        raise Conflict(f"items are priced in different currencies: {exc}") from exc
+        raise _refused(exc) from exc
     assert view is not None
     await _start_lifecycle(deps, order_id, expires_at)
     # Only in this answer: the browser's key to confirm the payment with Stripe.js.
     return view.with_client_secret(client_secret)
+
+
+def _refused(exc: Exception) -> ApiError:
+    """Why a checkout reserved nothing, as its answer."""
+    if isinstance(exc, OutOfStock):
+        return Conflict(f"unknown sku or not enough stock: {exc}", unavailable=exc.skus)
+    if isinstance(exc, PriceChanged):
+        return Conflict(f"a price changed while checking out: {exc}; try again")
+    if isinstance(exc, HoldLimit):
+        return TooManyRequests(str(exc), error="hold_limit", held=exc.held, limit=exc.limit)
+    if isinstance(exc, TooManyOrders):
+        refused = TooManyRequests(str(exc), error="rate_limit", limit=exc.limit)
+        refused.headers = {"Retry-After": "60"}
+        return refused
+    return Conflict(f"items are priced in different currencies: {exc}")
 
 
 async def _gateway_first(deps: Deps, new: NewOrder) -> tuple[NewOrder, str | None]:

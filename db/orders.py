@@ -14,6 +14,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import journal
+from db.holds import Limits, check_limits
 from db.models import Order, OrderItem, Payment, Product
 from domain import keys
 from domain.confirmation import AuditRecord
@@ -56,6 +57,7 @@ class NewOrder:
     # Online mode: the id the gateway's intent names, and the amount it was created for.
     order_id: uuid.UUID | None = None
     quoted: tuple[int, str] | None = None
+    limits: Limits | None = None  # what one customer may hold and place (None: unlimited)
 
 
 async def quote(s: AsyncSession, items: dict[str, int]) -> tuple[int, str]:
@@ -94,10 +96,13 @@ _Line = tuple[str, int, str, int, str]
 
 
 async def create_order(s: AsyncSession, new: NewOrder) -> tuple[uuid.UUID, datetime]:
-    """Reserves stock for every item or none (the caller's transaction rolls back on raise).
-    Returns the order's id and the end of its payment window."""
+    """Reserves stock for every item or none (the caller's transaction rolls back on raise),
+    within what the customer may hold (HoldLimit, TooManyOrders). Returns the order's id and
+    the end of its payment window."""
     order_id = new.order_id or uuid.uuid4()
     expires_at = datetime.now(UTC) + timedelta(seconds=new.window_seconds)
+    if new.limits is not None:
+        await check_limits(s, new.customer_id, sum(new.items.values()), new.limits)
     lines = await _reserve(s, new.items)
     amount, currency = _priced(lines, new.quoted)
     s.add(

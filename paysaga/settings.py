@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     temporal_ui_port: Port = 8233
     jwt_secret: str | None = None
     payment_window_seconds: Seconds = 900
+    # What one customer may hold at checkout (`db.holds`): units awaiting payment at once,
+    # and orders placed in any minute.
+    max_held_per_customer: Annotated[int, Field(ge=1)] = 20
+    orders_per_minute: Annotated[int, Field(ge=1)] = 10
+    metrics_token: str | None = None  # the API's /metrics then answers only this bearer
     refund_window_seconds: Seconds = 1209600
     retry_first_phase_seconds: Timing = 300
     retry_fast_max_seconds: Timing = 10
@@ -138,7 +143,7 @@ class Settings(BaseSettings):
 
     def secrets(self) -> tuple[str, ...]:
         """Every configured secret: logs must never carry one (`observability.logs.Redact`)."""
-        found = (self.jwt_secret, *Gateways(self.env).secrets())
+        found = (self.jwt_secret, self.metrics_token, *Gateways(self.env).secrets())
         return tuple(s for s in found if s)
 
     def require_database_url(self) -> str:

@@ -31,6 +31,9 @@ EVERY: dict[str, tuple[str, str, object]] = {
     "PAYSAGA_JWT_SECRET": ("jwt", "jwt_secret", None),
     "PAYSAGA_PAYMENT_WINDOW_SECONDS": ("60", "payment_window_seconds", 60),
     "PAYSAGA_REFUND_WINDOW_SECONDS": ("0", "refund_window_seconds", 0),
+    "PAYSAGA_MAX_HELD_PER_CUSTOMER": ("7", "max_held_per_customer", 7),
+    "PAYSAGA_ORDERS_PER_MINUTE": ("3", "orders_per_minute", 3),
+    "PAYSAGA_METRICS_TOKEN": ("scrape-token", "metrics_token", None),
     "PAYSAGA_RETRY_FIRST_PHASE_SECONDS": ("8", "retry_first_phase_seconds", 8.0),
     "PAYSAGA_RETRY_FAST_MAX_SECONDS": ("0.5", "retry_fast_max_seconds", 0.5),
     "PAYSAGA_RETRY_SLOW_INITIAL_SECONDS": ("2", "retry_slow_initial_seconds", 2.0),
@@ -68,6 +71,7 @@ def test_defaults() -> None:
     assert (s.api_port, s.temporal_port, s.temporal_ui_port) == (8000, 7233, 8233)
     assert s.env == {}
     assert (s.payment_window_seconds, s.refund_window_seconds) == (900, 1209600)
+    assert (s.max_held_per_customer, s.orders_per_minute, s.metrics_token) == (20, 10, None)
     assert s.recovery == RecoveryTiming(
         first_phase=300.0, fast_max=10.0, slow_initial=30.0, slow_max=300.0
     )
@@ -87,7 +91,7 @@ def test_every_variable_is_read() -> None:
     for name, (_, attribute, _) in EVERY.items():
         assert getattr(s, attribute) == expected(name), name
     assert s.recovery == RecoveryTiming(first_phase=8, fast_max=0.5, slow_initial=2, slow_max=4)
-    assert s.secrets() == ("jwt",)
+    assert s.secrets() == ("jwt", "scrape-token")
 
 
 # Each gateway reads its own settings (`gateways/<name>/`) from what Settings was given.
@@ -176,6 +180,11 @@ def test_the_process_environment_by_default(monkeypatch: pytest.MonkeyPatch) -> 
         ),
         ("PAYSAGA_WORKFLOW_SANDBOX", "maybe", "PAYSAGA_WORKFLOW_SANDBOX: expected true or false"),
         ("PAYSAGA_LOG_FORMAT", "xml", "PAYSAGA_LOG_FORMAT: expected one of 'json' or 'text'"),
+        (
+            "PAYSAGA_MAX_HELD_PER_CUSTOMER",
+            "0",
+            "PAYSAGA_MAX_HELD_PER_CUSTOMER: expected a number >= 1",
+        ),
     ],
 )
 def test_a_bad_value_names_the_variable(name: str, value: str, message: str) -> None:
