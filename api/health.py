@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import func, select, text
 
 from api.auth import DepsDep
+from api.errors import ErrorBody, Unauthorized
 from api.schemas import Alive, Readiness
 from db.models import ReconciliationCase
 from domain.payments import CaseKind
@@ -55,12 +57,20 @@ async def readyz(deps: DepsDep) -> JSONResponse:
         200: {
             "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
             "description": "Prometheus text exposition",
-        }
+        },
+        401: {"model": ErrorBody, "description": "PAYSAGA_METRICS_TOKEN is set: bear it"},
     },
 )
-async def metrics(deps: DepsDep) -> Response:
+async def metrics(request: Request, deps: DepsDep) -> Response:
     """Prometheus text. Open cases are counted at scrape time: the database is the truth, and
-    a case closed by another process (the CLI, the worker) must not linger in a gauge."""
+    a case closed by another process (the CLI, the worker) must not linger in a gauge. With
+    PAYSAGA_METRICS_TOKEN set, only a scraper bearing it is answered (the counts tell an
+    outsider how busy the shop is and what went wrong)."""
+    token = deps.settings.metrics_token
+    if token is not None:
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            raise Unauthorized("metrics need the scrape token (Authorization: Bearer ...)")
     try:
         async with deps.sessions() as s:
             rows = await s.execute(

@@ -197,6 +197,22 @@ def test_prometheus_scrapes_api_and_worker_where_they_listen() -> None:
             assert int(port) == ports[host], f"{target}: {host} listens on {ports[host]}"
 
 
+def test_prometheus_scrapes_the_api_with_the_token_the_api_reads() -> None:
+    """`/metrics` is guarded by PAYSAGA_METRICS_TOKEN: compose must set it on the API, hand
+    the same variable to Prometheus as a secret, and the scrape must bear that file."""
+    (api_job,) = [
+        j for j in _load_yaml(PROMETHEUS)["scrape_configs"] if j["job_name"] == "paysaga-api"
+    ]
+    authorization = api_job["authorization"]
+    assert authorization.get("type", "Bearer") == "Bearer"
+    path = authorization["credentials_file"]
+    secret = path.removeprefix("/run/secrets/")
+    assert secret in _services()["prometheus"]["secrets"], "prometheus is not given the token"
+    assert _compose()["secrets"][secret] == {"environment": "PAYSAGA_METRICS_TOKEN"}
+    token = _env("api")["PAYSAGA_METRICS_TOKEN"]
+    assert token.startswith("${PAYSAGA_METRICS_TOKEN:?"), "compose must refuse to start without it"
+
+
 def test_prometheus_reads_the_mounted_config() -> None:
     service = _services()["prometheus"]
     config_file = next(
