@@ -8,12 +8,15 @@ import os
 import signal
 
 import uvloop
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
 
 from db.session import make_engine, make_sessionmaker
 from gateways import Gateways
 from observability.logs import configure_logging
 from observability.metrics import serve_worker_metrics
 from observability.tracing import temporal_interceptor, tracer_provider
+from paysaga.readiness import problems
 from paysaga.settings import Settings
 from paysaga.temporal import (
     build_worker,
@@ -38,6 +41,7 @@ async def run_worker(settings: Settings) -> None:
         log.info("worker metrics at http://%s:%d/metrics", settings.worker_metrics_host, port)
     tracing = tracer_provider("paysaga-worker", os.environ)
     client = await connect(settings, interceptors=temporal_interceptor(tracing), runtime=runtime)
+    await refuse_unless_ready(client, engine)
     mail = mail_config(settings)
     worker = build_worker(
         client,
@@ -64,6 +68,17 @@ async def run_worker(settings: Settings) -> None:
     await engine.dispose()
     if tracing is not None:
         tracing.shutdown()
+
+
+async def refuse_unless_ready(client: Client, engine: AsyncEngine) -> None:
+    """A worker on a namespace without a search attribute, or on a database behind the code,
+    would fail workflow by workflow: it does not start, and says what to run."""
+    found = await problems(client, make_sessionmaker(engine))
+    if found:
+        for problem in found:
+            log.error("not starting: %s", problem)
+        await engine.dispose()
+        raise SystemExit("paysaga worker not started: " + "; ".join(found))
 
 
 def main(settings: Settings | None = None) -> None:

@@ -1,4 +1,5 @@
-"""Liveness, readiness (database and Temporal reachable) and the API's Prometheus metrics."""
+"""Liveness, readiness (database and Temporal reachable, schema and search attributes as this
+code needs them) and the API's Prometheus metrics."""
 
 from __future__ import annotations
 
@@ -8,15 +9,18 @@ import logging
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from api.auth import DepsDep
+from api.deps import Deps
 from api.errors import ErrorBody, Unauthorized
 from api.schemas import Alive, Readiness
+from db.migrate import schema_behind
 from db.models import ReconciliationCase
 from domain.payments import CaseKind
 from domain.statuses import CaseState
 from observability.metrics import API, OPEN_CASES
+from paysaga.readiness import missing_search_attributes
 
 log = logging.getLogger("paysaga.health")
 router = APIRouter()
@@ -33,21 +37,40 @@ async def healthz() -> Alive:
     responses={503: {"model": Readiness, "description": "not ready: the body names why"}},
 )
 async def readyz(deps: DepsDep) -> JSONResponse:
+    """Ready when the database answers at this code's schema revision and Temporal answers
+    with every search attribute registered (`paysaga.readiness`); else 503 naming each."""
+    database, schema = await _database(deps)
+    temporal, search_attributes = await _temporal(deps)
+    answer = Readiness(
+        ready=database == schema == temporal == search_attributes == "ok",
+        database=database,
+        schema_revision=schema,
+        temporal=temporal,
+        search_attributes=search_attributes,
+    )
+    return JSONResponse(answer.model_dump(), status_code=200 if answer.ready else 503)
+
+
+async def _database(deps: Deps) -> tuple[str, str]:
     try:
         async with deps.sessions() as s:
-            await s.execute(text("SELECT 1"))
-        database = "ok"
+            behind = await schema_behind(s)
     except Exception as exc:  # any failure means "not ready", never a 500
-        database = f"unavailable: {type(exc).__name__}"
+        return f"unavailable: {type(exc).__name__}", "unknown"
+    return "ok", behind or "ok"
+
+
+async def _temporal(deps: Deps) -> tuple[str, str]:
     try:
         client = await deps.temporal()
         await client.service_client.check_health()
-        temporal = "ok"
     except Exception as exc:
-        temporal = f"unavailable: {type(exc).__name__}"
-    ready = database == temporal == "ok"
-    answer = Readiness(ready=ready, database=database, temporal=temporal)
-    return JSONResponse(answer.model_dump(), status_code=200 if ready else 503)
+        return f"unavailable: {type(exc).__name__}", "unknown"
+    try:
+        missing = await missing_search_attributes(client)
+    except Exception as exc:
+        return "ok", f"unknown: {type(exc).__name__}"
+    return "ok", "; ".join(missing) or "ok"
 
 
 @router.get(

@@ -26,7 +26,9 @@ class Readiness(Answer):
 
     ready: bool
     database: str  # "ok", or "unavailable: <why>"
+    schema_revision: str  # "ok", or where the schema is and what to run
     temporal: str
+    search_attributes: str  # "ok", or each missing one with the command that registers it
 
 
 class WebhookAnswer(Answer):

@@ -103,7 +103,13 @@ async def test_health(stack: Stack) -> None:
     assert (await stack.http.get("/healthz")).json() == {"status": "ok"}
     ready = await stack.http.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json() == {"ready": True, "database": "ok", "temporal": "ok"}
+    assert ready.json() == {
+        "ready": True,
+        "database": "ok",
+        "schema_revision": "ok",
+        "temporal": "ok",
+        "search_attributes": "ok",
+    }
 
 
 async def test_attach_to_unknown_workflow_is_404(stack: Stack) -> None:
