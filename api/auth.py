@@ -27,6 +27,8 @@ DEFAULT_TTL = 24 * 3600
 
 def make_token(secret: str, sub: str, *, admin: bool = False, ttl: int = DEFAULT_TTL) -> str:
     """A bearer token; `exp` is always set (the API refuses tokens without one)."""
+    if reserved(sub):
+        raise ValueError(f"{sub!r}: a customer id cannot start with {', '.join(RESERVED_PREFIXES)}")
     claims: dict[str, str | int] = {"sub": sub, "exp": int(time.time()) + ttl}
     if admin:
         claims["role"] = "admin"
@@ -35,6 +37,14 @@ def make_token(secret: str, sub: str, *, admin: bool = False, ttl: int = DEFAULT
 
 # What a refused caller is told: nothing about why, nor about how this server is set up.
 REFUSED = "missing or invalid bearer token"
+# The kinds of actor the audit trail and the rules tell apart by prefix (`admin:ops`,
+# `system:late_payment`, `gateway:stripe`, ...); a customer's id is written bare, so a token
+# whose `sub` carries one could pass for another kind of actor, and is refused.
+RESERVED_PREFIXES = ("admin:", "system:", "vendor:", "gateway:", "sweep:", "cli:", "ui:")
+
+
+def reserved(sub: str) -> bool:
+    return sub.lower().startswith(RESERVED_PREFIXES)
 
 
 def verify_token(secret: str | None, token: str) -> dict[str, Any] | None:
@@ -51,7 +61,12 @@ def verify_token(secret: str | None, token: str) -> dict[str, Any] | None:
         log.info("bearer token refused: %s", exc)
         return None
     sub = claims.get("sub")
-    return claims if isinstance(sub, str) and sub else None
+    if not isinstance(sub, str) or not sub:
+        return None
+    if reserved(sub):
+        log.warning("bearer token refused: sub %r carries a reserved actor prefix", sub[:64])
+        return None
+    return claims
 
 
 def bearer(header: str) -> str | None:

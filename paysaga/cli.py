@@ -113,7 +113,10 @@ def _token(settings: Settings, args: argparse.Namespace) -> None:
 
     if not settings.jwt_secret:
         raise SystemExit("PAYSAGA_JWT_SECRET is not set (a running `paysaga dev` provides it)")
-    print(make_token(settings.jwt_secret, args.sub, admin=args.admin, ttl=args.ttl))
+    try:
+        print(make_token(settings.jwt_secret, args.sub, admin=args.admin, ttl=args.ttl))
+    except ValueError as exc:  # a reserved actor prefix
+        raise SystemExit(f"paysaga: {exc}") from exc
 
 
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], None]] = {

@@ -10,7 +10,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import jwt
+import pytest
+from sqlalchemy import func, select
 
+from api.auth import REFUSED, make_token
+from db.models import Order
 from tests.support.signing import SECRETS, razorpay_payment_event
 from tests.support.stack import Stack
 
@@ -136,3 +140,21 @@ async def test_authentication_comes_before_the_body_is_read(stack: Stack) -> Non
     assert anonymous.json() == {"detail": "missing or invalid bearer token"}
     known = await stack.http.post("/orders", content=junk, headers=headers | stack.user())
     assert known.status_code == 422  # authenticated: now the body is read, and refused
+
+
+@pytest.mark.parametrize("sub", ["system:late_payment", "admin:ops", "Vendor:acme", "gateway:x"])
+async def test_a_customer_cannot_pass_for_another_kind_of_actor(stack: Stack, sub: str) -> None:
+    """Actors are told apart by prefix in the audit trail and the rules (`admin:ops`,
+    `system:late_payment`): a token whose `sub` carries one is refused, so no customer's
+    action reads as the system's or an admin's."""
+    forged = jwt.encode({"sub": sub, "exp": int(time.time()) + 60}, SECRETS["jwt"], "HS256")
+    order = await stack.http.post(
+        "/orders",
+        json={"items": [{"sku": "X", "quantity": 1}], "provider": "standard"},
+        headers={"Authorization": f"Bearer {forged}"},
+    )
+    assert order.status_code == 401 and order.json() == {"detail": REFUSED}
+    with pytest.raises(ValueError, match="cannot start with"):
+        make_token(SECRETS["jwt"], sub)
+    async with stack.sessions() as s:
+        assert await s.scalar(select(func.count()).select_from(Order)) == 0
