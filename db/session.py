@@ -21,6 +21,9 @@ def make_engine(
         max_overflow=10,
         pool_pre_ping=pre_ping,
         pool_timeout=pool_timeout,
+        # Statement parameters (attendee names and addresses) stay out of exception text,
+        # which the error handlers log.
+        hide_parameters=True,
         connect_args={"timeout": 5},
     )
 

@@ -30,7 +30,9 @@ class FileSink:
         path = self.directory / f"{stamp}-{next(self._numbers):04d}.eml"
         content = envelope.original_content or b""
         path.write_bytes(content if isinstance(content, bytes) else content.encode())
-        print(f"mail to {', '.join(envelope.rcpt_tos)} kept in {path}", flush=True)
+        # Addresses are personal data: the log names only their domains (the file has them).
+        domains = ", ".join(sorted({r.rpartition("@")[2] for r in envelope.rcpt_tos}))
+        print(f"mail to {len(envelope.rcpt_tos)} at {domains} kept in {path}", flush=True)
         return "250 OK kept"
 
 

@@ -82,22 +82,40 @@ class Context(logging.Filter):
         return True
 
 
-# Bearer tokens and JWTs, Stripe's `v1=`/Standard Webhooks' `v1,` signatures, hex HMACs.
+# Secret-shaped text, whoever's it is: bearer and basic credentials (Razorpay's key pair goes
+# as `Basic base64(id:secret)`), JWTs, Stripe's `v1=` and Standard Webhooks' `v1,`
+# signatures, hex HMACs, and Stripe keys and webhook secrets (`sk_live_`, `rk_test_`,
+# `whsec_`), configured here or not.
 _SECRET_SHAPES = re.compile(
-    r"(?i)bearer\s+\S+|eyJ[\w-]+\.[\w-]+\.[\w-]*|\bv1[=,][\w+/=-]{16,}|\b[0-9a-f]{64}\b"
+    r"(?i)\b(?:bearer|basic)\s+\S+|eyJ[\w-]+\.[\w-]+\.[\w-]*|\bv1[=,][\w+/=-]{16,}"
+    r"|\b[0-9a-f]{64}\b|\b(?:sk|rk)_(?:live|test)_\w{8,}|\bwhsec_[\w+/=]{8,}"
 )
+# A URL's password (`postgresql+asyncpg://app:PASSWORD@db/paysaga`): the user and host stay.
+_URL_PASSWORD = re.compile(r"(?<=://)([^:/@\s]+):[^@\s]+@")
+# Personal data: an e-mail address keeps its domain only (which mail host refused is useful).
+_EMAIL = re.compile(r"\b[\w.%+-]+@((?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,})\b")
+# Shorter secrets are found only as whole words: "abc" must not garble every "abcd".
+LONG_SECRET = 8
 
 
 class Redact(logging.Filter):
-    """Replaces configured secrets and secret-shaped strings in the final message."""
+    """Replaces configured secrets, secret-shaped strings, URL passwords and e-mail addresses
+    in the final message."""
 
     def __init__(self, secrets: Sequence[str] = ()) -> None:
         super().__init__()
-        self.secrets = sorted({s for s in secrets if len(s) >= 8}, key=len, reverse=True)
+        ordered = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self.secrets = [s for s in ordered if len(s) >= LONG_SECRET]
+        short = [re.escape(s) for s in ordered if len(s) < LONG_SECRET]
+        self.short = re.compile(rf"(?<!\w)(?:{'|'.join(short)})(?!\w)") if short else None
 
     def scrub(self, text: str) -> str:
         for secret in self.secrets:
             text = text.replace(secret, "[redacted]")
+        if self.short is not None:
+            text = self.short.sub("[redacted]", text)
+        text = _URL_PASSWORD.sub(r"\1:[redacted]@", text)
+        text = _EMAIL.sub(r"[redacted]@\1", text)
         return _SECRET_SHAPES.sub("[redacted]", text)
 
     def filter(self, record: logging.LogRecord) -> bool:

@@ -21,11 +21,14 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from domain.payments import RecoveryTiming
 from gateways import Gateways
 
 PREFIX = "PAYSAGA_"
+MIN_JWT_SECRET_BYTES = 32
 # Written by `paysaga dev` beside its data while it runs (see `devstack.write_connection`).
 CONNECTION_FILE = "connection.json"
 
@@ -99,6 +102,14 @@ class Settings(BaseSettings):
             } | data
         return data
 
+    @field_validator("jwt_secret")
+    @classmethod
+    def _long_enough(cls, value: str | None) -> str | None:
+        # HS256 with a short key is guessable offline from any one token.
+        if value is not None and len(value.encode()) < MIN_JWT_SECRET_BYTES:
+            raise ValueError(f"at least {MIN_JWT_SECRET_BYTES} bytes")
+        return value
+
     @field_validator("public_url")
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
@@ -143,8 +154,21 @@ class Settings(BaseSettings):
 
     def secrets(self) -> tuple[str, ...]:
         """Every configured secret: logs must never carry one (`observability.logs.Redact`)."""
-        found = (self.jwt_secret, self.metrics_token, *Gateways(self.env).secrets())
+        found = (
+            self.jwt_secret,
+            self.metrics_token,
+            self.database_password(),
+            *Gateways(self.env).secrets(),
+        )
         return tuple(s for s in found if s)
+
+    def database_password(self) -> str | None:
+        if not self.database_url:
+            return None
+        try:
+            return make_url(self.database_url).password
+        except ArgumentError:
+            return None
 
     def require_database_url(self) -> str:
         if not self.database_url:
@@ -206,6 +230,8 @@ _EXPECTED = {
 def _describe(error: ErrorDetails) -> str:
     name = PREFIX + str(error["loc"][0]).upper() if error["loc"] else "PAYSAGA_*"
     template = _EXPECTED.get(error["type"])
+    if error["type"] == "value_error":  # ours: says what it expects, never echoes a secret
+        return f"{name}: expected {error.get('ctx', {}).get('error', error['msg'])}"
     if template is None:
         return f"{name}: {error['msg']}"
     expected = template.format(**error.get("ctx", {}))

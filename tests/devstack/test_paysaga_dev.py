@@ -28,6 +28,8 @@ from tests.support.signing import razorpay_payment_event, razorpay_request
 pytestmark = pytest.mark.devstack
 PAYSAGA = str(Path(sys.executable).parent / "paysaga")
 
+ATTENDEE = "dev@mail.pycon-attendees.org"
+
 
 def start(
     workdir: Path, ports: dict[str, int], **extra: str
@@ -111,7 +113,7 @@ def pay_an_order(
         json={
             "items": [{"sku": "DEV-1", "quantity": 1}],
             "provider": "razorpay",
-            "attendee": {"name": "Dev Attendee", "email": "dev@mail.pycon-attendees.org"},
+            "attendee": {"name": "Dev Attendee", "email": ATTENDEE},
         },
         headers=admin,
     ).json()
@@ -141,7 +143,7 @@ def check_mail_and_metrics(
         time.sleep(0.1)
     mail = email.message_from_bytes(kept[0].read_bytes(), policy=email.policy.default)
     assert isinstance(mail, EmailMessage)
-    assert mail["To"] == "dev@mail.pycon-attendees.org"
+    assert mail["To"] == ATTENDEE
     [ticket] = [a.get_content() for a in mail.iter_attachments()]
     pdf = httpx.get(f"{api}/orders/{order_id}/ticket", headers=admin)
     assert pdf.headers["content-type"] == "application/pdf" and pdf.content == ticket
@@ -207,9 +209,9 @@ def test_dev_stack_confirms_stops_cleanly_and_keeps_its_data(tmp_path: Path) -> 
     gone = second_shell(tmp_path, "admin", "cases")
     assert gone.returncode == 1 and "PAYSAGA_DATABASE_URL is not set" in gone.stderr
     assert len(list((data_dir / "mail").glob("*.eml"))) == 1
-    check_logs(
-        data_dir, order["id"], [*secrets.values(), admin_token, headers["X-Razorpay-Signature"]]
-    )
+    # Every log of the run: no secret, no token, no signature, no attendee's address.
+    hidden = [*secrets.values(), admin_token, headers["X-Razorpay-Signature"], ATTENDEE]
+    check_logs(data_dir, order["id"], hidden)
     assert not (data_dir / "postgres" / "postmaster.pid").exists()
 
     proc, _ = start(tmp_path, ports)

@@ -133,6 +133,9 @@ def test_text_format_has_the_ids_as_a_suffix(configure: Configure) -> None:
 RAZORPAY_SIGNATURE = "9f" * 32  # a hex HMAC-SHA256, as in X-Razorpay-Signature
 STRIPE_SIGNATURE = "a1b2c3d4" * 8
 
+OTHER_SK, OTHER_RK = "sk_live_51HxQwErTy123456", "rk_live_51HxQwErTy654321"
+OTHER_WHSEC = "whsec_OtherAccount987654321"
+
 
 def _secrets() -> dict[str, tuple[str, list[str]]]:
     """name: (the text that reaches a log line, the parts of it that must not be written)."""
@@ -150,6 +153,28 @@ def _secrets() -> dict[str, tuple[str, list[str]]]:
         "razorpay signature, upper case": (
             f"signature {RAZORPAY_SIGNATURE.upper()}",
             [RAZORPAY_SIGNATURE.upper()],
+        ),
+        # Issue 27: what passed the filter unchanged before.
+        "database URL password": (
+            "cannot connect to postgresql+asyncpg://paysaga_app:Pg-pass-1@db:5432/paysaga",
+            ["Pg-pass-1"],
+        ),
+        "razorpay key pair as Basic": (
+            "Authorization: Basic cnpwX2xpdmVfMTIzNDU6a2V5LXNlY3JldC0x",
+            ["cnpwX2xpdmVfMTIzNDU6a2V5LXNlY3JldC0x"],
+        ),
+        "a stripe live key not ours": (
+            "key sk_live_51HxQwErTy123456",
+            ["sk_live_51HxQwErTy123456"],
+        ),
+        "a restricted key not ours": ("key rk_live_51HxQwErTy654321", ["rk_live_51HxQwErTy654321"]),
+        "a webhook secret not ours": (
+            "whsec_OtherAccount987654321",
+            ["whsec_OtherAccount987654321"],
+        ),
+        "an attendee's address": (
+            "mail to josé.attendee@mail.example.org deferred",
+            ["josé.attendee", "attendee@"],
         ),
     }
 
@@ -202,11 +227,11 @@ def test_ordinary_ids_are_not_redacted(configure: Configure) -> None:
     stream = configure("json", secrets=[WEBHOOK_SECRET, "short"])
     order = str(uuid.uuid4())
 
-    logging.getLogger("x").info("order %s paid by pay_Q1w2E3r4T5y6 short", order)
+    logging.getLogger("x").info("order %s paid by pay_Q1w2E3r4T5y6 shortcut short", order)
 
     (line,) = json_lines(stream)
-    # A secret under 8 characters is not one (it would redact ordinary words).
-    assert line["message"] == f"order {order} paid by pay_Q1w2E3r4T5y6 short"
+    # A secret under 8 characters is redacted as a whole word only, never inside another.
+    assert line["message"] == f"order {order} paid by pay_Q1w2E3r4T5y6 shortcut [redacted]"
 
 
 def test_a_badly_formatted_log_call_does_not_raise(configure: Configure) -> None:

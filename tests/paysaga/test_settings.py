@@ -28,7 +28,7 @@ EVERY: dict[str, tuple[str, str, object]] = {
     "PAYSAGA_API_PORT": ("8100", "api_port", 8100),
     "PAYSAGA_TEMPORAL_PORT": ("7300", "temporal_port", 7300),
     "PAYSAGA_TEMPORAL_UI_PORT": ("8300", "temporal_ui_port", 8300),
-    "PAYSAGA_JWT_SECRET": ("jwt", "jwt_secret", None),
+    "PAYSAGA_JWT_SECRET": ("j" * 32, "jwt_secret", None),
     "PAYSAGA_PAYMENT_WINDOW_SECONDS": ("60", "payment_window_seconds", 60),
     "PAYSAGA_REFUND_WINDOW_SECONDS": ("0", "refund_window_seconds", 0),
     "PAYSAGA_MAX_HELD_PER_CUSTOMER": ("7", "max_held_per_customer", 7),
@@ -91,7 +91,7 @@ def test_every_variable_is_read() -> None:
     for name, (_, attribute, _) in EVERY.items():
         assert getattr(s, attribute) == expected(name), name
     assert s.recovery == RecoveryTiming(first_phase=8, fast_max=0.5, slow_initial=2, slow_max=4)
-    assert s.secrets() == ("jwt", "scrape-token")
+    assert s.secrets() == ("j" * 32, "scrape-token")
 
 
 # Each gateway reads its own settings (`gateways/<name>/`) from what Settings was given.
@@ -108,15 +108,17 @@ GATEWAY_ENV = {
 
 
 def test_gateway_settings_reach_their_gateways() -> None:
-    s = Settings.from_env({"PAYSAGA_JWT_SECRET": "jwt", "paysaga_task_queue": "q", **GATEWAY_ENV})
-    assert s.env == {"PAYSAGA_JWT_SECRET": "jwt", "PAYSAGA_TASK_QUEUE": "q", **GATEWAY_ENV}
+    jwt_secret = "j" * 32
+    given = {"PAYSAGA_JWT_SECRET": jwt_secret, "paysaga_task_queue": "q", **GATEWAY_ENV}
+    s = Settings.from_env(given)
+    assert s.env == {"PAYSAGA_JWT_SECRET": jwt_secret, "PAYSAGA_TASK_QUEUE": "q", **GATEWAY_ENV}
     gateways = Gateways(s.env)
     assert gateways["razorpay"].webhooks.secrets == ("r1", "r2")
     assert gateways["stripe"].webhooks.secrets == ("whsec_a",)
     assert gateways["standard"].webhooks.secrets == ("a", "b")
     assert gateways["stripe"].webhooks.livemode is True  # an sk_live_ key
     assert gateways["razorpay"].api is not None and gateways["stripe"].api is not None
-    assert set(s.secrets()) == {"jwt", "r1", "r2", "whsec_a", "a", "b", "rks", "sk_live_1"}
+    assert set(s.secrets()) == {jwt_secret, "r1", "r2", "whsec_a", "a", "b", "rks", "sk_live_1"}
     offline = Gateways(Settings.from_env({}).env)
     assert all(gateway.api is None for gateway in offline)
 
@@ -180,6 +182,7 @@ def test_the_process_environment_by_default(monkeypatch: pytest.MonkeyPatch) -> 
         ),
         ("PAYSAGA_WORKFLOW_SANDBOX", "maybe", "PAYSAGA_WORKFLOW_SANDBOX: expected true or false"),
         ("PAYSAGA_LOG_FORMAT", "xml", "PAYSAGA_LOG_FORMAT: expected one of 'json' or 'text'"),
+        ("PAYSAGA_JWT_SECRET", "too-short", "PAYSAGA_JWT_SECRET: expected at least 32 bytes"),
         (
             "PAYSAGA_MAX_HELD_PER_CUSTOMER",
             "0",
@@ -212,17 +215,17 @@ def test_connection_file_fills_what_the_environment_leaves_unset(tmp_path: Path)
             "PAYSAGA_DATABASE_URL": "postgresql+asyncpg://dev@/paysaga?host=/x",
             "PAYSAGA_TEMPORAL_ADDRESS": "127.0.0.1:7300",
             "PAYSAGA_TASK_QUEUE": "dev-queue",
-            "PAYSAGA_JWT_SECRET": "dev-jwt",
+            "PAYSAGA_JWT_SECRET": "dev-jwt-" + "x" * 32,
         },
     )
     env = {"PAYSAGA_DATA_DIR": str(tmp_path), "PAYSAGA_TASK_QUEUE": "mine"}
     s = Settings.from_env(env, dev_connection=True)
     assert s.database_url == "postgresql+asyncpg://dev@/paysaga?host=/x"
-    assert s.temporal_address == "127.0.0.1:7300" and s.jwt_secret == "dev-jwt"
+    assert s.temporal_address == "127.0.0.1:7300" and s.jwt_secret == "dev-jwt-" + "x" * 32
     assert s.task_queue == "mine"  # the environment wins
     # An empty variable is unset: the file's value counts.
     s = Settings.from_env(env | {"PAYSAGA_JWT_SECRET": ""}, dev_connection=True)
-    assert s.jwt_secret == "dev-jwt"
+    assert s.jwt_secret == "dev-jwt-" + "x" * 32
     # Only when asked (the dev stack's own children and services never read it).
     assert Settings.from_env(env).database_url is None
 
