@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
 from temporalio.client import Client
 
-from api import admin, events, health, orders, payments, webhooks
+from api import admin, events, health, orders, payments, products, webhooks
 from api.deps import Deps
 from api.errors import documented, install_error_handlers
 from api.limits import BodyLimit
@@ -58,6 +58,7 @@ def create_app(
     app.add_middleware(BodyLimit)
     app.add_middleware(RequestTimer)  # outermost: it times the 401s and 413s at the edge too
     for router, errors in (
+        (products.router, documented(400, 401, 403, 404, 409, 413, 503)),
         (orders.router, documented(400, 401, 403, 404, 409, 413, 503)),
         (payments.routes(deps.gateways), documented(400, 401, 404, 409, 413, 503)),
         (webhooks.routes(deps.gateways), documented(400, 401, 413, 415, 503)),

@@ -1,4 +1,4 @@
-"""Products, orders and their current status."""
+"""Orders and their current status: checkout, cancel, new attempts, ticket, refund."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError, InterfaceError
 from temporalio.service import RPCError
 
-from api.auth import AdminCaller, Caller, CurrentCaller, DepsDep
+from api.auth import Caller, CurrentCaller, DepsDep
 from api.deps import Deps
 from api.errors import (
     ApiError,
@@ -24,7 +24,8 @@ from api.errors import (
     Unavailable,
     documented,
 )
-from api.schemas import Product, RequestBody, Withdrawn
+from api.fields import Name, Sku, storable
+from api.schemas import RequestBody
 from db.attempts import AttemptRefused, new_attempt
 from db.holds import HoldLimit, Limits, TooManyOrders
 from db.models import Order, Payment
@@ -36,11 +37,9 @@ from db.orders import (
     PriceChanged,
     close_order,
     create_order,
-    create_product,
     quote,
 )
 from db.refunds import RefundRefused, request_refund
-from db.stock import UNFULFILLABLE, WithdrawRefused, withdraw_stock
 from db.tickets import NotPaid, ticket_pdf
 from domain.payments import ATTACHED, RefundRun
 from domain.statuses import OrderStatus, RefundStatus
@@ -55,20 +54,6 @@ log = logging.getLogger("paysaga.orders")
 router = APIRouter()
 
 
-def _storable(value: str) -> str:
-    """Text the database can hold: no lone surrogates (they cannot be UTF-8), no NUL, no
-    control characters."""
-    if not value.isprintable():
-        raise ValueError("must be printable text")
-    return value
-
-
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(_storable)]
-Sku = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
-Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
-MinorUnits = Annotated[int, Field(strict=True, ge=0, le=10**15)]
-
-
 def _registered(name: str) -> str:
     if not registry.is_registered(name):
         raise ValueError(f"must be one of the gateways: {', '.join(registry.names())}")
@@ -76,14 +61,6 @@ def _registered(name: str) -> str:
 
 
 Provider = Annotated[str, StringConstraints(max_length=64), AfterValidator(_registered)]
-
-
-class ProductIn(RequestBody):
-    sku: Sku
-    name: Name
-    unit_amount: MinorUnits
-    currency: Currency
-    stock: Annotated[int, Field(strict=True, ge=0)]
 
 
 class ItemIn(RequestBody):
@@ -100,60 +77,6 @@ class OrderIn(RequestBody):
     items: Annotated[list[ItemIn], Field(min_length=1, max_length=100)]
     provider: Provider
     attendee: AttendeeIn | None = None
-
-
-@router.post("/admin/products", status_code=201)
-async def add_product(body: ProductIn, _: AdminCaller, deps: DepsDep) -> Product:
-    async with deps.sessions.begin() as s:
-        if not await create_product(s, body.model_dump()):
-            raise Conflict(f"product {body.sku} exists already")
-    return Product.model_validate(body.model_dump())
-
-
-class WithdrawIn(RequestBody):
-    quantity: Annotated[int, Field(strict=True, ge=1, le=10**9)]
-    reason: Annotated[
-        str, StringConstraints(min_length=1, max_length=2000), AfterValidator(_storable)
-    ]
-
-
-@router.post("/admin/products/{sku}/withdraw")
-async def withdraw_product_stock(
-    sku: Sku, body: WithdrawIn, caller: AdminCaller, deps: DepsDep
-) -> Withdrawn:
-    """Takes `quantity` units away (lost, damaged, a smaller room): first from what is on
-    sale; the rest from the orders holding it, newest first, unpaid ones cancelled, paid
-    ones refunded in full (`requested_by: system:unfulfillable`). 404 unknown sku; 409 more
-    than it was stocked with."""
-    admin = f"admin:{caller.sub}"
-    try:
-        async with deps.sessions.begin() as s:
-            done = await withdraw_stock(s, sku, body.quantity, admin=admin, reason=body.reason)
-    except WithdrawRefused as exc:
-        raise Conflict(str(exc)) from exc
-    if done is None:
-        raise NotFound(f"no product {sku}")
-    temporal = await deps.temporal()
-    for order_id in done.cancelled:
-        try:
-            await tell_closed(temporal, str(order_id), "admin")
-        except Unavailable as exc:  # its timer finds the order cancelled and ends the same way
-            log.warning("order %s cancelled; lifecycle not told: %s", order_id, exc)
-    for _, asked in done.refunds:
-        # Temporal down: the refund stays pending; POST /orders/{id}/refund (admin) starts it.
-        await start_refund(
-            temporal,
-            deps.settings.task_queue,
-            RefundRun(asked.provider, asked.transaction_id, UNFULFILLABLE),
-        )
-    return Withdrawn(
-        sku=done.sku,
-        quantity=done.quantity,
-        from_stock=done.from_stock,
-        cancelled=done.cancelled,
-        refunded=[o for o, _ in done.refunds],
-        owed=done.owed,
-    )
 
 
 @router.post("/orders", status_code=201, responses=documented(429))
@@ -371,7 +294,7 @@ async def get_ticket(order_id: str, caller: CurrentCaller, deps: DepsDep) -> Res
 
 
 class RefundIn(RequestBody):
-    reason: Annotated[str, StringConstraints(max_length=2000), AfterValidator(_storable)] | None = (
+    reason: Annotated[str, StringConstraints(max_length=2000), AfterValidator(storable)] | None = (
         None
     )
 
