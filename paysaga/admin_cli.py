@@ -4,14 +4,17 @@ invariants from a shell.
 It talks to PostgreSQL and Temporal directly (PAYSAGA_DATABASE_URL, PAYSAGA_TEMPORAL_ADDRESS),
 so it works when the API is down too. `cases` and `show` print tables for people, and with
 `--json` the same information for scripts: `cases --json` one case per line, `show --json`
-one object. Exit codes: 0 done, 1 invariant violated, 2 refused, 3 not found (`show`: no
-payment, case or confirmation workflow has that provider and transaction id).
+one object. `shred --older-than DAYS` removes personal data of orders that ended long ago
+(`db.shred`) and prints what it removed as JSON. Exit codes: 0 done, 1 invariant violated,
+2 refused, 3 not found (`show`: no payment, case or confirmation workflow has that provider
+and transaction id).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import getpass
 import json
 import os
@@ -27,6 +30,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from db.cases import list_cases, payment_details
 from db.invariants import check_invariants
 from db.session import make_engine, make_sessionmaker
+from db.shred import shred
 from domain.confirmation import AdminAction
 from domain.payments import AdminRequest, confirmation_workflow_id
 from domain.views import ActionAnswer, PaymentReport, View, WorkflowView
@@ -59,6 +63,17 @@ def add_admin_parser(sub: Any) -> None:
     show.add_argument("transaction_id")
     show.add_argument("--json", action="store_true", help="one JSON object")
     commands.add_parser("check", help="verify the financial invariants; exit 1 on a violation")
+    shred = commands.add_parser(
+        "shred",
+        help="remove attendee names, addresses and ticket PDFs of orders that ended long ago",
+    )
+    shred.add_argument(
+        "--older-than",
+        type=_days,
+        required=True,
+        metavar="DAYS",
+        help="orders cancelled, refunded or paid more than DAYS ago",
+    )
     for action in AdminAction:
         cmd = commands.add_parser(action, help=f"ask a payment's workflow to {action}")
         cmd.add_argument("provider", choices=registry.names())
@@ -87,6 +102,11 @@ async def run_admin(settings: Settings, args: argparse.Namespace) -> int:
             return 0
         if args.admin_command == "show":
             return await _show(settings, sessions, args.provider, args.transaction_id, args.json)
+        if args.admin_command == "shred":
+            async with sessions.begin() as s:
+                done = await shred(s, timedelta(days=args.older_than))
+            print(json.dumps({"older_than_days": args.older_than, **dataclasses.asdict(done)}))
+            return 0
         client = await connect(settings, wait_seconds=10)
         if args.admin_command == "check":
             violations = await check_invariants(sessions, client, settings.task_queue)
@@ -113,6 +133,13 @@ async def run_admin(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     finally:
         await engine.dispose()
+
+
+def _days(value: str) -> int:
+    days = int(value)
+    if days < 1:
+        raise argparse.ArgumentTypeError("at least 1 day")
+    return days
 
 
 def _json(view: View) -> str:

@@ -12,15 +12,21 @@ import re
 import subprocess
 import sys
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import undefer
 
+from db.models import AuditEntry, Notification, Order, Ticket
 from domain.payments import confirmation_workflow_id
 from paysaga import cli
 from paysaga.admin_cli import NOT_FOUND, run_admin
 from paysaga.admin_render import clean
 from paysaga.settings import Settings
+from tests.support.gateway_events import signed_confirmation
+from tests.support.outcomes import count
 from tests.support.signing import razorpay_payment_event, razorpay_request
 from tests.support.stack import Stack
 
@@ -299,3 +305,89 @@ async def test_show_an_unknown_payment_exits_3(
     )
     assert done.returncode == 3, done.stderr
     assert "not found" in done.stderr and done.stdout == ""
+
+
+async def attendee_order(stack: Stack, name: str, paid: bool) -> dict[str, Any]:
+    sku = f"SHRED-{uuid.uuid4().hex[:8]}"
+    product = {"sku": sku, "name": "Pass", "unit_amount": 700, "currency": "EUR", "stock": 2}
+    assert (await stack.http.post("/admin/products", json=product, headers=stack.admin)).is_success
+    body = {
+        "items": [{"sku": sku, "quantity": 1}],
+        "provider": "standard",
+        "attendee": {"name": name, "email": f"{name.lower()}@attendees.example.org"},
+    }
+    order: dict[str, Any] = (
+        await stack.http.post("/orders", json=body, headers=stack.user())
+    ).json()
+    if paid:
+        tx = f"txn_{uuid.uuid4().hex[:14]}"
+        await stack.post("/webhooks/standard", signed_confirmation("standard", order, tx))
+        await stack.result(confirmation_workflow_id("standard", tx))
+        ticket = await stack.http.get(f"/orders/{order['id']}/ticket", headers=stack.user())
+        assert ticket.status_code == 200  # its PDF is stored now
+    else:
+        cancel = await stack.http.post(f"/orders/{order['id']}/cancel", headers=stack.user())
+        assert cancel.status_code == 200
+    return order
+
+
+async def test_shred_removes_personal_data_of_orders_that_ended_long_ago(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old_paid = await attendee_order(stack, "Ada", paid=True)
+    old_cancelled = await attendee_order(stack, "Bea", paid=False)
+    recent = await attendee_order(stack, "Cy", paid=True)
+    async with stack.sessions.begin() as s:
+        past = func.now() - timedelta(days=40)
+        await s.execute(update(Order).where(Order.id == old_paid["id"]).values(paid_at=past))
+        await s.execute(
+            update(Order)
+            .where(Order.id == old_cancelled["id"])
+            .values(cancelled_at=past, updated_at=past)
+        )
+        s.add_all(
+            Notification(
+                dedupe_key=f"ticket:{o['id']}",
+                kind="ticket",
+                order_id=o["id"],
+                recipient=o["attendee"]["email"],
+                message_id=f"<{uuid.uuid4()}@paysaga>",
+            )
+            for o in (old_paid, recent)
+        )
+    before = {o["id"]: await stack.order(o["id"]) for o in (old_paid, old_cancelled, recent)}
+    audit_before = await count(stack.sessions, AuditEntry)
+
+    done = await admin(stack, capsys, "shred", "--older-than", "30")
+    assert done.code == 0, done.err
+    assert done.json() == {"older_than_days": 30, "orders": 2, "tickets": 1, "mails": 1}
+    again = await admin(stack, capsys, "shred", "--older-than", "30")
+    assert again.json() == {"older_than_days": 30, "orders": 0, "tickets": 0, "mails": 0}
+
+    async with stack.sessions() as s:
+        rows = {str(o.id): o for o in await s.scalars(select(Order).options(undefer("*")))}
+        pdfs = dict((await s.execute(select(Ticket.order_id, Ticket.pdf))).all())
+        recipients = dict(
+            (await s.execute(select(Notification.order_id, Notification.recipient))).all()
+        )
+    for shredded in (old_paid, old_cancelled):
+        row = rows[shredded["id"]]
+        assert (row.attendee_name, row.attendee_email) == (None, None)
+        after = await stack.order(shredded["id"])
+        kept = before[shredded["id"]]
+        # The books are untouched: amounts, statuses, payments, ticket code.
+        assert {k: v for k, v in after.items() if k != "attendee"} == {
+            k: v for k, v in kept.items() if k != "attendee"
+        }
+    assert pdfs[uuid.UUID(old_paid["id"])] is None and pdfs[uuid.UUID(recent["id"])] is not None
+    assert recipients == {
+        uuid.UUID(old_paid["id"]): "[shredded]",
+        uuid.UUID(recent["id"]): "cy@attendees.example.org",
+    }
+    assert rows[recent["id"]].attendee_name == "Cy"
+    assert await count(stack.sessions, AuditEntry) == audit_before
+    assert (await admin(stack, capsys, "check")).code == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit):  # argparse: a usage error
+        parse(["admin", "shred", "--older-than", "0"])
+    assert "at least 1 day" in capsys.readouterr().err
