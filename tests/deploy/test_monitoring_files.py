@@ -302,3 +302,21 @@ def test_the_image_copies_every_package_the_project_installs() -> None:
         if line.startswith("COPY ")
     }
     assert top_level - copied == set()
+
+
+def test_no_service_logs_in_to_postgres_as_the_superuser() -> None:
+    """Least privilege (issue 27): the migrations run as the owner, the api and worker as a
+    member of `paysaga_app` (migration 0006), Temporal as its own login; the init script
+    that makes those roles is where the postgres image runs it."""
+
+    def login(service: str) -> str:
+        return _env(service)["PAYSAGA_DATABASE_URL"].split("://", 1)[1].split(":", 1)[0]
+
+    assert login("migrate") == "paysaga_owner"
+    assert login("api") == login("worker") == "paysaga_api"
+    assert _env("temporal")["POSTGRES_USER"] == "temporal"
+    assert _bind_mounts("postgres")["/docker-entrypoint-initdb.d"] == "./deploy/postgres/init"
+    script = (ROOT / "deploy" / "postgres" / "init" / "10-roles.sh").read_text()
+    for role in ("paysaga_owner LOGIN", "paysaga_app NOLOGIN", "IN ROLE paysaga_app", "temporal"):
+        assert role in script
+    assert "ALTER ROLE" not in script and "SUPERUSER" not in script
