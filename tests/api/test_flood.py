@@ -8,6 +8,7 @@ import statistics
 import time
 import uuid
 from contextlib import AsyncExitStack
+from typing import Any
 
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -67,7 +68,7 @@ async def test_a_flood_of_bad_signatures_is_counted_not_stored(stack: Stack) -> 
         if counted == FLOOD:
             break
         await asyncio.sleep(0.1)
-    # One row per source and minute: a flood that spans a minute boundary or two, not 10,000.
+    # One row per provider and minute: a flood that spans a minute boundary or two, not 10,000.
     assert rows is not None and 1 <= rows <= 3
     assert counted == FLOOD
     ratio = statistics.median(during) / statistics.median(quiet)
@@ -107,3 +108,58 @@ async def test_a_rejection_whose_first_write_fails_is_counted_by_a_later_flush(
             break
         await asyncio.sleep(0.1)
     assert counted == 2
+
+
+SOURCES = 20_000
+
+
+async def test_a_flood_from_twenty_thousand_addresses_is_one_row_a_minute(stack: Stack) -> None:
+    """IPv6 makes source addresses free: 20,000 of them, one bad signature each, while real
+    confirmations flow. Still one row per provider and minute, exact counts, a bounded top
+    list of senders in it, bounded memory, and no database write per new address."""
+    deps = stack.http._transport.app.state.deps  # type: ignore[attr-defined]
+    rejections: RejectionLog = deps.rejections
+    writes = 0
+    write = rejections._write
+
+    async def counted_write(*args: Any) -> None:
+        nonlocal writes
+        writes += 1
+        await write(*args)
+
+    rejections._write = counted_write  # type: ignore[method-assign, assignment]
+    quiet = await _valid_acks(stack, 20)
+    started = time.monotonic()
+
+    async def attacker() -> None:
+        for i in range(SOURCES):
+            # One address sends 500 of them: the top list must still find it.
+            source = "2001:db8::bad" if i % 40 == 0 else f"2001:db8::{i:x}"
+            await rejections.record("stripe", source, "bad signature", "/webhooks/stripe")
+            if i % 100 == 0:
+                await asyncio.sleep(0)  # let the real confirmations through
+
+    flood = asyncio.create_task(attacker())
+    during = await _valid_acks(stack, 20)
+    await flood
+    elapsed = time.monotonic() - started
+    tracked = max(len(m.sources) for m in rejections._minutes.values())
+    for _ in range(100):
+        async with stack.sessions() as s:
+            rows = (await s.scalars(select(SecurityEvent))).all()
+        if sum(r.count for r in rows) == SOURCES:
+            break
+        await asyncio.sleep(0.1)
+    assert sum(r.count for r in rows) == SOURCES
+    assert 1 <= len(rows) <= 2 and {r.provider for r in rows} == {"stripe"}
+    top = rows[-1].detail["top_sources"]
+    assert top[0]["source"] == "2001:db8::bad" and len(top) <= 20
+    assert tracked <= 200  # bounded, whatever the number of addresses
+    # One write for each minute's first rejection, then one per flush (about a second).
+    assert writes <= 2 * len(rows) + elapsed / 1.0 + 2, (writes, elapsed)
+    ratio = statistics.median(during) / statistics.median(quiet)
+    print(
+        f"flood of {SOURCES} addresses: {len(rows)} row(s), {writes} writes in {elapsed:.1f} s;"
+        f" valid ack median {statistics.median(quiet) * 1000:.1f} ms quiet,"
+        f" {statistics.median(during) * 1000:.1f} ms during ({ratio:.2f}x)"
+    )
