@@ -1,5 +1,6 @@
 # One image for the api and the worker (docker-compose.yml chooses the command).
-FROM python:3.11-slim
+# Pinned to an exact release: a rebuild gets the same interpreter (bump it on purpose).
+FROM python:3.11.13-slim-bookworm
 WORKDIR /app
 COPY pyproject.toml ./
 COPY api ./api

@@ -144,7 +144,7 @@ def wait_http(
             if child.poll() is not None:
                 raise SystemExit(f"{name} exited with {child.returncode} while starting")
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (our own URL)
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (our own URL)  # nosec B310
                 if response.status == 200:
                     return
         except OSError:

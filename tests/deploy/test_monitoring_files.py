@@ -320,3 +320,13 @@ def test_no_service_logs_in_to_postgres_as_the_superuser() -> None:
     for role in ("paysaga_owner LOGIN", "paysaga_app NOLOGIN", "IN ROLE paysaga_app", "temporal"):
         assert role in script
     assert "ALTER ROLE" not in script and "SUPERUSER" not in script
+
+
+def test_the_image_base_is_an_exact_release() -> None:
+    """A rebuild must get the same interpreter: the base image names a patch release."""
+    (base,) = [
+        line.split()[1]
+        for line in (ROOT / "Dockerfile").read_text().splitlines()
+        if line.startswith("FROM ")
+    ]
+    assert re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?(@sha256:[0-9a-f]{64})?", base), base
