@@ -52,7 +52,7 @@ class OrderActivities:
             return "none"
         if self.client is None:
             return "unknown"
-        gateway = self.gateways[attempt.provider] if self.gateways else None
+        gateway = self.gateways.get(attempt.provider) if self.gateways else None
         if gateway is None or gateway.api is None:
             return "unknown"
         try:

@@ -49,7 +49,7 @@ class RefundActivities:
                     Refund.provider == run.provider, Refund.transaction_id == run.transaction_id
                 )
             )
-        gateway = self.gateways[run.provider] if self.gateways else None
+        gateway = self.gateways.get(run.provider) if self.gateways else None
         if gateway is None or gateway.api is None or paid is None:
             return None  # offline: the operator refunds in the gateway's dashboard
         event = f"refund.{run.provider}.api"

@@ -27,7 +27,7 @@ from api.errors import (
 from api.fields import Name, Sku, storable
 from api.schemas import RequestBody
 from db.attempts import AttemptRefused, new_attempt
-from db.holds import HoldLimit, Limits, TooManyOrders
+from db.holds import HoldLimit, Limits, TooManyOrders, check_limits
 from db.models import Order, Payment
 from db.order_view import order_view
 from db.orders import (
@@ -141,6 +141,8 @@ async def _gateway_first(deps: Deps, new: NewOrder) -> tuple[NewOrder, str | Non
     if api is None:
         return new, None
     async with deps.sessions() as s:
+        if new.limits is not None:  # no gateway call for a customer past a limit
+            await check_limits(s, new.customer_id, sum(new.items.values()), new.limits, lock=False)
         amount, currency = await quote(s, new.items)
     order_id = uuid.uuid4()
     try:

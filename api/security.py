@@ -1,13 +1,15 @@
 """Rejected webhooks (2a2) as security events, without letting a flood reach the database.
 
 A bad signature costs the attacker a request and us a dictionary increment. Rejections are
-aggregated per provider and minute: the first of a minute writes that minute's row at once, so
-an operator sees an attack begin; the ones after it are counted in memory and added to the
-row's `count` by one flush per second. Which addresses sent them is kept as a bounded top list
-(`detail.top_sources`), counted with the Space-Saving algorithm over at most `TRACKED`
-addresses a minute: a flood from 20,000 addresses (IPv6 makes them free) is one row, costs no
-database work per new address, and holds bounded memory. Counts not yet flushed when the
-process dies are lost; the log line of each rejection is not.
+aggregated per provider, route (a webhook or a checkout return) and minute: the first of a
+minute writes that minute's row at once, so an operator sees an attack begin; the ones after
+it are counted in memory and added to the row's `count` by one flush per second. Which
+addresses sent them is kept as a bounded top list (`detail.top_sources`), counted with the
+Space-Saving algorithm over at most `TRACKED` addresses a row: a flood from 20,000 addresses
+(IPv6 makes them free) is one row, costs no database work per new address, and holds
+bounded memory. Counts not yet flushed when the process dies are lost; the log line of each
+rejection is not. With several API processes each adds its counts to the same row, and the
+top list is the last writer's view.
 """
 
 from __future__ import annotations
@@ -26,12 +28,12 @@ from db.models import SecurityEvent
 log = logging.getLogger("paysaga.security")
 
 FLUSH_EVERY = 1.0
-TRACKED = 200  # addresses counted per provider and minute (their counts are upper bounds)
+TRACKED = 200  # addresses counted per row (their counts are upper bounds)
 TOP = 20  # addresses written into the row, most frequent first
 
 
-def _key(provider: str, minute: int) -> str:
-    return f"invalid_signature:{provider}:{minute}"
+def _key(provider: str, path: str, minute: int) -> str:
+    return f"invalid_signature:{provider}:{path}:{minute}"
 
 
 @dataclass
@@ -62,23 +64,26 @@ class _Minute:
 @dataclass
 class RejectionLog:
     sessions: async_sessionmaker[AsyncSession]
-    _minutes: dict[tuple[str, int], _Minute] = field(default_factory=dict)
+    _minutes: dict[tuple[str, str, int], _Minute] = field(default_factory=dict)
     _flusher: asyncio.Task[None] | None = None
 
     async def record(self, provider: str, source: str | None, reason: str, path: str) -> None:
         minute = int(time.time() // 60)
-        current = self._minutes.get((provider, minute))
+        current = self._minutes.get((provider, path, minute))
         if current is None:
-            # Only this minute and the last are kept: memory stays bounded by providers.
-            self._minutes = {k: v for k, v in self._minutes.items() if k[1] >= minute - 1}
-            current = self._minutes[(provider, minute)] = _Minute(reason, path)
+            # This minute and the last are kept, and any with counts not yet written (the
+            # database down): memory stays bounded by providers and routes.
+            self._minutes = {
+                k: v for k, v in self._minutes.items() if k[2] >= minute - 1 or v.pending
+            }
+            current = self._minutes[(provider, path, minute)] = _Minute(reason, path)
         current.saw(source)
         if current.written:
             self._count_later(current)
             return
         current.written = True
         try:
-            await self._write(provider, minute, current, 1)
+            await self._write(provider, path, minute, current, 1)
         except Exception:  # a 401 never becomes a 500 because the log table is unreachable
             log.exception("could not record security event for %s from %s", provider, source)
             self._count_later(current)  # counted by a later flush
@@ -95,17 +100,17 @@ class RejectionLog:
             await self.flush()
 
     async def flush(self) -> None:
-        for (provider, minute), current in list(self._minutes.items()):
+        for (provider, path, minute), current in list(self._minutes.items()):
             n, current.pending = current.pending, 0
             if not n:
                 continue
             try:
-                await self._write(provider, minute, current, n)
+                await self._write(provider, path, minute, current, n)
             except Exception:  # kept for the next flush, not dropped
                 log.exception("could not add %d rejection(s) for %s", n, provider)
                 current.pending += n
 
-    async def _write(self, provider: str, minute: int, current: _Minute, n: int) -> None:
+    async def _write(self, provider: str, path: str, minute: int, current: _Minute, n: int) -> None:
         detail = {
             "reason": current.reason,
             "path": current.path,
@@ -117,7 +122,7 @@ class RejectionLog:
             provider=provider,
             source_ip=None,
             detail=detail,
-            dedupe_key=_key(provider, minute),
+            dedupe_key=_key(provider, path, minute),
             count=n,
         )
         async with self.sessions.begin() as s:

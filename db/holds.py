@@ -23,7 +23,7 @@ from domain.statuses import OrderStatus
 @dataclass(frozen=True)
 class Limits:
     max_held: int  # PAYSAGA_MAX_HELD_PER_CUSTOMER
-    per_minute: int  # PAYSAGA_ORDERS_PER_MINUTE
+    per_minute: int | None  # PAYSAGA_ORDERS_PER_MINUTE (None: no rate limit)
 
 
 class HoldLimit(Exception):
@@ -38,13 +38,17 @@ class TooManyOrders(Exception):
         self.limit = limit
 
 
-async def check_limits(s: AsyncSession, customer_id: str, units: int, limits: Limits) -> None:
+async def check_limits(
+    s: AsyncSession, customer_id: str, units: int, limits: Limits, *, lock: bool = True
+) -> None:
     """Raises HoldLimit or TooManyOrders before anything is reserved; holds the customer's
     lock until the caller's transaction ends (the order it then inserts is counted by the
-    next checkout of this customer)."""
-    await s.execute(
-        select(func.pg_advisory_xact_lock(func.hashtextextended(f"hold:{customer_id}", 0)))
-    )
+    next checkout of this customer). `lock=False`: a look without the lock, before a gateway
+    is asked for an intent (the locked check still decides)."""
+    if lock:
+        await s.execute(
+            select(func.pg_advisory_xact_lock(func.hashtextextended(f"hold:{customer_id}", 0)))
+        )
     held_units = (
         select(func.coalesce(func.sum(OrderItem.quantity), 0))
         .join(Order, Order.id == OrderItem.order_id)
@@ -63,5 +67,5 @@ async def check_limits(s: AsyncSession, customer_id: str, units: int, limits: Li
     held, recent = (await s.execute(select(held_units, placed))).one()
     if held + units > limits.max_held:
         raise HoldLimit(int(held), limits.max_held)
-    if recent >= limits.per_minute:
+    if limits.per_minute is not None and recent >= limits.per_minute:
         raise TooManyOrders(limits.per_minute)

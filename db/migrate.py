@@ -3,6 +3,7 @@ and tells whether a database is at the revision this code needs."""
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 from alembic import command
@@ -13,6 +14,7 @@ from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+UNDEFINED_TABLE = "42P01"
 
 
 def alembic_config(database_url: str) -> Config:
@@ -27,22 +29,33 @@ def upgrade(database_url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(database_url), revision)
 
 
+@cache
+def _revisions() -> tuple[str, frozenset[str]]:
+    """This code's head and every revision it knows (read once: parsing them costs ms)."""
+    script = ScriptDirectory.from_config(alembic_config("postgresql://"))
+    revision = script.get_current_head()
+    assert revision is not None
+    return revision, frozenset(r.revision for r in script.walk_revisions())
+
+
 def head() -> str:
     """The revision this code needs the database at."""
-    revision = ScriptDirectory.from_config(alembic_config("postgresql://")).get_current_head()
-    assert revision is not None
-    return revision
+    return _revisions()[0]
 
 
 async def schema_behind(s: AsyncSession) -> str | None:
-    """Why the database cannot serve this code, if it cannot: its schema is not at `head`
-    (an upgrade that deployed the code before `paysaga migrate`). None: it is."""
+    """Why the database cannot serve this code, if it cannot: its schema is behind `head`
+    (an upgrade that deployed the code before `paysaga migrate`). None: it is at head, or
+    ahead of it (a revision this code does not know: a newer release migrated first, as in a
+    rolling deploy, and migrations only add)."""
     try:
         async with s.begin_nested():
             current = await s.scalar(text("SELECT version_num FROM alembic_version"))
-    except ProgrammingError:  # no alembic_version table: never migrated
-        current = None
-    needed = head()
-    if current == needed:
+    except ProgrammingError as exc:
+        if getattr(exc.orig, "sqlstate", None) != UNDEFINED_TABLE:
+            raise
+        current = None  # never migrated
+    needed, known = _revisions()
+    if current == needed or (current is not None and current not in known):
         return None
     return f"schema at {current or 'nothing'}, this code needs {needed}: run `paysaga migrate`"

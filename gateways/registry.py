@@ -93,6 +93,9 @@ class Gateways:
     def __getitem__(self, name: str) -> Gateway:
         return self._by_name[name]
 
+    def get(self, name: str) -> Gateway | None:
+        return self._by_name.get(name)
+
     def __contains__(self, name: object) -> bool:
         return name in self._by_name
 

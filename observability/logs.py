@@ -87,15 +87,20 @@ class Context(logging.Filter):
 # signatures, hex HMACs, and Stripe keys and webhook secrets (`sk_live_`, `rk_test_`,
 # `whsec_`), configured here or not.
 _SECRET_SHAPES = re.compile(
-    r"(?i)\b(?:bearer|basic)\s+\S+|eyJ[\w-]+\.[\w-]+\.[\w-]*|\bv1[=,][\w+/=-]{16,}"
-    r"|\b[0-9a-f]{64}\b|\b(?:sk|rk)_(?:live|test)_\w{8,}|\bwhsec_[\w+/=]{8,}"
+    r"(?i)\bbearer\s+\S+|\bbasic\s+[A-Za-z0-9+/]{16,}={0,2}|eyJ[\w-]+\.[\w-]+\.[\w-]*"
+    r"|\bv1[=,][\w+/=-]{16,}|\b[0-9a-f]{64}\b|\b(?:sk|rk)_(?:live|test)_\w{8,}"
+    r"|\bwhsec_[\w+/=]{8,}"
 )
 # A URL's password (`postgresql+asyncpg://app:PASSWORD@db/paysaga`): the user and host stay.
-_URL_PASSWORD = re.compile(r"(?<=://)([^:/@\s]+):[^@\s]+@")
-# Personal data: an e-mail address keeps its domain only (which mail host refused is useful).
-_EMAIL = re.compile(r"\b[\w.%+-]+@((?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,})\b")
-# Shorter secrets are found only as whole words: "abc" must not garble every "abcd".
+# Userinfo ends at the first `@` before any `/`, `?` or `#`.
+_URL_PASSWORD = re.compile(r"(?<=://)([^:/@\s?#]+):[^@\s/?#]+@")
+# Personal data: an e-mail address keeps its domain only (which mail host refused is useful);
+# Unicode domains too. Not a Message-ID (`<id@host>`), which names no person.
+_EMAIL = re.compile(r"(?<![<\w.%+-])[\w.%+-]+@((?:[\w-]+\.)+\w{2,})\b(?!>)")
+# Shorter secrets are found only as whole words: "abc" must not garble every "abcd"; under
+# four characters a secret is no secret, and redacting it would eat ordinary digits.
 LONG_SECRET = 8
+SHORTEST_SECRET = 4
 
 
 class Redact(logging.Filter):
@@ -106,7 +111,7 @@ class Redact(logging.Filter):
         super().__init__()
         ordered = sorted({s for s in secrets if s}, key=len, reverse=True)
         self.secrets = [s for s in ordered if len(s) >= LONG_SECRET]
-        short = [re.escape(s) for s in ordered if len(s) < LONG_SECRET]
+        short = [re.escape(s) for s in ordered if SHORTEST_SECRET <= len(s) < LONG_SECRET]
         self.short = re.compile(rf"(?<!\w)(?:{'|'.join(short)})(?!\w)") if short else None
 
     def scrub(self, text: str) -> str:

@@ -83,6 +83,10 @@ class StripeApi:
         except stripe.InvalidRequestError as exc:  # 4xx about the request: Stripe is up
             self.breaker.record(True)
             raise GatewayRefused(str(exc.user_message or exc)) from exc
+        except stripe.RateLimitError as exc:
+            # Stripe is up and says "slower": retried later, but not a failure that opens the
+            # breaker, or one busy customer would close checkout for everyone.
+            raise GatewayUnavailable(f"Stripe: rate limited: {exc}"[:300]) from exc
         except (stripe.StripeError, OSError) as exc:
             self.breaker.record(False)
             raise GatewayUnavailable(f"Stripe: {type(exc).__name__}: {exc}"[:300]) from exc

@@ -17,6 +17,10 @@ class StripeReturnIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     payment_intent: Annotated[str, StringConstraints(pattern=r"^pi_[A-Za-z0-9_]{1,250}$")]
+    # Stripe's return URL carries these too; a front end may forward the whole query. Not
+    # trusted: the intent is looked up at Stripe.
+    payment_intent_client_secret: Annotated[str, StringConstraints(max_length=300)] | None = None
+    redirect_status: Annotated[str, StringConstraints(max_length=40)] | None = None
 
 
 class StripeReturn(CheckoutReturn):

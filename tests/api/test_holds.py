@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -14,6 +15,8 @@ import pytest
 from sqlalchemy import func, select
 
 from db.models import Order
+from gateways import registry
+from tests.gateways.testpay import LEDGER, NAME, Testpay
 from tests.support.outcomes import stock_of
 from tests.support.stack import Stack
 
@@ -119,3 +122,28 @@ async def test_metrics_answer_only_the_scrape_token(stack: Stack) -> None:
 
 async def test_metrics_are_open_without_a_token(stack: Stack) -> None:
     assert (await stack.http.get("/metrics")).status_code == 200
+
+
+@pytest.fixture
+def testpay() -> Iterator[None]:
+    registry.register(Testpay)
+    yield
+    registry.unregister(NAME)
+
+
+@pytest.mark.parametrize(
+    "stack_env",
+    [{"PAYSAGA_MAX_HELD_PER_CUSTOMER": "1", "PAYSAGA_TESTPAY_ONLINE": "1"}],
+    indirect=True,
+)
+async def test_online_a_customer_past_the_limit_costs_no_gateway_call(
+    testpay: None, stack: Stack
+) -> None:
+    sku = await product(stack)
+    body = {"items": [{"sku": sku, "quantity": 1}], "provider": NAME}
+    first = await stack.http.post("/orders", json=body, headers=stack.user())
+    assert first.status_code == 201, first.text
+    intents = len(LEDGER.intents)
+    refused = await stack.http.post("/orders", json=body, headers=stack.user())
+    assert refused.status_code == 429 and refused.json()["error"] == "hold_limit"
+    assert len(LEDGER.intents) == intents  # the gateway was never asked

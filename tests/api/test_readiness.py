@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
@@ -87,3 +88,12 @@ async def test_a_schema_behind_the_code_is_named_by_readyz(
     assert (body["database"], body["search_attributes"]) == ("ok", "ok")
     await asyncio.to_thread(upgrade, url)
     assert (await readiness(settings_for(url, "q"), temporal_env.client)).status_code == 200
+    # A newer release migrated first (a rolling deploy): a revision this code does not know
+    # is ahead of it, not behind, and this code still serves.
+    admin = await asyncpg.connect(pg.dsn(name))
+    try:
+        await admin.execute("UPDATE alembic_version SET version_num = '0099_from_the_future'")
+    finally:
+        await admin.close()
+    ahead = await readiness(settings_for(url, "q"), temporal_env.client)
+    assert ahead.status_code == 200 and ahead.json()["schema_revision"] == "ok"

@@ -59,6 +59,8 @@ async def test_the_app_role_cannot_touch_the_audit_trail_or_the_schema(
             "TRUNCATE audit_log",
             "ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only",
             "DROP TABLE orders",
+            "DELETE FROM events",
+            "UPDATE events SET type = 'forged'",
             "UPDATE alembic_version SET version_num = '0001'",
         ]
         for statement in refused:

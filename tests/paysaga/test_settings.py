@@ -71,7 +71,7 @@ def test_defaults() -> None:
     assert (s.api_port, s.temporal_port, s.temporal_ui_port) == (8000, 7233, 8233)
     assert s.env == {}
     assert (s.payment_window_seconds, s.refund_window_seconds) == (900, 1209600)
-    assert (s.max_held_per_customer, s.orders_per_minute, s.metrics_token) == (20, 10, None)
+    assert (s.max_held_per_customer, s.orders_per_minute, s.metrics_token) == (20, None, None)
     assert s.recovery == RecoveryTiming(
         first_phase=300.0, fast_max=10.0, slow_initial=30.0, slow_max=300.0
     )

@@ -3,9 +3,9 @@
 The role that runs the migrations owns the tables; the API and the worker log in as members
 of the group role `paysaga_app` (docker-compose.yml's `paysaga_api`), which may read and
 write rows but own nothing: it cannot drop or alter a table, nor disable the audit trail's
-trigger, and on `audit_log` it may only read and insert (append-only by privilege as well
-as by trigger). The group is made here where it does not exist yet (the migrating role
-then needs CREATEROLE; compose's init script makes it first).
+trigger, and on `audit_log` and `events` it may only read and insert (append-only by
+privilege as well as, for the audit trail, by trigger). The group is made here where it does
+not exist yet (the migrating role then needs CREATEROLE; compose's init script makes it).
 
 Revision ID: 0006
 Revises: 0005
@@ -25,9 +25,8 @@ depends_on = None
 def upgrade() -> None:
     op.execute(
         """DO $$ BEGIN
-  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'paysaga_app') THEN
-    CREATE ROLE paysaga_app NOLOGIN;
-  END IF;
+  CREATE ROLE paysaga_app NOLOGIN;
+EXCEPTION WHEN duplicate_object THEN NULL;  -- made already (compose's init, another database)
 END $$"""
     )
     op.execute("GRANT USAGE ON SCHEMA public TO paysaga_app")
@@ -42,6 +41,8 @@ END $$"""
         "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO paysaga_app"
     )
     op.execute("REVOKE UPDATE, DELETE, TRUNCATE ON audit_log FROM paysaga_app, PUBLIC")
+    # The event log is append-only too: readers follow it by id and never miss one.
+    op.execute("REVOKE UPDATE, DELETE, TRUNCATE ON events FROM paysaga_app, PUBLIC")
     # Alembic's own bookkeeping: readable (readiness compares it), never written.
     op.execute("REVOKE INSERT, UPDATE, DELETE ON alembic_version FROM paysaga_app")
 
