@@ -26,7 +26,7 @@ from api.errors import (
 )
 from api.fields import Name, Sku, storable
 from api.schemas import RequestBody
-from db.attempts import AttemptRefused, new_attempt
+from db.attempts import AttemptRefused, new_attempt, payable
 from db.holds import HoldLimit, Limits, TooManyOrders, check_limits
 from db.models import Order, Payment
 from db.order_view import order_view
@@ -45,7 +45,7 @@ from domain.payments import ATTACHED, RefundRun
 from domain.statuses import OrderStatus, RefundStatus
 from domain.views import OrderView, PlacedOrderView
 from gateways import registry
-from gateways.api import GatewayApi, GatewayRefused, GatewayUnavailable
+from gateways.api import CheckoutIntent, GatewayApi, GatewayRefused, GatewayUnavailable
 from workflows.order_client import start_order_lifecycle
 from workflows.order_signals import tell_closed
 from workflows.refund_client import start_refund
@@ -245,25 +245,52 @@ class AttemptIn(RequestBody):
 @router.post("/orders/{order_id}/payments", status_code=201)
 async def new_payment_attempt(
     order_id: str, caller: CurrentCaller, deps: DepsDep, body: AttemptIn | None = None
-) -> OrderView:
+) -> PlacedOrderView:
     """A new attempt, with a new intent, after a failed or cancelled one, while the window is
-    open (409 once the order is paid, cancelled or expired, or while an attempt is pending)."""
+    open (409 once the order is paid, cancelled or expired, or while an attempt is pending).
+    Online, the intent is the gateway's own (a new PaymentIntent, a new Razorpay order), made
+    only once the order is known to take an attempt; offline one is minted here."""
     key = await _own_order(deps, caller, order_id)
-    provider = body.provider if body and body.provider else None
+    provider = body.provider if body and body.provider else await _last_provider(deps, key)
+    gateway = deps.gateway(provider)
+    intent: CheckoutIntent | None = None
     try:
+        if gateway.api is not None:
+            async with deps.sessions() as s:
+                order, attempt = await payable(s, key, lock=False)
+            intent = await _intent(gateway.api, key, order.amount, order.currency, attempt)
         async with deps.sessions.begin() as s:
-            if provider is None:
-                provider = await s.scalar(
-                    select(Payment.provider)
-                    .where(Payment.order_id == key, ~Payment.intent_id.startswith(ATTACHED))
-                    .order_by(Payment.id.desc())
-                    .limit(1)
-                )
-            assert provider is not None  # every order is created with its first attempt
-            await new_attempt(s, key, provider, deps.gateway(provider).mint_intent_id())
+            intent_id = intent.intent_id if intent else gateway.mint_intent_id()
+            await new_attempt(s, key, provider, intent_id)
     except AttemptRefused as exc:
+        if intent is not None and gateway.api is not None:  # the order changed meanwhile
+            await _cancel_quietly(gateway.api, intent.intent_id)
         raise Conflict(str(exc)) from exc
-    return await _view(deps, key)
+    view = await _view(deps, key)
+    # Only in this answer: the browser's key to pay the new intent (Stripe.js).
+    return view.with_client_secret(intent.client_secret if intent else None)
+
+
+async def _last_provider(deps: Deps, key: uuid.UUID) -> str:
+    """The gateway of the order's last real attempt (not money an admin attached)."""
+    async with deps.sessions() as s:
+        provider = await s.scalar(
+            select(Payment.provider)
+            .where(Payment.order_id == key, ~Payment.intent_id.startswith(ATTACHED))
+            .order_by(Payment.id.desc())
+            .limit(1)
+        )
+    assert provider is not None  # every order is created with its first attempt
+    return provider
+
+
+async def _intent(
+    api: GatewayApi, order_id: uuid.UUID, amount: int, currency: str, attempt: int
+) -> CheckoutIntent:
+    try:
+        return await api.create_intent(str(order_id), amount, currency, attempt)
+    except (GatewayUnavailable, GatewayRefused) as exc:
+        raise Unavailable(f"the payment gateway is unavailable; try again: {exc}") from exc
 
 
 @router.get(

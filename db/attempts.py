@@ -19,18 +19,14 @@ class AttemptRefused(Exception):
     """A new payment attempt is not possible now; the message says why (answered 409)."""
 
 
-async def new_attempt(s: AsyncSession, order_id: uuid.UUID, provider: str, intent_id: str) -> None:
-    """A new payment attempt after a failed or cancelled one, while the window is open.
-
-    The order row is locked first, as `close_order` locks it, so an attempt cannot be added to
-    an order the window is closing at that moment."""
-    row = (
-        await s.execute(
-            select(Order, Order.expires_at <= func.now())
-            .where(Order.id == order_id)
-            .with_for_update(of=Order)
-        )
-    ).one_or_none()
+async def payable(s: AsyncSession, order_id: uuid.UUID, *, lock: bool = True) -> tuple[Order, int]:
+    """The order a new payment attempt may be added to, and that attempt's number (the
+    checkout's is 1); AttemptRefused otherwise: not awaiting payment, its window closed, or
+    an attempt still pending. `lock`: the order row is locked first, as `close_order` locks
+    it, so an attempt cannot be added to an order the window is closing at that moment;
+    without it, a look before a gateway is asked for an intent (the locked one decides)."""
+    query = select(Order, Order.expires_at <= func.now()).where(Order.id == order_id)
+    row = (await s.execute(query.with_for_update(of=Order) if lock else query)).one_or_none()
     if row is None:
         raise AttemptRefused("no such order")
     order, expired = row
@@ -45,6 +41,15 @@ async def new_attempt(s: AsyncSession, order_id: uuid.UUID, provider: str, inten
     )
     if pending is not None:
         raise AttemptRefused(f"payment attempt {pending} is still pending")
+    attempts = await s.scalar(
+        select(func.count()).select_from(Payment).where(Payment.order_id == order_id)
+    )
+    return order, int(attempts or 0) + 1
+
+
+async def new_attempt(s: AsyncSession, order_id: uuid.UUID, provider: str, intent_id: str) -> None:
+    """A new payment attempt after a failed or cancelled one, while the window is open."""
+    order, _ = await payable(s, order_id)
     s.add(
         Payment(
             order_id=order_id,

@@ -113,7 +113,8 @@ class OrderView(View):
     refund: RefundView | None
 
     def with_client_secret(self, client_secret: str | None) -> PlacedOrderView:
-        """The answer to `POST /orders`: this order, its payment with the browser's key."""
+        """The answer to a checkout (`POST /orders`, or a new attempt): this order, its payment
+        with the browser's key."""
         payment = None
         if self.payment is not None:
             payment = CheckoutPaymentView(**self.payment.model_dump(), client_secret=client_secret)

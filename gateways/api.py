@@ -47,8 +47,11 @@ class CheckoutIntent:
 class GatewayApi(Protocol):
     """A gateway's API, as the checkout, the look-up and the refund use it."""
 
-    async def create_intent(self, order_id: str, amount: int, currency: str) -> CheckoutIntent:
-        """The intent a checkout pays, for this amount and this (not yet stored) order id."""
+    async def create_intent(
+        self, order_id: str, amount: int, currency: str, attempt: int = 1
+    ) -> CheckoutIntent:
+        """The intent an order's `attempt` (1: the checkout) pays, for this amount. The same
+        order and attempt asked again is the same intent where the gateway can say so."""
 
     async def cancel_intent(self, intent_id: str) -> None:
         """An intent for an order that was not made: nobody can pay it any more. A gateway

@@ -71,7 +71,9 @@ class RazorpayApi:
         self.breaker.record(True)
         return result
 
-    async def create_intent(self, order_id: str, amount: int, currency: str) -> CheckoutIntent:
+    async def create_intent(
+        self, order_id: str, amount: int, currency: str, attempt: int = 1
+    ) -> CheckoutIntent:
         """The Razorpay order the checkout pays (its id is the attempt's intent id)."""
         created = await self._call(
             lambda: self.client.order.create(

@@ -93,7 +93,12 @@ class StripeApi:
         self.breaker.record(True)
         return result
 
-    async def create_intent(self, order_id: str, amount: int, currency: str) -> CheckoutIntent:
+    async def create_intent(
+        self, order_id: str, amount: int, currency: str, attempt: int = 1
+    ) -> CheckoutIntent:
+        # One idempotency key per attempt: a retried request is the same intent, a new
+        # attempt a new one (the checkout's key is as it always was).
+        key = f"checkout-{order_id}" if attempt == 1 else f"checkout-{order_id}-{attempt}"
         pi = await self._call(
             self.client.v1.payment_intents.create_async(
                 {
@@ -101,7 +106,7 @@ class StripeApi:
                     "currency": currency.lower(),
                     "metadata": {"order_id": order_id},
                 },
-                {"idempotency_key": f"checkout-{order_id}"},
+                {"idempotency_key": key},
             )
         )
         intent = _intent(pi)

@@ -187,14 +187,10 @@ async def test_return_url_confirms_when_no_webhook_comes(stack: Stack, localstri
     assert foreign.status_code == 404
 
 
-async def test_a_declined_attempt_then_a_good_card_on_the_same_intent(
-    stack: Stack, localstripe: str, webhooks_to_us: str
-) -> None:
-    order = await checkout(stack, localstripe)
-    intent_id = order["payment"]["intent_id"]
-    # localstripe cannot retry a declined intent as Stripe does: the decline is signed here,
-    # as Stripe signs it.
-    declined = {
+async def declined(stack: Stack, intent_id: str) -> None:
+    """localstripe cannot retry a declined intent as Stripe does: the decline is signed here,
+    as Stripe signs it."""
+    event = {
         "id": f"evt_{uuid.uuid4().hex[:24]}",
         "object": "event",
         "livemode": False,
@@ -212,9 +208,17 @@ async def test_a_declined_attempt_then_a_good_card_on_the_same_intent(
             }
         },
     }
-    assert (await stack.post("/webhooks/stripe", stripe_request(declined))).json() == {
+    assert (await stack.post("/webhooks/stripe", stripe_request(event))).json() == {
         "result": "accepted"
     }
+
+
+async def test_a_declined_attempt_then_a_good_card_on_the_same_intent(
+    stack: Stack, localstripe: str, webhooks_to_us: str
+) -> None:
+    order = await checkout(stack, localstripe)
+    intent_id = order["payment"]["intent_id"]
+    await declined(stack, intent_id)
     assert (await stack.order(order["id"]))["payment"]["status"] == "failed"
     assert await pay_with_card(localstripe, intent_id) == "succeeded"
     await paid_by_webhook(stack, order["id"])
@@ -272,3 +276,34 @@ async def test_money_for_no_order_is_refunded_through_stripe_by_an_admin(
     refunds = await asyncio.to_thread(client.v1.refunds.list, {"payment_intent": intent.id})
     assert [(r.amount, r.status) for r in refunds.data] == [(2500, "succeeded")]
     assert (await stack.http.get("/admin/reconciliation", headers=stack.admin)).json() == []
+
+
+async def test_a_new_attempt_is_a_new_payment_intent_at_stripe(
+    stack: Stack, localstripe: str, webhooks_to_us: str
+) -> None:
+    """Issue 26 item 3: a new attempt after a declined one pays a real PaymentIntent of its
+    own (not an id minted here that nobody can pay), for the order's amount."""
+    order = await checkout(stack, localstripe)
+    first = order["payment"]["intent_id"]
+    await declined(stack, first)
+    again = await stack.http.post(f"/orders/{order['id']}/payments", headers=stack.user())
+    assert again.status_code == 201, again.text
+    attempt = again.json()["payment"]
+    second = attempt["intent_id"]
+    assert second != first and second.startswith("pi_") and attempt["client_secret"]
+    intent = await asyncio.to_thread(stripe_client(localstripe).v1.payment_intents.retrieve, second)
+    assert (intent.amount, intent.currency, intent.metadata["order_id"]) == (
+        49900,
+        "eur",
+        order["id"],
+    )
+    pending = await stack.http.post(f"/orders/{order['id']}/payments", headers=stack.user())
+    assert pending.status_code == 409  # one attempt at a time, and no intent made for it
+    assert await pay_with_card(localstripe, second) == "succeeded"
+    await paid_by_webhook(stack, order["id"])
+    assert (await stack.result(confirmation_workflow_id("stripe", second))).outcome == "paid"
+    view = await stack.order(order["id"])
+    assert [(p["intent_id"], p["status"]) for p in view["payments"]] == [
+        (first, "failed"),
+        (second, "paid"),
+    ]

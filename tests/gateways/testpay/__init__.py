@@ -112,7 +112,9 @@ class TestpayApi:
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
 
-    async def create_intent(self, order_id: str, amount: int, currency: str) -> CheckoutIntent:
+    async def create_intent(
+        self, order_id: str, amount: int, currency: str, attempt: int = 1
+    ) -> CheckoutIntent:
         intent_id = random_id("tpi_", 16)
         self.ledger.intents[intent_id] = {
             "order_id": order_id,
