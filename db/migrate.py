@@ -48,9 +48,8 @@ async def schema_behind(s: AsyncSession) -> str | None:
     (an upgrade that deployed the code before `paysaga migrate`). None: it is at head, or
     ahead of it (a revision this code does not know: a newer release migrated first, as in a
     rolling deploy, and migrations only add)."""
-    try:
-        async with s.begin_nested():
-            current = await s.scalar(text("SELECT version_num FROM alembic_version"))
+    try:  # the caller's session ends right after: no savepoint needed to survive an error
+        current = await s.scalar(text("SELECT version_num FROM alembic_version"))
     except ProgrammingError as exc:
         if getattr(exc.orig, "sqlstate", None) != UNDEFINED_TABLE:
             raise

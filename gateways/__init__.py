@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from gateways.base import GatewayEvent, MalformedEvent, SignatureError, WebhookAdapter
 from gateways.razorpay import Razorpay
-from gateways.registry import Gateway, Gateways, register, webhook_adapter
+from gateways.registry import Gateway, Gateways, gateway_for, register
 from gateways.standard import Standard
 from gateways.stripe import Stripe
 
@@ -26,10 +26,3 @@ __all__ = [
     "WebhookAdapter",
     "gateway_for",
 ]
-
-
-def gateway_for(
-    provider: str, secrets: tuple[str, ...], livemode: bool | None = None
-) -> WebhookAdapter:
-    """A registered gateway's webhook adapter with these secrets (tests, fuzzing)."""
-    return webhook_adapter(provider, secrets, livemode)

@@ -76,10 +76,10 @@ def is_registered(name: str) -> bool:
     return name in _REGISTERED
 
 
-def webhook_adapter(
+def gateway_for(
     name: str, secrets: tuple[str, ...], livemode: bool | None = None
 ) -> WebhookAdapter:
-    """A gateway's webhook adapter with these secrets (tests, fuzzing)."""
+    """A registered gateway's webhook adapter with these secrets (tests, fuzzing)."""
     return _REGISTERED[name].adapter(secrets, livemode)
 
 

@@ -19,9 +19,10 @@ from db.invariants import check_invariants
 from db.migrate import upgrade
 from db.session import make_engine, make_sessionmaker
 from domain.workflow_names import ORDER_ID, ORDER_STATE, PAYMENT_STATE, TRANSACTION_ID
-from gateways import Gateways
+from gateways import Gateways, registry
 from paysaga.postgres import EmbeddedPostgres
 from paysaga.temporal import build_worker, mail_config, replay_failures
+from tests.gateways.testpay import Testpay
 from tests.support.stack import BIN, Refuse, Stack, settings_for
 from workflows.mail_relay import ensure_mail_relay, relay_workflow_id
 
@@ -69,6 +70,14 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     )
     yield env
     await env.shutdown()
+
+
+@pytest.fixture
+def testpay() -> Iterator[None]:
+    """The test-only gateway (`tests.gateways.testpay`) installed for one test."""
+    registry.register(Testpay)  # the one line that installs a gateway
+    yield
+    registry.unregister(Testpay.name)
 
 
 @pytest.fixture

@@ -21,13 +21,12 @@ class Stripe(Gateway):
     def __init__(self, env: Mapping[str, str]) -> None:
         self.api_key = env_text(env, "PAYSAGA_STRIPE_API_KEY")
         super().__init__(env)
-        self.stripe_api = (
+        api = (
             StripeApi(self.api_key, env_text(env, "PAYSAGA_STRIPE_API_BASE"))
             if self.api_key
             else None
         )
-        self.api = self.stripe_api
-        self.checkout = StripeReturn(self.stripe_api)
+        self.api, self.checkout = api, StripeReturn(api)
 
     def livemode(self) -> bool | None:
         return None if not self.api_key else self.api_key.startswith(LIVE_KEYS)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -15,8 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from db.models import Order
-from gateways import registry
-from tests.gateways.testpay import LEDGER, NAME, Testpay
+from tests.gateways.testpay import LEDGER, NAME
 from tests.support.outcomes import stock_of
 from tests.support.stack import Stack
 
@@ -122,13 +120,6 @@ async def test_metrics_answer_only_the_scrape_token(stack: Stack) -> None:
 
 async def test_metrics_are_open_without_a_token(stack: Stack) -> None:
     assert (await stack.http.get("/metrics")).status_code == 200
-
-
-@pytest.fixture
-def testpay() -> Iterator[None]:
-    registry.register(Testpay)
-    yield
-    registry.unregister(NAME)
 
 
 @pytest.mark.parametrize(

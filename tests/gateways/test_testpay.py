@@ -6,24 +6,16 @@ and a refund goes through its API. No product file knows its name."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 
 from domain.payments import confirmation_workflow_id, refund_workflow_id
 from gateways import registry
-from tests.gateways.testpay import LEDGER, NAME, Testpay, event, sign
+from tests.gateways.testpay import LEDGER, NAME, event, sign
 from tests.support.outcomes import ONE_CONFIRMATION, effects, lifecycle_result
 from tests.support.stack import Stack
 
 SECRET = "testpay-webhook-secret"
-
-
-@pytest.fixture
-def testpay() -> Iterator[None]:
-    registry.register(Testpay)  # the one line that installs a gateway
-    yield
-    registry.unregister(NAME)
 
 
 @pytest.fixture
