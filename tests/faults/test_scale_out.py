@@ -22,8 +22,8 @@ from aiosmtpd.controller import Controller
 
 from mail.sink import FileSink
 from paysaga.devstack import free_port, start_process, stop_process, wait_http
-from tests.support.fault_stack import FaultStack, _token
-from tests.support.signing import SECRETS, razorpay_payment_event, razorpay_request
+from tests.support.fault_stack import FaultStack, Sent, _token, deliver
+from tests.support.signing import SECRETS
 
 pytestmark = pytest.mark.faults
 ORDERS = 40
@@ -51,27 +51,6 @@ def api_env(stack: FaultStack, port: int) -> dict[str, str]:
         "PAYSAGA_MAX_HELD_PER_CUSTOMER": "100000",
         "PAYSAGA_ORDERS_PER_MINUTE": "100000",
     }
-
-
-async def deliver(api: str, order: dict[str, Any]) -> str:
-    """The gateway's webhook to one API, retried on 503 and refused connections."""
-    event = razorpay_payment_event(
-        order["payment"]["intent_id"], f"pay_{order['id'][:8]}", order["amount"], "EUR"
-    )
-    body, headers = razorpay_request(event)
-    async with httpx.AsyncClient(timeout=30) as http:
-        for _ in range(240):
-            try:
-                answer = await http.post(f"{api}/webhooks/razorpay", content=body, headers=headers)
-            except httpx.TransportError:
-                await asyncio.sleep(0.5)
-                continue
-            if answer.status_code == 200:
-                result: str = answer.json()["result"]
-                return result
-            assert answer.status_code == 503, answer.text
-            await asyncio.sleep(0.5)
-    raise AssertionError("the gateway gave up")
 
 
 async def test_two_apis_and_two_workers_one_killed(
@@ -116,14 +95,19 @@ async def test_two_apis_and_two_workers_one_killed(
                 assert placed.status_code == 201, placed.text
                 orders.append(placed.json())
         started = time.monotonic()
-        half = ORDERS // 2
-        first = [deliver(api, o) for o in orders[:half] for api in bases]
-        results = await asyncio.gather(*first)
-        s.kill_worker()  # halfway: one worker SIGKILLed, its tasks in flight with it
-        killed_at = time.monotonic() - started
-        results += await asyncio.gather(*(deliver(api, o) for o in orders[half:] for api in bases))
+        half, sent = ORDERS // 2, Sent()
+        async with httpx.AsyncClient(timeout=30) as gateway:
+
+            async def both(batch: list[dict[str, Any]]) -> None:
+                urls = [f"{base}/webhooks/razorpay" for base in bases]
+                await asyncio.gather(*(deliver(gateway, u, o, sent) for o in batch for u in urls))
+
+            await both(orders[:half])
+            s.kill_worker()  # halfway: one worker SIGKILLed, its tasks in flight with it
+            killed_at = time.monotonic() - started
+            await both(orders[half:])
         # Each webhook went to both APIs: one of each pair started it, the other was told so.
-        assert Counter(results) == {"accepted": ORDERS, "duplicate": ORDERS}
+        assert Counter(sent.results) == {"accepted": ORDERS, "duplicate": ORDERS}
         recovery = await s.wait_until("all paid", lambda: s.all_done(ORDERS), limit=240)
         assert await s.outcome(orders) == {
             "confirmations": ORDERS,

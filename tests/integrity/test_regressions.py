@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from db.models import ReconciliationCase
+from db.models import ReconciliationCase, Refund
 from domain.payments import ATTACHED, confirmation_workflow_id, refund_workflow_id
 from tests.integrity.model import (
     APPLIED,
@@ -190,8 +190,10 @@ async def test_pay__pay__cancel__admin_attach__refund(stack: Stack) -> None:
     assert asked.status_code == 202, asked.text
     refund = asked.json()["refund"]
     assert (refund["status"], refund["amount"]) == ("pending", paid["amount"])
-    handle = stack.client.get_workflow_handle(refund_workflow_id("standard", first))
-    assert (await handle.describe()).status is not None  # the paid money's refund, not second's
+    async with stack.sessions() as s:
+        refunds = dict((await s.execute(select(Refund.transaction_id, Refund.order_id))).all())
+    # The paid order's refund is its own money's; the attached money's is the other order's.
+    assert refunds == {first: uuid.UUID(paid["id"]), second: uuid.UUID(other["id"])}
 
 
 def test_pay__pay__cancel__admin_attach__refund__model() -> None:
