@@ -2,6 +2,10 @@
 # Pinned to an exact release: a rebuild gets the same interpreter (bump it on purpose).
 FROM python:3.11.13-slim-bookworm
 WORKDIR /app
+# The dependencies first, from the lock, each file checked against its hash; a code change then
+# rebuilds only the layers below.
+COPY requirements.lock ./
+RUN pip install --no-cache-dir --require-hashes -r requirements.lock
 COPY pyproject.toml ./
 COPY api ./api
 COPY workflows ./workflows
@@ -15,7 +19,7 @@ COPY mail ./mail
 COPY observability ./observability
 COPY bench ./bench
 COPY worker.py ./
-RUN pip install --no-cache-dir . && useradd --system paysaga
+RUN pip install --no-cache-dir --no-deps --no-build-isolation . && useradd --system paysaga
 USER paysaga
 ENV PAYSAGA_TASK_QUEUE=paysaga PAYSAGA_TEMPORAL_NAMESPACE=default
 CMD ["paysaga", "api", "--host", "0.0.0.0"]

@@ -7,16 +7,38 @@ BIN    := $(VENV)/bin
 # (ruff's S105 is waived there for the same reason).
 PRODUCT := api workflows activities db gateways domain paysaga tickets mail observability worker.py
 
-.PHONY: install dev test lint bench bench-quick integrity clean
+.PHONY: install dev test lint lock audit bench bench-quick integrity clean
 
 install: $(VENV)/.installed
 
-# Re-installs only when the dependency list changes; the project itself is editable.
-$(VENV)/.installed: pyproject.toml
+# Re-installs only when the lock (or the project's own metadata) changes. Every package comes
+# from requirements-dev.lock, each file checked against its hash (pip refuses anything else); the project itself is editable and
+# brings nothing in (--no-deps), built by the locked setuptools (--no-build-isolation).
+$(VENV)/.installed: requirements-dev.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-dev.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
+
+# After a change to pyproject.toml's dependencies: `make lock` pins what changed (versions
+# already locked stay; `make lock UPGRADE=--upgrade` moves everything to the newest).
+# requirements.lock is the image's (runtime only), at the same versions.
+LOCK = $(BIN)/uv pip compile --quiet --generate-hashes --python-version 3.11 \
+	--python-platform x86_64-manylinux_2_28 --no-annotate --custom-compile-command 'make lock'
+lock: install
+	$(LOCK) $(UPGRADE) pyproject.toml --extra test --extra bench deploy/build-tools.in \
+		-o requirements-dev.lock
+	$(LOCK) pyproject.toml deploy/build-tools.in --constraint requirements-dev.lock \
+		-o requirements.lock
+
+# Known vulnerabilities in the locked versions, where advisory data can be reached (PyPI's
+# per-release JSON); without it the audit says so and skips rather than pass on no data.
+audit: install
+	@if $(BIN)/python -c "import json, urllib.request as u; \
+		json.load(u.urlopen('https://pypi.org/pypi/pip/26.3/json', timeout=10))['vulnerabilities']" \
+		2>/dev/null; then \
+		$(BIN)/pip-audit --progress-spinner off --disable-pip --require-hashes -r requirements-dev.lock; \
+	else echo "pip-audit skipped: no advisory data reachable (PyPI's release JSON did not answer)"; fi
 
 dev: install
 	$(BIN)/paysaga dev
@@ -28,7 +50,7 @@ lint: install
 	$(BIN)/lint-imports
 	$(BIN)/bandit -q -c pyproject.toml -r $(PRODUCT)
 
-test: lint
+test: lint audit
 	$(BIN)/pytest
 
 # Full run (under 20 minutes): `make bench`; short run (under 5): `make bench-quick` or
