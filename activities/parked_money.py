@@ -21,7 +21,7 @@ from temporalio.client import Client
 
 from activities.confirmation_inputs import CaseInput, CloseCasesInput, RefundInput, Validation
 from activities.unprocessable import printable, refusing_bad_data
-from db import journal
+from db import journal, outbox
 from db.cases import close_open_cases
 from db.journal import as_uuid
 from db.models import Order, Payment, ReconciliationCase, SecurityEvent
@@ -30,6 +30,7 @@ from domain import keys
 from domain.money import BIGINT_MAX
 from domain.payments import LATE_PAYMENT, CaseKind, Confirmation, PaymentState, RefundRun
 from domain.statuses import CaseState, OrderStatus, PaymentStatus, RefundStatus
+from mail.messages import message_id
 from observability.metrics import CONFIRMATIONS
 from workflows.refund_client import start_refund
 
@@ -55,14 +56,41 @@ def _case_values(c: Confirmation, v: Validation) -> dict[str, Any]:
     }
 
 
+# Money for an order that the order did not take: its payer is told what happens to it.
+NOT_APPLIED = (CaseKind.LATE_PAYMENT, CaseKind.AMOUNT_MISMATCH, CaseKind.ALREADY_PAID)
+
+
+async def _tell_payer(s: AsyncSession, c: Confirmation, v: Validation, domain: str) -> None:
+    """The payer's "we received X; it will be refunded / an operator will contact you",
+    written to the outbox with the case, once per payment and case kind."""
+    order_id = as_uuid(v.order_id)
+    if v.outcome not in NOT_APPLIED or order_id is None:
+        return
+    recipient = await s.scalar(select(Order.attendee_email).where(Order.id == order_id))
+    if not recipient:
+        return
+    dedupe_key = f"money_not_applied:{c.provider}:{c.transaction_id}:{v.outcome}"
+    await outbox.enqueue(
+        s,
+        dedupe_key=dedupe_key,
+        kind="money_not_applied",
+        recipient=recipient,
+        message_id=message_id(dedupe_key, domain),
+        order_id=order_id,
+        data={"amount": c.amount, "currency": c.currency, "case": str(v.outcome)},
+    )
+
+
 class ParkedMoneyActivities:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
         client: Client | None = None,
+        mail_domain: str | None = None,
     ) -> None:
         self.sessions = sessions
         self.client = client  # to start refunds and tell an order's lifecycle it is paid
+        self.mail_domain = mail_domain  # None: no mail relay, so no payer's mail
 
     @activity.defn
     async def open_case(self, inp: CaseInput) -> None:
@@ -84,6 +112,8 @@ class ParkedMoneyActivities:
             )
             if v.outcome == CaseKind.AMOUNT_MISMATCH:
                 await _record_mismatch(s, c, v)
+            if opened.rowcount and self.mail_domain:  # type: ignore[attr-defined]
+                await _tell_payer(s, c, v, self.mail_domain)
         if opened.rowcount:  # type: ignore[attr-defined]  # not again when a retry finds it
             CONFIRMATIONS.labels("parked").inc()
         if v.outcome == CaseKind.LATE_PAYMENT and self.client is not None:

@@ -33,7 +33,7 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from db import journal
+from db import escalations, journal
 from db.models import Order, Payment, ReconciliationCase, Refund
 from db.orders import NotPayable, mark_paid
 from domain.confirmation import AdminAction, ConfirmationState, order_paid_record
@@ -46,6 +46,7 @@ from domain.payments import (
 )
 from domain.statuses import CaseState, OrderStatus, PaymentStatus, RefundStatus
 from domain.workflow_names import CONFIRM_PAYMENT, PAYMENT_STATE, REFUND, UPDATES
+from observability.metrics import ESCALATIONS
 from workflows.confirmation_client import next_attempt_within, running_state
 from workflows.order_client import start_order_lifecycle
 from workflows.order_signals import tell_paid
@@ -76,12 +77,19 @@ class ReconcileReport:
     parked_total: int = 0
     stale_unmatched: list[dict[str, Any]] = field(default_factory=list)  # oldest first, capped
     stale_unmatched_total: int = 0
+    escalated: int = 0  # escalations this sweep recorded
 
 
 class ReconciliationActivities:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], client: Client) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        client: Client,
+        escalate_to: escalations.Recipients | None = None,
+    ) -> None:
         self.sessions = sessions
         self.client = client
+        self.escalate_to = escalate_to or escalations.Recipients()
 
     @activity.defn
     async def reconcile(self, inp: ReconcileInput) -> ReconcileReport:
@@ -93,6 +101,7 @@ class ReconciliationActivities:
         await self._stored_not_paid(inp, run, report)
         await self._stuck_workflows(inp, run, report)
         await self._stale_unmatched(inp, report)
+        await self._escalate(inp, report)
         if report.lifecycles_started:
             log.warning(
                 "reconciliation: started %d order lifecycle(s)", len(report.lifecycles_started)
@@ -292,6 +301,20 @@ class ReconciliationActivities:
                 report.parked_total += 1
                 if len(report.parked) < REPORT_LIMIT:
                     report.parked.append(execution.id)
+
+    async def _escalate(self, inp: ReconcileInput, report: ReconcileReport) -> None:
+        """Cases a person must act on, each escalated once: a failed refund at once, parked
+        money and stuck confirmations once older than the alert age."""
+        async with self.sessions.begin() as s:
+            cases = await escalations.cases_to_escalate(
+                s, timedelta(seconds=inp.unmatched_alert_seconds)
+            )
+            alarms = [escalations.case_alarm(case) for case in cases]
+            recorded = [a for a in alarms if await escalations.escalate(s, a, self.escalate_to)]
+        for alarm in recorded:
+            ESCALATIONS.labels(alarm.kind).inc()
+            log.error("escalation %s: %s Act: %s", alarm.kind, alarm.summary, alarm.command)
+        report.escalated = len(recorded)
 
     async def _stale_unmatched(self, inp: ReconcileInput, report: ReconcileReport) -> None:
         """Unmatched money older than the alert age: the oldest REPORT_LIMIT in the report (a

@@ -197,10 +197,19 @@ class Ticket(Base):
 
 
 class Notification(Base):
-    """A mail to an attendee, one per (kind, event): recorded with its Message-ID before the
-    first try, marked `sent` after the server took it (`activities.notifications`)."""
+    """One mail, the outbox's unit of work: written once per (kind, event or escalation) with
+    its Message-ID and what it says (`data`), sent by whichever sender claims it when it is
+    due (`activities.mail_senders`), retried on its own, and `sent` or `failed` at the end."""
 
     __tablename__ = "notifications"
+    __table_args__ = (
+        Index(
+            "ix_notifications_due",
+            "next_attempt_at",
+            "id",
+            postgresql_where=text("status = 'pending'"),
+        ),
+    )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     dedupe_key: Mapped[str] = mapped_column(Text, unique=True)
     kind: Mapped[str] = mapped_column(Text)
@@ -209,13 +218,37 @@ class Notification(Base):
     message_id: Mapped[str] = mapped_column(Text, unique=True)
     status: Mapped[str] = mapped_column(
         Text,
-        CheckConstraint("status IN ('pending', 'sent', 'failed')"),
+        CheckConstraint(
+            "status IN ('pending', 'sent', 'failed', 'skipped')",
+            name="notifications_status_check",
+        ),
         server_default=NotificationStatus.PENDING.value,
     )
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"), default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _now()
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    data: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, server_default=text("'{}'::jsonb"), default=dict
+    )
+    next_attempt_at: Mapped[datetime] = _now()  # not before: a deferred mail's backoff
+    claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # a sender's
+
+
+class Escalation(Base):
+    """Something a person must act on, recorded once by its key (`db.escalations`): what
+    happened and the command that acts on it; each admin address gets one mail of it."""
+
+    __tablename__ = "escalations"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    key: Mapped[str] = mapped_column(Text, unique=True)
+    kind: Mapped[str] = mapped_column(Text)
+    summary: Mapped[str] = mapped_column(Text)
+    command: Mapped[str] = mapped_column(Text)
+    detail: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, server_default=text("'{}'::jsonb"), default=dict
+    )
+    created_at: Mapped[datetime] = _now()
 
 
 class FeedCursor(Base):

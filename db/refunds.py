@@ -292,7 +292,12 @@ async def _refund_failed(s: AsyncSession, notice: RefundNotice, refund: Refund) 
         "RefundFailed",
         refund.order_id,
         keys.event("RefundFailed", notice.provider, notice.transaction_id, notice.refund_id),
-        {"provider": notice.provider, "transaction_id": notice.transaction_id},
+        {
+            "provider": notice.provider,
+            "transaction_id": notice.transaction_id,
+            "amount": refund.amount,
+            "currency": refund.currency,
+        },
     )
     await _open_case(
         s,

@@ -52,11 +52,13 @@ class FulfilmentStatus(StrEnum):
 
 
 class NotificationStatus(StrEnum):
-    """A mail to an attendee."""
+    """A mail in the outbox: `failed` was given up (refused for good, or deferred past its
+    limit); `skipped` was no longer true when its turn came."""
 
     PENDING = "pending"
     SENT = "sent"
     FAILED = "failed"
+    SKIPPED = "skipped"
 
 
 class CancelReason(StrEnum):

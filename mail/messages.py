@@ -8,10 +8,11 @@ systems recognise as one.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
+from typing import Any
 
 from domain.money import format_money
 
@@ -33,9 +34,8 @@ class Letter:
     kind: str
     recipient: str
     message_id: str
-    order: MailOrder
-    refund_amount: int | None = None  # refund_done: what went back
-    refund_currency: str | None = None
+    order: MailOrder | None  # None: an escalation to the admins
+    data: dict[str, Any] = field(default_factory=dict)  # what the event or case said
 
 
 def message_id(dedupe_key: str, domain: str) -> str:
@@ -60,9 +60,6 @@ def compose(
     sent_at: datetime,
     pdf: bytes | None = None,
 ) -> EmailMessage:
-    o = letter.order
-    hello = f"Hello {o.attendee_name}," if o.attendee_name else "Hello,"
-    ref = _short(o.id)
     subject, body = _wording(letter, organizer, public_url)
     message = EmailMessage()
     message["Subject"] = subject
@@ -70,12 +67,17 @@ def compose(
     message["To"] = letter.recipient
     message["Message-ID"] = letter.message_id
     message["Date"] = format_datetime(sent_at)
-    message["X-Paysaga-Order"] = o.id
     message["X-Paysaga-Notification"] = letter.kind
+    if letter.order is None:
+        message.set_content("\n".join([*body, "", f"— paysaga for {organizer}", ""]))
+        return message
+    o = letter.order
+    message["X-Paysaga-Order"] = o.id
+    hello = f"Hello {o.attendee_name}," if o.attendee_name else "Hello,"
     message.set_content("\n".join([hello, "", *body, "", f"— {organizer}", ""]))
     if pdf is not None:
         message.add_attachment(
-            pdf, maintype="application", subtype="pdf", filename=f"ticket-{ref}.pdf"
+            pdf, maintype="application", subtype="pdf", filename=f"ticket-{_short(o.id)}.pdf"
         )
     return message
 
@@ -83,44 +85,113 @@ def compose(
 def _wording(letter: Letter, organizer: str, public_url: str) -> tuple[str, list[str]]:
     """The subject and the body's paragraphs of one kind of mail; ValueError for a kind that
     has none."""
-    o = letter.order
-    ref = _short(o.id)
-    total = format_money(o.amount, o.currency)
-    if letter.kind == "payment_confirmed":
-        subject = f"{organizer}: your ticket (order {ref})"
-        body = [
-            f"we received your payment of {total}. Your order {ref} is confirmed.",
-            "",
-            f"Your ticket code: {o.ticket_code}",
-            "Your ticket is attached as a PDF; show its QR code at the entrance.",
-            f"You can also download it: {public_url}/api/v1/orders/{o.id}/ticket",
-        ]
-    elif letter.kind == "payment_failed":
-        subject = f"{organizer}: your payment did not go through (order {ref})"
-        body = [
-            f"your payment of {total} for order {ref} did not go through, and no money was taken.",
-            "",
-            f"Your seats stay reserved until {_when(o.expires_at)}. To try again, go back to the",
-            "checkout and pay once more (another card or method works too). After that time",
-            "the order is cancelled and the seats are released.",
-        ]
-    elif letter.kind == "order_cancelled":
-        subject = f"{organizer}: your order {ref} was cancelled"
-        body = [
-            f"no payment for order {ref} ({total}) arrived by {_when(o.expires_at)}, so the",
-            "order was cancelled and its seats released. No money was taken.",
-            "If you still want to come, please place a new order.",
-        ]
-    elif letter.kind == "refund_done":
-        amount = format_money(
-            letter.refund_amount if letter.refund_amount is not None else o.amount,
-            letter.refund_currency or o.currency,
-        )
-        subject = f"{organizer}: refund of {amount} (order {ref})"
-        body = [
-            f"we refunded {amount} for order {ref}. Depending on your bank it can take a few",
-            "days to appear on your statement.",
-        ]
-    else:
+    if letter.kind == "escalation":
+        return _escalation(letter.data)
+    if letter.order is None or letter.kind not in _KINDS:
         raise ValueError(f"no mail for {letter.kind!r}")
-    return subject, body
+    return _KINDS[letter.kind](letter.order, letter.data, organizer, public_url)
+
+
+Wording = tuple[str, list[str]]
+
+
+def _ticket(o: MailOrder, data: dict[str, Any], organizer: str, public_url: str) -> Wording:
+    ref, total = _short(o.id), format_money(o.amount, o.currency)
+    return f"{organizer}: your ticket (order {ref})", [
+        f"we received your payment of {total}. Your order {ref} is confirmed.",
+        "",
+        f"Your ticket code: {o.ticket_code}",
+        "Your ticket is attached as a PDF; show its QR code at the entrance.",
+        f"You can also download it: {public_url}/api/v1/orders/{o.id}/ticket",
+    ]
+
+
+def _payment_failed(o: MailOrder, data: dict[str, Any], organizer: str, url: str) -> Wording:
+    ref, total = _short(o.id), format_money(o.amount, o.currency)
+    return f"{organizer}: your payment did not go through (order {ref})", [
+        f"your payment of {total} for order {ref} did not go through, and no money was taken.",
+        "",
+        f"Your seats stay reserved until {_when(o.expires_at)}. To try again, go back to the",
+        "checkout and pay once more (another card or method works too). After that time",
+        "the order is cancelled and the seats are released.",
+    ]
+
+
+def _cancelled(o: MailOrder, data: dict[str, Any], organizer: str, url: str) -> Wording:
+    ref, total = _short(o.id), format_money(o.amount, o.currency)
+    why = {
+        "timeout": f"no payment for order {ref} ({total}) arrived by {_when(o.expires_at)}, so the",
+        "customer": f"as you asked, we cancelled order {ref} ({total}). The",
+    }.get(str(data.get("reason")), f"the organiser cancelled your order {ref} ({total}). The")
+    return f"{organizer}: your order {ref} was cancelled", [
+        f"{why} order is cancelled and its seats are released. No money was taken.",
+        "If you still want to come, please place a new order.",
+    ]
+
+
+def _refund_amount(o: MailOrder, data: dict[str, Any]) -> str:
+    amount = data.get("amount")
+    return format_money(
+        int(amount) if amount is not None else o.amount, str(data.get("currency") or o.currency)
+    )
+
+
+def _refunded(o: MailOrder, data: dict[str, Any], organizer: str, url: str) -> Wording:
+    ref, amount = _short(o.id), _refund_amount(o, data)
+    return f"{organizer}: refund of {amount} (order {ref})", [
+        f"we refunded {amount} for order {ref}. Depending on your bank it can take a few",
+        "days to appear on your statement.",
+    ]
+
+
+def _refund_failed(o: MailOrder, data: dict[str, Any], organizer: str, url: str) -> Wording:
+    ref, amount = _short(o.id), _refund_amount(o, data)
+    return f"{organizer}: your refund of {amount} is delayed (order {ref})", [
+        f"the payment service could not complete the refund of {amount} for order {ref}.",
+        "Our team has been told and will complete it or contact you; you need do nothing.",
+    ]
+
+
+def _not_applied(o: MailOrder, data: dict[str, Any], organizer: str, url: str) -> Wording:
+    """Money that came in and was not applied to the order: what happens to it next."""
+    ref, received = _short(o.id), _refund_amount(o, data)
+    case = data.get("case")
+    if case == "late_payment":
+        why = f"it arrived after order {ref} had been cancelled, so it was not applied."
+        then = "It will be refunded to you in full; you need do nothing."
+    elif case == "already_paid":
+        why = f"order {ref} was already paid, so this second payment was not applied."
+        then = "An operator will contact you and refund it; you need do nothing."
+    else:
+        total = format_money(o.amount, o.currency)
+        why = f"order {ref} costs {total}, so the payment could not be applied as it is."
+        then = "An operator will contact you to settle it; you need do nothing."
+    return f"{organizer}: we received {received} (order {ref})", [
+        f"we received a payment of {received}, but {why}",
+        then,
+    ]
+
+
+_KINDS = {
+    "payment_confirmed": _ticket,
+    "payment_failed": _payment_failed,
+    "order_cancelled": _cancelled,
+    "refund_done": _refunded,
+    "refund_failed": _refund_failed,
+    "money_not_applied": _not_applied,
+}
+
+
+def _escalation(data: dict[str, Any]) -> Wording:
+    """To the admins: what happened and the command that acts on it."""
+    detail = data.get("detail") or {}
+    facts = [f"  {k}: {v}" for k, v in sorted(detail.items()) if v not in (None, "")]
+    return f"[paysaga] {data.get('escalation')}: action needed", [
+        str(data.get("summary")),
+        "",
+        "To act on it:",
+        f"  {data.get('command')}",
+        "",
+        "Details:",
+        *facts,
+    ]

@@ -66,6 +66,13 @@ NOTIFICATIONS = Counter(
     ["kind", "result"],
     registry=WORKER,
 )
+ESCALATIONS = Counter(
+    "paysaga_escalations",
+    "Escalations recorded for a person (each once), by kind: money_parked, "
+    "confirmation_stuck, refund_failed, circuit_open, mail_failed.",
+    ["kind"],
+    registry=WORKER,
+)
 
 
 class SdkMetrics(Collector):

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import WorkflowQueryFailedError, WorkflowQueryRejectedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from db import outbox
 from db.cases import list_cases, payment_details
 from db.invariants import check_invariants
 from db.session import make_engine, make_sessionmaker
@@ -74,6 +75,10 @@ def add_admin_parser(sub: Any) -> None:
         metavar="DAYS",
         help="orders cancelled, refunded or paid more than DAYS ago",
     )
+    resend = commands.add_parser(
+        "resend-mail", help="try a given-up mail again from now (its escalation names its id)"
+    )
+    resend.add_argument("mail_id", type=int)
     for action in AdminAction:
         cmd = commands.add_parser(action, help=f"ask a payment's workflow to {action}")
         cmd.add_argument("provider", choices=registry.names())
@@ -106,6 +111,14 @@ async def run_admin(settings: Settings, args: argparse.Namespace) -> int:
             async with sessions.begin() as s:
                 done = await shred(s, timedelta(days=args.older_than))
             print(json.dumps({"older_than_days": args.older_than, **dataclasses.asdict(done)}))
+            return 0
+        if args.admin_command == "resend-mail":
+            async with sessions.begin() as s:
+                again = await outbox.resend(s, args.mail_id)
+            if not again:
+                print(f"refused: no given-up mail {args.mail_id}", file=sys.stderr)
+                return 2
+            print(json.dumps({"mail_id": args.mail_id, "status": "pending"}))
             return 0
         client = await connect(settings, wait_seconds=10)
         if args.admin_command == "check":

@@ -73,6 +73,12 @@ class Settings(BaseSettings):
     smtp_port: Port = 25
     smtp_from: str = "tickets@paysaga.localhost"
     organizer_name: str = "paysaga"
+    admin_email: str | None = None  # comma-separated: where escalations are mailed
+    # The outbox's senders (`activities.mail_senders`): mails in flight at once, tickets
+    # rendered at once (0: in a thread), and how long a deferred mail is tried (3 days).
+    mail_senders: Annotated[int, Field(ge=1, le=64)] = 4
+    mail_render_processes: Annotated[int, Field(ge=0, le=32)] = 2
+    mail_give_up_seconds: Annotated[int, Field(ge=1)] = 259200
     log_format: Literal["json", "text"] = "json"
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: Port | None = None  # None: no metrics server (0: a free port)
@@ -114,6 +120,18 @@ class Settings(BaseSettings):
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("admin_email")
+    @classmethod
+    def _addresses(cls, value: str | None) -> str | None:
+        if value is not None and not all("@" in a.strip() for a in value.split(",")):
+            raise ValueError("comma-separated e-mail addresses")
+        return value
+
+    @property
+    def admins(self) -> tuple[str, ...]:
+        """PAYSAGA_ADMIN_EMAIL's addresses; none: escalations are only logged and counted."""
+        return tuple(a.strip() for a in (self.admin_email or "").split(",") if a.strip())
 
     @property
     def recovery(self) -> RecoveryTiming:

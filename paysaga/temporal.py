@@ -9,6 +9,7 @@ import py_compile
 import socket
 import time
 from collections.abc import AsyncIterator, Sequence
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, Interceptor, WorkflowHistory
@@ -116,10 +117,12 @@ def build_worker(
         workflows=WORKFLOWS,
         workflow_runner=SandboxedWorkflowRunner() if sandboxed else UnsandboxedWorkflowRunner(),
         activities=[
-            *ConfirmationActivities(sessions, client).all(),
+            *ConfirmationActivities(sessions, client, mail.domain if mail else None).all(),
             *OrderActivities(sessions, client, gateways).all(),
             *RefundActivities(sessions, gateways, client).all(),
-            ReconciliationActivities(sessions, client).reconcile,
+            ReconciliationActivities(
+                sessions, client, mail.escalations if mail else None
+            ).reconcile,
             *([NotificationActivities(sessions, mail).relay_mail] if mail else []),
         ],
         # The client's interceptors (tracing) apply to the worker too; this one adds the
@@ -136,6 +139,10 @@ def mail_config(settings: Settings) -> MailConfig | None:
         sender=settings.smtp_from,
         organizer=settings.organizer_name,
         public_url=settings.public_url,
+        admins=settings.admins,
+        senders=settings.mail_senders,
+        render_processes=settings.mail_render_processes,
+        give_up_after=timedelta(seconds=settings.mail_give_up_seconds),
     )
 
 

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from importlib.resources import as_file, files
 from itertools import groupby
 from pathlib import Path
 from unicodedata import normalize
@@ -23,6 +22,7 @@ from fpdf.enums import Align, TableBordersLayout, TextMode, XPos, YPos
 from fpdf.fonts import TTFFont
 
 from domain.money import format_money
+from tickets.fonts import ticket_font
 
 
 @dataclass(frozen=True)
@@ -49,11 +49,10 @@ class TicketDocument:
 
 
 # Noto Sans covers Latin, Greek, Cyrillic and Vietnamese, so "Zoë", "Łukasz", "Ελένη" and
-# "Дмитрий" print as typed. It ships as a variable font, and having fpdf2 cut a bold
-# instance out of it takes seconds per document, so only its default (regular) instance is
-# embedded and bold is drawn by stroking the outlines (_bold). A character it lacks (CJK,
-# most Indic scripts) would silently vanish from the page: it is printed as U+FFFD instead.
-_FONT_PACKAGE, _FONT_FILE = "fontpkg_noto_sans", "files/NotoSans[wdth,wght].ttf"
+# "Дмитрий" print as typed. Only its regular instance is embedded (`tickets.fonts`: cut once
+# from the variable font it ships as), and bold is drawn by stroking the outlines (_bold). A
+# character it lacks (CJK, most Indic scripts) would silently vanish from the page: it is
+# printed as U+FFFD instead.
 _FONT = "noto"
 _INK, _MUTED, _RULE, _GREEN = (33, 37, 41), (108, 117, 125), (206, 212, 218), (25, 135, 84)
 # Lengths are in points. Not millimetres: fpdf2 2.8 writes the stroke width of text (see
@@ -67,9 +66,7 @@ _MONTHS = (
 
 def render_ticket_pdf(doc: TicketDocument) -> bytes:
     """One A4 page (more only when the items table needs them) with the QR code on page 1."""
-    # fpdf2 reads the font file lazily, up to output(): it must exist until then.
-    with as_file(files(_FONT_PACKAGE).joinpath(_FONT_FILE)) as font_path:
-        return _render(doc, font_path)
+    return _render(doc, ticket_font())
 
 
 def _render(doc: TicketDocument, font_path: Path) -> bytes:

@@ -1,0 +1,171 @@
+"""Escalations: what a person must act on, recorded once each and mailed to the admins.
+
+An escalation is one row by its key (a case opened at a given time, a mail, a circuit opening),
+so a sweep that finds the same thing again escalates nothing new. Recording it adds one mail
+per admin address to the outbox in the same transaction; with no address configured it is
+only recorded (and the caller logs and counts it). Each says what happened and the exact
+command that acts on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db import outbox
+from db.models import Escalation, ReconciliationCase
+from domain.money import format_money
+from domain.payments import CaseKind
+from domain.statuses import CaseState
+from mail.messages import message_id
+
+MAIL_KIND = "escalation"
+# Money that came in and is not applied: parked, waiting for an operator.
+PARKED = (
+    CaseKind.UNMATCHED,
+    CaseKind.AMOUNT_MISMATCH,
+    CaseKind.ALREADY_PAID,
+    CaseKind.LATE_PAYMENT,
+    CaseKind.UNPROCESSABLE,
+)
+STUCK = (CaseKind.STORE_FAILED, CaseKind.STATUS_UPDATE_FAILED)  # a confirmation not through
+
+
+class EscalationKind(StrEnum):
+    """The `paysaga_escalations_total{kind}` label and the mail's subject."""
+
+    MONEY_PARKED = "money_parked"
+    CONFIRMATION_STUCK = "confirmation_stuck"
+    REFUND_FAILED = "refund_failed"
+    CIRCUIT_OPEN = "circuit_open"
+    MAIL_FAILED = "mail_failed"
+
+
+@dataclass(frozen=True)
+class Recipients:
+    """Who escalations are mailed to, and the domain of their Message-IDs; no admins (or no
+    mail relay): escalations are recorded, logged and counted only."""
+
+    admins: tuple[str, ...] = ()
+    domain: str = "paysaga.invalid"
+
+
+@dataclass(frozen=True)
+class Alarm:
+    key: str
+    kind: EscalationKind
+    summary: str
+    command: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+async def escalate(s: AsyncSession, alarm: Alarm, to: Recipients) -> bool:
+    """Records the alarm once; True when this call recorded it (then it mails each admin)."""
+    added = await s.scalar(
+        insert(Escalation)
+        .values(
+            key=alarm.key,
+            kind=alarm.kind,
+            summary=alarm.summary,
+            command=alarm.command,
+            detail=alarm.detail,
+        )
+        .on_conflict_do_nothing(index_elements=["key"])
+        .returning(Escalation.id)
+    )
+    if added is None:
+        return False
+    for address in to.admins:
+        dedupe_key = f"{MAIL_KIND}:{alarm.key}:{address}"
+        await outbox.enqueue(
+            s,
+            dedupe_key=dedupe_key,
+            kind=MAIL_KIND,
+            recipient=address,
+            message_id=message_id(dedupe_key, to.domain),
+            data={
+                "escalation": alarm.kind,
+                "summary": alarm.summary,
+                "command": alarm.command,
+                "detail": alarm.detail,
+            },
+        )
+    return True
+
+
+def case_alarm(case: ReconciliationCase) -> Alarm:
+    """The escalation of an open case; a case reopened later is a new one (its key)."""
+    money = format_money(case.amount, case.currency)
+    ref = f"{case.provider} {case.transaction_id}"
+    show = f"paysaga admin show {ref}"
+    if case.kind == CaseKind.REFUND_FAILED:
+        kind = EscalationKind.REFUND_FAILED
+        summary = f"The refund of {money} ({ref}) failed at the gateway or got no answer."
+        command = f"{show}; then `paysaga admin refund {ref} --reason ...` again, or resolve it"
+    elif case.kind in STUCK:
+        kind = EscalationKind.CONFIRMATION_STUCK
+        summary = f"The confirmation of {money} ({ref}) is stuck: {case.kind}."
+        command = f"{show}; then `paysaga admin retry {ref}`"
+    else:
+        kind = EscalationKind.MONEY_PARKED
+        summary = f"{money} ({ref}) was received and not applied: {case.kind}."
+        command = (
+            f"{show}; then `paysaga admin attach {ref} ORDER_ID`, "
+            f"`paysaga admin refund {ref} --reason ...` or `paysaga admin resolve {ref} --note ...`"
+        )
+    return Alarm(
+        key=f"case:{case.id}:{case.opened_at.timestamp():.0f}",
+        kind=kind,
+        summary=summary,
+        command=command,
+        detail={
+            "case_kind": case.kind,
+            "provider": case.provider,
+            "transaction_id": case.transaction_id,
+            "order_id": str(case.order_id) if case.order_id else None,
+            "amount": case.amount,
+            "currency": case.currency,
+            "opened_at": case.opened_at.isoformat(),
+        },
+    )
+
+
+async def cases_to_escalate(
+    s: AsyncSession, older_than: timedelta, limit: int = 100
+) -> list[ReconciliationCase]:
+    """Open cases that call for a person: a failed refund at once; parked money and stuck
+    confirmations past `older_than`. Those escalated already are left out by their keys."""
+    aged = ReconciliationCase.opened_at < func.now() - older_than
+    due = (ReconciliationCase.kind == CaseKind.REFUND_FAILED) | (
+        ReconciliationCase.kind.in_([*PARKED, *STUCK]) & aged
+    )
+    rows = await s.scalars(
+        select(ReconciliationCase)
+        .where(ReconciliationCase.state == CaseState.OPEN, due)
+        .order_by(ReconciliationCase.opened_at)
+        .limit(limit * 4)
+    )
+    cases = list(rows)
+    known = set(
+        await s.scalars(
+            select(Escalation.key).where(Escalation.key.in_([case_alarm(c).key for c in cases]))
+        )
+    )
+    return [c for c in cases if case_alarm(c).key not in known][:limit]
+
+
+def mail_alarm(mail: outbox.Mail, error: str) -> Alarm:
+    order = f" for order {mail.order_id}" if mail.order_id else ""
+    return Alarm(
+        key=f"mail:{mail.id}",
+        kind=EscalationKind.MAIL_FAILED,
+        summary=f"A {mail.kind} mail{order} was given up: {error}",
+        command=f"paysaga admin resend-mail {mail.id}",
+        detail={"notification_id": mail.id, "order_id": str(mail.order_id or ""), "error": error},
+    )
