@@ -28,7 +28,7 @@ from workflows.mail_relay import ensure_mail_relay, relay_workflow_id
 
 TABLES = (
     "products, orders, order_items, payments, audit_log, security_events, "
-    "reconciliation_cases, tickets, events, notifications, refunds"
+    "reconciliation_cases, tickets, events, notifications, refunds, escalations"
 )
 
 

@@ -6,12 +6,9 @@ once after), and the metrics each step moves on both endpoints."""
 from __future__ import annotations
 
 import asyncio
-import email
-import email.policy
 import os
 import uuid
 from collections.abc import Iterator
-from email.message import EmailMessage
 from typing import Any
 
 import httpx
@@ -19,7 +16,6 @@ import pypdfium2  # type: ignore[import-untyped]
 import pytest
 import zxingcpp
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
@@ -30,6 +26,7 @@ from paysaga.devstack import free_port
 from paysaga.temporal import metrics_runtime
 from tests.support.dashboards import dashboard_metric_names
 from tests.support.gateway_events import failed, signed_confirmation, transaction_of
+from tests.support.inbox import Inbox
 from tests.support.outcomes import lifecycle_result
 from tests.support.signing import stripe_request, stripe_succeeded_event
 from tests.support.stack import Stack
@@ -38,38 +35,6 @@ ORGANIZER = "PyCon Test 2026"
 # The Done-when asks for a minute; the suite refuses for less (PAYSAGA_TEST_SMTP_OUTAGE=60
 # runs the minute).
 OUTAGE_SECONDS = float(os.environ.get("PAYSAGA_TEST_SMTP_OUTAGE", "5"))
-
-
-class Inbox:
-    """An SMTP server's handler: keeps what it accepts; refuses with 451 while `refusing`."""
-
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-        self.refusing = False
-        self.refused = 0
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        if self.refusing:
-            self.refused += 1
-            return "451 4.3.0 mail system unwell, try again later"
-        raw = envelope.original_content or b""
-        parsed = email.message_from_bytes(
-            raw if isinstance(raw, bytes) else raw.encode(), policy=email.policy.default
-        )
-        assert isinstance(parsed, EmailMessage)
-        self.messages.append(parsed)
-        return "250 OK"
-
-    def to_order(self, order_id: str) -> list[EmailMessage]:
-        return [m for m in self.messages if m["X-Paysaga-Order"] == order_id]
-
-    async def wait_for(self, order_id: str, kind: str, seconds: float = 60) -> EmailMessage:
-        for _ in range(int(seconds * 5)):
-            found = [m for m in self.to_order(order_id) if m["X-Paysaga-Notification"] == kind]
-            if found:
-                return found[0]
-            await asyncio.sleep(0.2)
-        raise AssertionError(f"no {kind} mail for {order_id}: {self.messages}")
 
 
 SMTP_PORT = free_port()

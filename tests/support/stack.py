@@ -62,7 +62,12 @@ class Stack:
         return {"Authorization": f"Bearer {make_token(SECRETS['jwt'], sub)}"}
 
     async def place_order(
-        self, provider: str, amount: int = 49900, currency: str = "INR", stock: int = 10
+        self,
+        provider: str,
+        amount: int = 49900,
+        currency: str = "INR",
+        stock: int = 10,
+        attendee: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         sku = f"CONF-{uuid.uuid4().hex[:8]}"
         product = {
@@ -76,7 +81,8 @@ class Stack:
         assert created.status_code == 201, created.text
         order = await self.http.post(
             "/orders",
-            json={"items": [{"sku": sku, "quantity": 1}], "provider": provider},
+            json={"items": [{"sku": sku, "quantity": 1}], "provider": provider}
+            | ({"attendee": attendee} if attendee else {}),
             headers=self.user(),
         )
         assert order.status_code == 201, order.text
