@@ -250,7 +250,7 @@ def test_prometheus_loads_the_mounted_rules_and_alerts_the_alertmanager_service(
 def _alertmanager_entrypoint() -> Path:
     """The repository file compose runs as Alertmanager's entrypoint."""
     service = _services()["alertmanager"]
-    shell, script = service["entrypoint"]
+    shell, script = (str(part) for part in service["entrypoint"])
     assert shell == "/bin/sh"
     for target, source in _bind_mounts("alertmanager").items():
         if script.startswith(target + "/"):
