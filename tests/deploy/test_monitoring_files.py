@@ -46,6 +46,11 @@ PAYSAGA_METRICS = {
     "paysaga_confirmations_total",
     "paysaga_confirmation_seconds",
     "paysaga_notifications_total",
+    # Issue 25: the gateway calls, the breaker, the escalations and how long cases wait.
+    "paysaga_gateway_call_seconds",
+    "paysaga_gateway_circuit_state",
+    "paysaga_escalations_total",
+    "paysaga_open_case_oldest_seconds",
 }
 # Names as the Python SDK's Prometheus exporter writes them with durations_as_seconds=True and
 # the default suffix options: histograms keep their documented name (no `_seconds`), counters
