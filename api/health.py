@@ -19,7 +19,7 @@ from db.migrate import schema_behind
 from db.models import ReconciliationCase
 from domain.payments import CaseKind
 from domain.statuses import CaseState
-from observability.metrics import API, OPEN_CASES
+from observability.metrics import API, OPEN_CASE_OLDEST_SECONDS, OPEN_CASES
 from paysaga.readiness import missing_search_attributes
 
 log = logging.getLogger("paysaga.health")
@@ -86,10 +86,11 @@ async def _temporal(deps: Deps) -> tuple[str, str]:
     },
 )
 async def metrics(request: Request, deps: DepsDep) -> Response:
-    """Prometheus text. Open cases are counted at scrape time: the database is the truth, and
-    a case closed by another process (the CLI, the worker) must not linger in a gauge. With
-    PAYSAGA_METRICS_TOKEN set, only a scraper bearing it is answered (the counts tell an
-    outsider how busy the shop is and what went wrong)."""
+    """Prometheus text. Open cases are counted, and the oldest of each kind aged, at scrape
+    time: the database is the truth, and a case closed by another process (the CLI, the
+    worker) must not linger in a gauge. With PAYSAGA_METRICS_TOKEN set, only a scraper
+    bearing it is answered (the counts tell an outsider how busy the shop is and what went
+    wrong)."""
     token = deps.settings.metrics_token
     if token is not None:
         given = request.headers.get("authorization", "")
@@ -97,14 +98,20 @@ async def metrics(request: Request, deps: DepsDep) -> Response:
             raise Unauthorized("metrics need the scrape token (Authorization: Bearer ...)")
     try:
         async with deps.sessions() as s:
+            # The age by the database's clock, the one that stamped `opened_at`.
+            age = func.extract("epoch", func.now() - func.min(ReconciliationCase.opened_at))
             rows = await s.execute(
-                select(ReconciliationCase.kind, func.count())
+                select(ReconciliationCase.kind, func.count(), age)
                 .where(ReconciliationCase.state == CaseState.OPEN)
                 .group_by(ReconciliationCase.kind)
             )
-            counts: dict[str, int] = {kind: n for kind, n in rows}
-        for kind in {*CaseKind, *counts}:
-            OPEN_CASES.labels(kind=str(kind)).set(counts.get(kind, 0))
+            found: dict[str, tuple[int, float]] = {
+                kind: (n, float(oldest)) for kind, n, oldest in rows
+            }
+        for kind in {*CaseKind, *found}:
+            n, oldest = found.get(kind, (0, 0.0))
+            OPEN_CASES.labels(kind=str(kind)).set(n)
+            OPEN_CASE_OLDEST_SECONDS.labels(kind=str(kind)).set(oldest)
     except Exception as exc:  # the other metrics still matter when the database is down
         log.warning("open cases not counted: %s", type(exc).__name__)
     return Response(generate_latest(API), media_type=CONTENT_TYPE_LATEST)

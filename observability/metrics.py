@@ -109,3 +109,14 @@ class _Forward(Collector):
 
     def collect(self) -> Iterable[Metric]:
         return list(self.registry.collect())
+
+
+# --- API process: how long open cases have waited ------------------------------------------
+OPEN_CASE_OLDEST_SECONDS = Gauge(
+    "paysaga_open_case_oldest_seconds",
+    "Age of the oldest open reconciliation case by kind, 0 when none (read with"
+    " paysaga_open_cases at scrape time; the alert rules compare it with"
+    " PAYSAGA_UNMATCHED_ALERT_SECONDS).",
+    ["kind"],
+    registry=API,
+)

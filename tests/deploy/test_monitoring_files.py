@@ -1,7 +1,7 @@
-"""The monitoring deployment files read together, as Docker Compose, Prometheus and Grafana
-would read them (there is no Docker engine here): every name one file uses for another
-(service, port, path, datasource uid) resolves, and only the API is published beyond the
-host's loopback.
+"""The monitoring deployment files read together, as Docker Compose, Prometheus, Alertmanager
+and Grafana would read them (there is no Docker engine here): every name one file uses for
+another (service, port, path, datasource uid) resolves, and only the API is published beyond
+the host's loopback. The alert rules themselves are tested in test_alert_rules.py.
 
 The dashboards' queries are read by tests/support/dashboards.py, which the tests that compare
 the dashboard with the real /metrics endpoints use too.
@@ -10,7 +10,10 @@ the dashboard with the real /metrics endpoints use too.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
+import shutil
+import subprocess
 import tomllib
 from functools import cache
 from pathlib import Path
@@ -32,6 +35,8 @@ PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 GRAFANA = ROOT / "deploy" / "grafana"
 DATASOURCES = GRAFANA / "provisioning" / "datasources" / "prometheus.yml"
 DASHBOARD_PROVIDERS = GRAFANA / "provisioning" / "dashboards" / "paysaga.yml"
+ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
+ALERTMANAGER = ROOT / "deploy" / "alertmanager"
 
 # Every metric the contract names, plus the API's request histogram: each must be on a panel.
 PAYSAGA_METRICS = {
@@ -41,6 +46,11 @@ PAYSAGA_METRICS = {
     "paysaga_confirmations_total",
     "paysaga_confirmation_seconds",
     "paysaga_notifications_total",
+    # Issue 25: the gateway calls, the breaker, the escalations and how long cases wait.
+    "paysaga_gateway_call_seconds",
+    "paysaga_gateway_circuit_state",
+    "paysaga_escalations_total",
+    "paysaga_open_case_oldest_seconds",
 }
 # Names as the Python SDK's Prometheus exporter writes them with durations_as_seconds=True and
 # the default suffix options: histograms keep their documented name (no `_seconds`), counters
@@ -135,6 +145,7 @@ def test_only_the_api_is_published_on_all_interfaces() -> None:
     assert ("", _api_port()) in _published("api")
     assert ("127.0.0.1", 3000) in _published("grafana")
     assert ("127.0.0.1", 9090) in _published("prometheus")
+    assert ("127.0.0.1", 9093) in _published("alertmanager")
 
 
 def test_worker_metrics_reachable_on_the_network_but_not_published() -> None:
@@ -162,7 +173,7 @@ def test_named_volumes_declared_and_bind_mount_sources_exist() -> None:
 
 
 def test_images_pinned_and_grafana_has_no_committed_password() -> None:
-    for name in ("prometheus", "grafana"):
+    for name in ("prometheus", "alertmanager", "grafana"):
         image = str(_services()[name]["image"])
         tag = image.rpartition(":")[2]
         assert ":" in image and tag not in {"latest", "main"}, f"{name}: {image} is not pinned"
@@ -221,6 +232,119 @@ def test_prometheus_reads_the_mounted_config() -> None:
         if str(arg).startswith("--config.file=")
     )
     assert _bind_mounts("prometheus")[config_file] == "./deploy/prometheus/prometheus.yml"
+
+
+def test_prometheus_loads_the_mounted_rules_and_alerts_the_alertmanager_service() -> None:
+    config = _load_yaml(PROMETHEUS)
+    mounts = _bind_mounts("prometheus")
+    for path in config["rule_files"]:
+        assert path in mounts, f"{path} is not mounted into prometheus"
+        assert (ROOT / mounts[path]).is_file()
+    assert "./deploy/prometheus/alerts.yml" in [mounts[p] for p in config["rule_files"]]
+    (alertmanagers,) = config["alerting"]["alertmanagers"]
+    targets = [t for sc in alertmanagers["static_configs"] for t in sc["targets"]]
+    assert targets == ["alertmanager:9093"]
+    assert "alertmanager" in _services()
+    # Alertmanager listens on 9093 in its container (the port compose publishes on loopback).
+    assert ("127.0.0.1", 9093) in _published("alertmanager")
+
+
+# --- Alertmanager --------------------------------------------------------------------------
+
+
+def _alertmanager_entrypoint() -> Path:
+    """The repository file compose runs as Alertmanager's entrypoint."""
+    service = _services()["alertmanager"]
+    shell, script = (str(part) for part in service["entrypoint"])
+    assert shell == "/bin/sh"
+    for target, source in _bind_mounts("alertmanager").items():
+        if script.startswith(target + "/"):
+            return ROOT / source / script.removeprefix(target + "/")
+    raise AssertionError(f"{script} is not in a mounted directory")
+
+
+def _start_alertmanager(tmp_path: Path, env: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
+    """Runs the entrypoint as compose would, with a stand-in `alertmanager` that records its
+    arguments; returns the config it would have started with, and the arguments."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "alertmanager"
+    fake.write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$(dirname "$0")/args"\n')
+    fake.chmod(0o755)
+    config = tmp_path / "alertmanager.yml"
+    command = [str(arg) for arg in _services()["alertmanager"]["command"]]
+    subprocess.run(
+        ["/bin/sh", str(_alertmanager_entrypoint()), *command],
+        env={
+            "PATH": f"{bin_dir}:{os.environ['PATH']}",
+            "PAYSAGA_ALERTMANAGER_CONFIG": str(config),
+            **env,
+        },
+        check=True,
+        timeout=30,
+    )
+    args = (bin_dir / "args").read_text().split()
+    assert f"--config.file={config}" in args and command[0] in args
+    amtool = shutil.which("amtool")  # Debian's prometheus-alertmanager; else the checks below
+    if amtool is not None:
+        subprocess.run([amtool, "check-config", str(config)], check=True, timeout=30)
+    return _load_yaml(config), args
+
+
+def _routes(route: dict[str, Any]) -> list[dict[str, Any]]:
+    return [route] + [r for child in route.get("routes", []) for r in _routes(child)]
+
+
+def test_alertmanager_config_mails_the_admins_through_the_relay_by_severity(
+    tmp_path: Path,
+) -> None:
+    env = _env("alertmanager")
+    # The same variables the app's mail reads, not a second set to keep in step.
+    for name in ("PAYSAGA_SMTP_HOST", "PAYSAGA_SMTP_PORT", "PAYSAGA_SMTP_FROM"):
+        assert env[name] == _env("api")[name], name
+    assert env["PAYSAGA_ADMIN_EMAIL"] == "${PAYSAGA_ADMIN_EMAIL:-}", "from .env, never committed"
+
+    config, _ = _start_alertmanager(
+        tmp_path,
+        {
+            "PAYSAGA_SMTP_HOST": "relay.internal",
+            "PAYSAGA_SMTP_PORT": "2525",
+            "PAYSAGA_SMTP_FROM": "alerts@shop.example",
+            "PAYSAGA_ADMIN_EMAIL": "ops@shop.example,dana@shop.example",
+        },
+    )
+    assert config["global"]["smtp_smarthost"] == "relay.internal:2525"
+    assert config["global"]["smtp_from"] == "alerts@shop.example"
+    receivers = {r["name"]: r for r in config["receivers"]}
+    routes = _routes(config["route"])
+    for route in routes:
+        assert route["receiver"] in receivers, route
+    for receiver in receivers.values():
+        for email in receiver["email_configs"]:
+            assert email["to"] == "ops@shop.example,dana@shop.example"
+    # Every severity a rule carries has its own route.
+    rules = [r for g in _load_yaml(ALERTS)["groups"] for r in g["rules"]]
+    severities = {r["labels"]["severity"] for r in rules}
+    routed = {m for route in routes[1:] for m in route.get("matchers", [])}
+    assert {f'severity="{s}"' for s in severities} <= routed
+
+
+def test_alertmanager_without_an_admin_address_mails_nobody(tmp_path: Path) -> None:
+    config, _ = _start_alertmanager(tmp_path, {"PAYSAGA_SMTP_HOST": "relay.internal"})
+    (receiver,) = config["receivers"]
+    assert config["route"]["receiver"] == receiver["name"]
+    assert set(receiver) == {"name"}
+
+
+def test_alertmanager_config_is_the_one_compose_mounts() -> None:
+    script = _alertmanager_entrypoint()
+    assert script.parent == ALERTMANAGER
+    assert (script.parent / "alertmanager.yml").is_file()
+    placeholders = set(re.findall(r"\$\{(\w+)\}", (ALERTMANAGER / "alertmanager.yml").read_text()))
+    # Each is filled by the entrypoint from a variable compose gives the service.
+    assert placeholders <= set(_env("alertmanager"))
+    for name in placeholders:
+        assert f"${{{name}}}" in script.read_text(), name
 
 
 # --- Grafana -------------------------------------------------------------------------------
