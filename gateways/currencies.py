@@ -81,14 +81,18 @@ def rule(gateway: str, currency: str) -> Rule:
     return RULES.get(gateway, iso_rule)(currency)
 
 
+def _scale(digits: int) -> int:
+    return int(10**digits)  # digits >= 0 here; int() for mypy, which types ** on ints as Any
+
+
 def to_gateway(gateway: str, amount: int, currency: str) -> int:
     """Our ISO minor units as the gateway's integer amount, exactly, or NotRepresentable."""
     iso, theirs = iso_exponent(currency), rule(gateway, currency)
     shift = theirs.exponent - iso
     if shift >= 0:
-        converted = amount * 10**shift
+        converted = amount * _scale(shift)
     else:
-        converted, rest = divmod(amount, 10**-shift)
+        converted, rest = divmod(amount, _scale(-shift))
         if rest:
             raise NotRepresentable(
                 f"{gateway} takes {currency.upper()} with {theirs.exponent} decimals; "
@@ -107,8 +111,8 @@ def from_gateway(gateway: str, amount: int, currency: str) -> int:
     iso, theirs = iso_exponent(currency), rule(gateway, currency)
     shift = theirs.exponent - iso
     if shift <= 0:
-        return amount * 10**-shift
-    converted, rest = divmod(amount, 10**shift)
+        return amount * _scale(-shift)
+    converted, rest = divmod(amount, _scale(shift))
     if rest:
         raise NotRepresentable(
             f"{gateway} reported {amount} in {currency.upper()} ({theirs.exponent} decimals), "
