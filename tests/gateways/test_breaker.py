@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from prometheus_client import generate_latest
 
 from gateways.api import (
     CLOSED,
@@ -18,6 +19,7 @@ from gateways.api import (
     GatewayUnavailable,
 )
 from gateways.calls import Calls, Failure
+from observability.metrics import API, WORKER, WORKER_GATEWAYS
 
 
 class Clock:
@@ -188,3 +190,19 @@ def test_the_breaker_reports_closed_when_made() -> None:
     metrics = Recorded()
     Breaker("gw", metrics=metrics)
     assert metrics.states == [CLOSED]
+
+
+def test_each_process_shows_its_own_gateway_calls() -> None:
+    """The API's and the worker's registries each carry the call histogram and the breaker
+    gauge; a call recorded by one does not show in the other."""
+    WORKER_GATEWAYS.call("razorpay", "refund", "ok", 0.2)
+    WORKER_GATEWAYS.circuit("razorpay", 2)
+    worker, api = generate_latest(WORKER).decode(), generate_latest(API).decode()
+    assert (
+        'paysaga_gateway_call_seconds_count{call="refund",provider="razorpay",result="ok"}'
+        in worker
+    )
+    assert 'paysaga_gateway_circuit_state{provider="razorpay"} 2.0' in worker
+    assert 'call="refund",provider="razorpay"' not in api
+    assert "# TYPE paysaga_gateway_call_seconds histogram" in api
+    WORKER_GATEWAYS.circuit("razorpay", 0)

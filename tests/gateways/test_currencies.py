@@ -1,9 +1,13 @@
-"""The currency table: ISO 4217 minor units against Stripe's and Razorpay's own, both ways."""
+"""The currency table: ISO 4217 minor units against Stripe's and Razorpay's own, both ways,
+and webhooks' amounts arriving in ISO minor units."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from gateways import MalformedEvent, gateway_for
 from gateways.currencies import NotRepresentable, from_gateway, rule, to_gateway
 
 
@@ -68,3 +72,25 @@ def test_rules_are_read_case_insensitively_and_default_to_two_decimals() -> None
     assert rule("stripe", "XYZ").exponent == 2
     assert rule("razorpay", "xyz").exponent == 2
     assert to_gateway("stripe", 5, "isk") == 500
+
+
+def stripe_succeeded(amount: int, currency: str) -> bytes:
+    intent = {"id": "pi_1", "amount": amount, "amount_received": amount, "currency": currency}
+    event = {"id": "evt_1", "type": "payment_intent.succeeded", "data": {"object": intent}}
+    return json.dumps(event).encode()
+
+
+def test_webhook_amounts_arrive_in_iso_minor_units() -> None:
+    stripe = gateway_for("stripe", ("whsec_x",))
+    event = stripe.parse(stripe_succeeded(500, "isk"), {})
+    assert event.confirmation is not None
+    assert (event.confirmation.amount, event.confirmation.currency) == (5, "ISK")
+    event = stripe.parse(stripe_succeeded(500, "mga"), {})
+    assert event.confirmation is not None and event.confirmation.amount == 50000
+    with pytest.raises(MalformedEvent, match="ISO 4217"):
+        stripe.parse(stripe_succeeded(150, "isk"), {})  # 1.50 krónur: no such ISO amount
+    razorpay = gateway_for("razorpay", ("secret",))
+    payment = {"id": "pay_1", "order_id": "order_1", "amount": 295990, "currency": "KWD"}
+    body = {"event": "payment.captured", "payload": {"payment": {"entity": payment}}}
+    captured = razorpay.parse(json.dumps(body).encode(), {"x-razorpay-event-id": "e1"})
+    assert captured.confirmation is not None and captured.confirmation.amount == 295990
