@@ -14,7 +14,7 @@ from temporalio.client import Client
 from db.session import make_engine, make_sessionmaker
 from gateways import Gateways
 from observability.logs import configure_logging
-from observability.metrics import serve_worker_metrics
+from observability.metrics import WORKER_GATEWAYS, serve_worker_metrics
 from observability.tracing import temporal_interceptor, tracer_provider
 from paysaga.readiness import problems
 from paysaga.settings import Settings
@@ -49,7 +49,7 @@ async def run_worker(settings: Settings) -> None:
         settings.task_queue,
         sandboxed=settings.workflow_sandbox,
         mail=mail,
-        gateways=Gateways(settings.env),
+        gateways=Gateways(settings.env, WORKER_GATEWAYS),
     )
     await ensure_reconciliation_schedule(client, settings)
     if mail is not None:

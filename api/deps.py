@@ -13,6 +13,7 @@ from temporalio.client import Client, Interceptor
 from api.errors import NotFound, Unavailable
 from api.security import RejectionLog
 from gateways import Gateway, Gateways
+from observability.metrics import API_GATEWAYS
 from paysaga.settings import Settings
 from paysaga.temporal import connect
 
@@ -30,7 +31,7 @@ class Deps:
 
     def __post_init__(self) -> None:
         self.rejections = RejectionLog(self.sessions)
-        self.gateways = Gateways(self.settings.env)
+        self.gateways = Gateways(self.settings.env, API_GATEWAYS)
 
     async def temporal(self) -> Client:
         """Connects on first use, so the API starts (and says it is not ready) without Temporal."""

@@ -46,6 +46,7 @@ from domain.statuses import OrderStatus, RefundStatus
 from domain.views import OrderView, PlacedOrderView
 from gateways import registry
 from gateways.api import CheckoutIntent, GatewayApi, GatewayRefused, GatewayUnavailable
+from gateways.currencies import NotRepresentable, to_gateway
 from workflows.order_client import start_order_lifecycle
 from workflows.order_signals import tell_closed
 from workflows.refund_client import start_refund
@@ -144,6 +145,10 @@ async def _gateway_first(deps: Deps, new: NewOrder) -> tuple[NewOrder, str | Non
         if new.limits is not None:  # no gateway call for a customer past a limit
             await check_limits(s, new.customer_id, sum(new.items.values()), new.limits, lock=False)
         amount, currency = await quote(s, new.items)
+    try:  # an amount the gateway would charge differently is no order (issue 26 item 4)
+        to_gateway(new.provider, amount, currency)
+    except NotRepresentable as exc:
+        raise Conflict(f"this gateway cannot charge exactly {amount} {currency}: {exc}") from exc
     order_id = uuid.uuid4()
     try:
         # A gateway order left unpaid (no stock here) is cancelled, or expires there.
@@ -289,6 +294,8 @@ async def _intent(
 ) -> CheckoutIntent:
     try:
         return await api.create_intent(str(order_id), amount, currency, attempt)
+    except NotRepresentable as exc:
+        raise Conflict(f"this gateway cannot charge exactly {amount} {currency}: {exc}") from exc
     except (GatewayUnavailable, GatewayRefused) as exc:
         raise Unavailable(f"the payment gateway is unavailable; try again: {exc}") from exc
 

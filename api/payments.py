@@ -36,7 +36,7 @@ from api.schemas import Processing
 from db.models import Order, Payment
 from db.order_view import order_view
 from domain.payments import Confirmation, confirmation_workflow_id
-from domain.statuses import OrderStatus
+from domain.statuses import OrderStatus, PaymentStatus
 from domain.views import OrderView
 from gateways import SignatureError, registry
 from gateways.api import GatewayUnavailable
@@ -99,6 +99,16 @@ async def checkout_return(
         log.warning("rejected %s checkout return from %s: bad signature", provider, source)
         raise BadRequest(str(exc)) from exc
     attempt = await _attempt(deps, sub, is_admin, provider, checkout.intent_id(body))
+    assert attempt.order_id is not None
+    paid = attempt.transaction_id
+    if attempt.status == PaymentStatus.PAID and paid and paid == checkout.transaction_id(body):
+        # This very payment is stored as paid: nothing the gateway says can change that, so it
+        # is not asked (a reloaded return page is no gateway call). Another payment for the
+        # attempt (a second Razorpay payment) is confirmed as before.
+        workflow_id = confirmation_workflow_id(provider, paid)
+        return await _answer(
+            attempt.order_id, await _paid_view(deps, attempt.order_id), workflow_id
+        )
     try:
         confirmation = await checkout.confirmation(
             body,
@@ -111,7 +121,6 @@ async def checkout_return(
         raise NotFound(str(exc)) from exc
     except NotSucceeded as exc:
         raise Conflict(str(exc)) from exc
-    assert attempt.order_id is not None
     return await _confirm_and_answer(deps, confirmation, attempt.order_id)
 
 
@@ -123,9 +132,13 @@ async def _confirm_and_answer(
     with log_context(transaction_id=confirmation.transaction_id, order_id=str(order_id)):
         result = await _start(deps, confirmation)
         log.info("%s return for %s: %s", confirmation.provider, confirmation.transaction_id, result)
-    view = await _paid_view(deps, order_id)
+    workflow_id = confirmation_workflow_id(confirmation.provider, confirmation.transaction_id)
+    return await _answer(order_id, await _paid_view(deps, order_id), workflow_id)
+
+
+async def _answer(order_id: uuid.UUID, view: OrderView | None, workflow_id: str) -> Answer:
+    """200 with the paid order, else 202 `processing` and the confirmation's workflow."""
     if view is None:
-        workflow_id = confirmation_workflow_id(confirmation.provider, confirmation.transaction_id)
         processing = Processing(order_id=order_id, workflow_id=workflow_id)
         return JSONResponse(processing.model_dump(mode="json"), status_code=202)
     return view

@@ -44,11 +44,16 @@ _EXPONENTS = {
 }  # fmt: skip
 
 
+def iso_exponent(currency: str) -> int:
+    """ISO 4217's minor-unit exponent: 2 for EUR, 0 for JPY, 3 for KWD."""
+    return _EXPONENTS.get(currency.upper(), 2)
+
+
 def format_money(amount: int, currency: str) -> str:
     """An amount for people to read: 49900 INR is "INR 499.00", 1500 JPY "JPY 1,500",
     1234567 KWD "KWD 1,234.567". Integer arithmetic only, so no amount is ever rounded."""
     code = currency.upper()
-    exponent = _EXPONENTS.get(code, 2)
+    exponent = iso_exponent(code)
     sign = "-" if amount < 0 else ""
     major, minor = divmod(abs(amount), 10**exponent)
     fraction = f".{minor:0{exponent}d}" if exponent else ""

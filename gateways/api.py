@@ -4,12 +4,14 @@ vocabulary, and a circuit breaker.
 
 A breaker stops calling a gateway that failed `FAILURES` times running, for `OPEN_SECONDS`:
 a checkout then answers 503 at once, with nothing reserved, instead of each customer waiting
-out the timeouts.
+out the timeouts. Only the gateway's own failures count: a refusal (4xx) or a rate limit is
+one customer's business, and must not close checkout for everyone.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -67,24 +69,79 @@ class GatewayApi(Protocol):
         """In full, once per `key`: a retried call with it is the same refund."""
 
 
+class GatewayMetrics(Protocol):
+    """Where a process records its gateway calls (`observability.metrics`: one per registry,
+    since the API and the worker both call gateways)."""
+
+    def call(self, provider: str, call: str, result: str, seconds: float) -> None:
+        """One outgoing API call: ok, refused, unavailable or rate_limited."""
+
+    def circuit(self, provider: str, state: int) -> None:
+        """The provider's breaker is now CLOSED, HALF_OPEN or OPEN."""
+
+
+class NoMetrics:
+    """Nothing recorded (a process that only reads the gateways' settings)."""
+
+    def call(self, provider: str, call: str, result: str, seconds: float) -> None:
+        pass
+
+    def circuit(self, provider: str, state: int) -> None:
+        pass
+
+
+NO_METRICS = NoMetrics()
+CLOSED, HALF_OPEN, OPEN = 0, 1, 2  # the gauge's values
+
+
 class Breaker:
+    """Closed: calls pass, and `FAILURES` failures in a row (server errors, timeouts,
+    unreachable: never a refusal or a rate limit) open it. Open: no call for `open_seconds`.
+    Half-open: one trial call; its success closes, its failure opens again."""
+
     def __init__(
-        self, gateway: str, failures: int = FAILURES, open_seconds: float = OPEN_SECONDS
+        self,
+        provider: str,
+        failures: int = FAILURES,
+        open_seconds: float = OPEN_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+        metrics: GatewayMetrics = NO_METRICS,
     ) -> None:
-        self.gateway = gateway
-        self.limit, self.open_seconds = failures, open_seconds
-        self.failures, self.opened_at = 0, 0.0
+        self.provider, self.limit, self.open_seconds = provider, failures, open_seconds
+        self.clock, self.metrics = clock, metrics
+        self.failures, self.opened_at, self.trial = 0, 0.0, False
+        self.state = CLOSED
+        metrics.circuit(provider, CLOSED)
+
+    def _set(self, state: int) -> None:
+        if state != self.state:
+            self.state = state
+            self.metrics.circuit(self.provider, state)
 
     def check(self) -> None:
-        if self.failures >= self.limit and time.monotonic() - self.opened_at < self.open_seconds:
+        """Admits a call, or raises GatewayUnavailable (open; or half-open with its one trial
+        call under way)."""
+        if self.state == OPEN and self.clock() - self.opened_at >= self.open_seconds:
+            self._set(HALF_OPEN)
+        if self.state == OPEN or (self.state == HALF_OPEN and self.trial):
             raise GatewayUnavailable(
-                f"{self.gateway} failed repeatedly; not calling it for a while"
+                f"{self.provider} failed repeatedly; not calling it for a while"
             )
+        if self.state == HALF_OPEN:
+            self.trial = True
 
-    def record(self, ok: bool) -> None:
-        if ok:
-            self.failures = 0
-            return
+    def succeeded(self) -> None:
+        """An answer (a refusal too: the gateway is up)."""
+        self.failures, self.trial = 0, False
+        self._set(CLOSED)
+
+    def failed(self) -> None:
         self.failures += 1
-        if self.failures >= self.limit:
-            self.opened_at = time.monotonic()  # (re)opened; one trial call once it elapses
+        self.trial = False
+        if self.state == HALF_OPEN or self.failures >= self.limit:
+            self.opened_at = self.clock()
+            self._set(OPEN)
+
+    def neutral(self) -> None:
+        """Neither: a rate limit, or a call abandoned. A half-open breaker may try again."""
+        self.trial = False

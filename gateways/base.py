@@ -14,6 +14,7 @@ from typing import Any
 
 from domain.money import minor_units, normalise_currency
 from domain.payments import AttemptEnd, Confirmation, RefundNotice, is_identifier
+from gateways.currencies import from_gateway
 
 
 class SignatureError(Exception):
@@ -120,11 +121,18 @@ def identifier_at(data: Mapping[str, Any], *path: str) -> str:
 
 
 def money(
-    data: Mapping[str, Any], amount_path: tuple[str, ...], currency_path: tuple[str, ...]
+    data: Mapping[str, Any],
+    amount_path: tuple[str, ...],
+    currency_path: tuple[str, ...],
+    gateway: str | None = None,
 ) -> tuple[int, str]:
+    """An amount and its currency, in ISO 4217 minor units: a `gateway`'s own units are
+    converted (`gateways.currencies`); one with no exact ISO amount is malformed."""
     try:
-        return minor_units(dig(data, *amount_path)), normalise_currency(dig(data, *currency_path))
-    except ValueError as exc:
+        amount = minor_units(dig(data, *amount_path))
+        currency = normalise_currency(dig(data, *currency_path))
+        return (from_gateway(gateway, amount, currency) if gateway else amount), currency
+    except ValueError as exc:  # NotRepresentable too
         raise MalformedEvent(str(exc)) from exc
 
 

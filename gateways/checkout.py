@@ -40,6 +40,11 @@ class CheckoutReturn(ABC):
     def intent_id(self, body: BaseModel) -> str:
         """The attempt's intent id the return names."""
 
+    def transaction_id(self, body: BaseModel) -> str | None:
+        """The payment the return names, where it names one (None: only the gateway knows).
+        A payment stored as paid under it is not asked about again."""
+        return None
+
     @abstractmethod
     def check(self, body: BaseModel) -> None:
         """Raises NotVerifiable, or SignatureError (400, a security event), before anything is

@@ -14,7 +14,7 @@ from abc import ABC
 from collections.abc import Iterator, Mapping
 from typing import ClassVar
 
-from gateways.api import GatewayApi
+from gateways.api import NO_METRICS, GatewayApi, GatewayMetrics
 from gateways.base import WebhookAdapter
 from gateways.checkout import CheckoutReturn
 
@@ -37,7 +37,8 @@ class Gateway(ABC):
     api: GatewayApi | None = None
     checkout: CheckoutReturn | None = None
 
-    def __init__(self, env: Mapping[str, str]) -> None:
+    def __init__(self, env: Mapping[str, str], metrics: GatewayMetrics = NO_METRICS) -> None:
+        self.metrics = metrics  # where this process records its calls to the gateway's API
         self.webhook_secrets = env_secrets(env, f"PAYSAGA_{self.name.upper()}_WEBHOOK_SECRETS")
         self.webhooks = self.adapter(self.webhook_secrets, self.livemode())
 
@@ -85,10 +86,11 @@ def gateway_for(
 
 class Gateways:
     """Every registered gateway, configured once per process, so each API client's circuit
-    breaker sees every call that process makes."""
+    breaker sees every call that process makes; `metrics` is where the process records them
+    (the API's and the worker's registries differ)."""
 
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self._by_name = {name: gateway(env) for name, gateway in _REGISTERED.items()}
+    def __init__(self, env: Mapping[str, str], metrics: GatewayMetrics = NO_METRICS) -> None:
+        self._by_name = {name: gateway(env, metrics) for name, gateway in _REGISTERED.items()}
 
     def __getitem__(self, name: str) -> Gateway:
         return self._by_name[name]

@@ -120,3 +120,35 @@ OPEN_CASE_OLDEST_SECONDS = Gauge(
     ["kind"],
     registry=API,
 )
+
+
+# --- gateway calls (both processes: the API and the worker each call the gateways) --------
+class GatewayCallMetrics:
+    """`gateways.api.GatewayMetrics` for one registry: each process's `Gateways` is given
+    its own (`API_GATEWAYS`, `WORKER_GATEWAYS`), so each `/metrics` shows its own calls."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.seconds = Histogram(
+            "paysaga_gateway_call_seconds",
+            "Outgoing gateway API calls: create_intent, cancel_intent, look_up, refund, "
+            "capture; result ok, refused, unavailable or rate_limited.",
+            ["provider", "call", "result"],
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=registry,
+        )
+        self.state = Gauge(
+            "paysaga_gateway_circuit_state",
+            "A gateway's circuit breaker: 0 closed, 1 half-open (one trial call), 2 open.",
+            ["provider"],
+            registry=registry,
+        )
+
+    def call(self, provider: str, call: str, result: str, seconds: float) -> None:
+        self.seconds.labels(provider, call, result).observe(seconds)
+
+    def circuit(self, provider: str, state: int) -> None:
+        self.state.labels(provider).set(state)
+
+
+API_GATEWAYS = GatewayCallMetrics(API)
+WORKER_GATEWAYS = GatewayCallMetrics(WORKER)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from gateways.api import NO_METRICS, GatewayMetrics
 from gateways.razorpay.api import RazorpayApi
 from gateways.razorpay.checkout import RazorpayReturn
 from gateways.razorpay.webhooks import RazorpayWebhooks
@@ -17,13 +18,13 @@ class Razorpay(Gateway):
     name = "razorpay"
     adapter = RazorpayWebhooks
 
-    def __init__(self, env: Mapping[str, str]) -> None:
-        super().__init__(env)
+    def __init__(self, env: Mapping[str, str], metrics: GatewayMetrics = NO_METRICS) -> None:
+        super().__init__(env, metrics)
         key_id = env_text(env, "PAYSAGA_RAZORPAY_KEY_ID")
         self.key_secret = env_text(env, "PAYSAGA_RAZORPAY_KEY_SECRET")
         if key_id and self.key_secret:
             self.api = RazorpayApi(
-                key_id, self.key_secret, env_text(env, "PAYSAGA_RAZORPAY_API_BASE")
+                key_id, self.key_secret, env_text(env, "PAYSAGA_RAZORPAY_API_BASE"), metrics
             )
         # The key secret alone verifies a checkout return's signature.
         self.checkout = RazorpayReturn(self.key_secret)

@@ -41,6 +41,10 @@ class RazorpayReturn(CheckoutReturn):
         assert isinstance(body, RazorpayReturnIn)
         return body.razorpay_order_id
 
+    def transaction_id(self, body: BaseModel) -> str | None:
+        assert isinstance(body, RazorpayReturnIn)
+        return body.razorpay_payment_id
+
     def check(self, body: BaseModel) -> None:
         assert isinstance(body, RazorpayReturnIn)
         if not self.key_secret:

@@ -60,7 +60,7 @@ class RazorpayWebhooks(WebhookAdapter):
             return GatewayEvent(event_id, event_type, None, end)
         if event_type in REFUND_EVENTS:
             refund = ("payload", "refund", "entity")
-            amount, currency = money(data, (*refund, "amount"), (*refund, "currency"))
+            amount, currency = money(data, (*refund, "amount"), (*refund, "currency"), self.name)
             notice = RefundNotice(
                 provider=self.name,
                 transaction_id=identifier_at(data, *refund, "payment_id"),
@@ -74,7 +74,7 @@ class RazorpayWebhooks(WebhookAdapter):
             return GatewayEvent(event_id, event_type, None, refund=notice)
         if event_type not in CONFIRMING_EVENTS:
             return GatewayEvent(event_id, event_type, None)
-        amount, currency = money(data, (*payment, "amount"), (*payment, "currency"))
+        amount, currency = money(data, (*payment, "amount"), (*payment, "currency"), self.name)
         confirmation = Confirmation(
             provider=self.name,
             transaction_id=identifier_at(data, *payment, "id"),

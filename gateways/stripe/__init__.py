@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from gateways.api import NO_METRICS, GatewayMetrics
 from gateways.registry import Gateway, env_text
 from gateways.stripe.api import StripeApi
 from gateways.stripe.checkout import StripeReturn
@@ -18,14 +19,11 @@ class Stripe(Gateway):
     name = "stripe"
     adapter = StripeWebhooks
 
-    def __init__(self, env: Mapping[str, str]) -> None:
+    def __init__(self, env: Mapping[str, str], metrics: GatewayMetrics = NO_METRICS) -> None:
         self.api_key = env_text(env, "PAYSAGA_STRIPE_API_KEY")
-        super().__init__(env)
-        api = (
-            StripeApi(self.api_key, env_text(env, "PAYSAGA_STRIPE_API_BASE"))
-            if self.api_key
-            else None
-        )
+        super().__init__(env, metrics)
+        base = env_text(env, "PAYSAGA_STRIPE_API_BASE")
+        api = StripeApi(self.api_key, base, metrics=metrics) if self.api_key else None
         self.api, self.checkout = api, StripeReturn(api)
 
     def livemode(self) -> bool | None:

@@ -94,7 +94,9 @@ class StripeWebhooks(WebhookAdapter):
         if event_type == "charge.refunded":
             charge = ("data", "object")
             # amount_refunded: what went back in all (Stripe refunds a charge in parts too).
-            amount, currency = money(data, (*charge, "amount_refunded"), (*charge, "currency"))
+            amount, currency = money(
+                data, (*charge, "amount_refunded"), (*charge, "currency"), self.name
+            )
             charge_id = identifier_at(data, *charge, "id")
             notice = RefundNotice(
                 provider=self.name,
@@ -111,7 +113,7 @@ class StripeWebhooks(WebhookAdapter):
             return GatewayEvent(event_id, event_type, None)
         obj = dig(data, *intent)
         received = (received_field(obj) if isinstance(obj, dict) else None) or "amount_received"
-        amount, currency = money(data, (*intent, received), (*intent, "currency"))
+        amount, currency = money(data, (*intent, received), (*intent, "currency"), self.name)
         intent_id = identifier_at(data, *intent, "id")
         metadata = data["data"]["object"].get("metadata")
         order_id = metadata.get("order_id") if isinstance(metadata, dict) else None

@@ -93,7 +93,7 @@ async def escalations_to_admin(inbox: Inbox, count: int, seconds: float = 30) ->
 def body(message: EmailMessage) -> str:
     part = message.get_body(("plain",))
     assert part is not None
-    return str(part.get_content())  # type: ignore[attr-defined]
+    return str(part.get_content())
 
 
 async def test_a_recipient_never_accepted_delays_nobody_and_is_given_up_escalated_once(

@@ -1,28 +1,31 @@
 """Stripe online mode against a real Stripe emulator (`localstripe`, started here): the
 PaymentIntent is created at checkout, a test card pays it, localstripe's own signed webhook
 pays the order; the return URL's verify joins the same workflow; a refund goes through
-Stripe's API; a Stripe that is down at checkout is a 503 with nothing reserved."""
+Stripe's API; a Stripe that is down at checkout is a 503 with nothing reserved; an amount
+Stripe would charge differently is a 409; every call to Stripe is measured, and verify asks
+Stripe only when its answer can have changed."""
 
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import stripe
 import uvicorn
+from sqlalchemy import func, select
 from temporalio.service import RPCError
 
 from api.app import create_app
+from db.models import Order, Product
 from domain.payments import confirmation_workflow_id, refund_workflow_id
+from gateways.stripe.checkout import CACHE_SECONDS
+from observability.metrics import API
 from paysaga.devstack import free_port
+from tests.support.localstripe import API_KEY, pay_with_card, running_localstripe, stripe_client
 from tests.support.outcomes import (
     ONE_CONFIRMATION,
     assert_checkout_refused_with_nothing_reserved,
@@ -32,27 +35,10 @@ from tests.support.outcomes import (
 from tests.support.signing import SECRETS, stripe_request
 from tests.support.stack import Stack
 
-API_KEY = "sk_test_paysaga_localstripe"
-
 
 @pytest.fixture(scope="module")
 def localstripe() -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "localstripe"), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            httpx.get(f"{base}/v1/balance", headers={"Authorization": f"Bearer {API_KEY}"})
-            break
-        except httpx.TransportError:
-            time.sleep(0.1)
-    yield base
-    proc.terminate()
-    proc.wait(10)
+    yield from running_localstripe()
 
 
 @pytest.fixture
@@ -85,30 +71,6 @@ async def webhooks_to_us(stack: Stack, localstripe: str) -> AsyncIterator[str]:
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     await serving
-
-
-def stripe_client(base: str) -> stripe.StripeClient:
-    return stripe.StripeClient(API_KEY, base_addresses={"api": base})
-
-
-async def pay_with_card(base: str, intent_id: str, card: str = "4242424242424242") -> str:
-    """What Stripe.js does in the browser: a card, attached to the intent, confirmed."""
-    client = stripe_client(base)
-
-    def pay() -> str:
-        method = client.v1.payment_methods.create(
-            {
-                "type": "card",
-                "card": {"number": card, "exp_month": 12, "exp_year": 2030, "cvc": "123"},
-            }
-        )
-        client.v1.payment_intents.update(intent_id, {"payment_method": method.id})
-        try:
-            return str(client.v1.payment_intents.confirm(intent_id).status)
-        except stripe.CardError:
-            return "declined"
-
-    return await asyncio.to_thread(pay)
 
 
 async def paid_by_webhook(stack: Stack, order_id: str) -> None:
@@ -173,6 +135,9 @@ async def test_return_url_confirms_when_no_webhook_comes(stack: Stack, localstri
     )
     assert early.status_code == 409 and "requires_payment_method" in early.json()["detail"]
     assert await pay_with_card(localstripe, intent_id) == "succeeded"
+    # An intent's answer is shared for a moment (no Stripe call per reload); the customer's
+    # real return comes after paying, not a second after an early one.
+    await asyncio.sleep(CACHE_SECONDS)
     back = await stack.http.post(
         "/payments/stripe/verify", json={"payment_intent": intent_id}, headers=stack.user()
     )
@@ -307,3 +272,94 @@ async def test_a_new_attempt_is_a_new_payment_intent_at_stripe(
         (first, "failed"),
         (second, "paid"),
     ]
+
+
+def stripe_calls(call: str) -> float:
+    """How many `call`s to Stripe this process's API has made (answered by Stripe)."""
+    labels = {"provider": "stripe", "call": call, "result": "ok"}
+    return API.get_sample_value("paysaga_gateway_call_seconds_count", labels) or 0.0
+
+
+async def test_verify_asks_stripe_only_when_its_answer_can_have_changed(
+    stack: Stack, localstripe: str
+) -> None:
+    order = await checkout(stack, localstripe)
+    intent_id = order["payment"]["intent_id"]
+    verify = {"payment_intent": intent_id}
+    before = stripe_calls("look_up")
+    early = await asyncio.gather(
+        *(
+            stack.http.post("/payments/stripe/verify", json=verify, headers=stack.user())
+            for _ in range(5)
+        )
+    )
+    assert {answer.status_code for answer in early} == {409}
+    assert stripe_calls("look_up") == before + 1  # five returns at once: one look-up
+    assert await pay_with_card(localstripe, intent_id) == "succeeded"
+    await asyncio.sleep(CACHE_SECONDS)
+    paid = await stack.http.post("/payments/stripe/verify", json=verify, headers=stack.user())
+    assert paid.status_code == 200 and paid.json()["status"] == "paid"
+    await stack.result(confirmation_workflow_id("stripe", intent_id))
+    asked = stripe_calls("look_up")
+    await asyncio.sleep(CACHE_SECONDS)
+    for _ in range(5):  # reloads of the return page: stored as paid, Stripe is not asked
+        again = await stack.http.post("/payments/stripe/verify", json=verify, headers=stack.user())
+        assert again.status_code == 200 and again.json()["status"] == "paid"
+    assert stripe_calls("look_up") == asked
+    assert await effects(stack.sessions, order["id"]) == ONE_CONFIRMATION
+
+
+async def test_a_call_to_stripe_shows_in_the_apis_metrics(stack: Stack, localstripe: str) -> None:
+    def created(text: str) -> float:
+        for line in text.splitlines():
+            if line.startswith("paysaga_gateway_call_seconds_count{") and all(
+                label in line
+                for label in ('call="create_intent"', 'provider="stripe"', 'result="ok"')
+            ):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    before = created((await stack.http.get("/metrics")).text)
+    await checkout(stack, localstripe)
+    text = (await stack.http.get("/metrics")).text
+    assert created(text) == before + 1
+    assert (
+        'paysaga_gateway_call_seconds_bucket{call="create_intent",le="10.0",provider="stripe",result="ok"}'
+        in text
+    )
+    assert 'paysaga_gateway_circuit_state{provider="stripe"} 0.0' in text
+
+
+async def test_an_amount_stripe_cannot_charge_exactly_is_refused_before_anything(
+    stack: Stack, localstripe: str
+) -> None:
+    """500.50 MGA: ISO 4217 gives the ariary two decimals, Stripe none. Refused (409, the
+    reason), with no stock taken and no call to Stripe; 500.00 MGA goes through as 500."""
+    sku = f"CONF-{uuid.uuid4().hex[:8]}"
+    product = {"sku": sku, "name": "Pass", "unit_amount": 50050, "currency": "MGA", "stock": 3}
+    assert (
+        await stack.http.post("/admin/products", json=product, headers=stack.admin)
+    ).status_code == 201
+    before = stripe_calls("create_intent")
+    refused = await stack.http.post(
+        "/orders",
+        json={"items": [{"sku": sku, "quantity": 1}], "provider": "stripe"},
+        headers=stack.user(),
+    )
+    assert refused.status_code == 409, refused.text
+    assert "cannot charge exactly 50050 MGA" in refused.json()["detail"]
+    assert stripe_calls("create_intent") == before
+    async with stack.sessions() as s:
+        assert await s.scalar(select(Product.stock).where(Product.sku == sku)) == 3
+        assert (
+            await s.scalar(
+                select(func.count()).select_from(Order).where(Order.customer_id == "alice")
+            )
+            == 0
+        )
+    order = await stack.place_order("stripe", amount=50000, currency="MGA")
+    intent = await asyncio.to_thread(
+        stripe_client(localstripe).v1.payment_intents.retrieve, order["payment"]["intent_id"]
+    )
+    assert (intent.amount, intent.currency) == (500, "mga")
+    assert order["amount"] == 50000  # stored in ISO minor units

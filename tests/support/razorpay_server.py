@@ -5,7 +5,7 @@ Orders (`POST /v1/orders`), an order's payments (`GET /v1/orders/{id}/payments`)
 (`GET /v1/payments/{id}`) and refunds (`POST /v1/payments/{id}/refund`, honouring
 `X-Refund-Idempotency`), behind HTTP basic auth with the key id and secret; errors as
 `{"error": {"code": "BAD_REQUEST_ERROR", "description": ...}}`. `pay(order_id)` is the
-customer paying at Razorpay's checkout.
+customer paying at Razorpay's checkout; `faults` makes the next requests answer 5xx or 429.
 """
 
 from __future__ import annotations
@@ -27,6 +27,11 @@ class RazorpayApiServer:
         self.refunds: dict[str, dict[str, Any]] = {}  # by idempotency key
         self.refund_calls = 0
         self.fail_refunds = 0  # the next refunds created end `failed` (the bank refused)
+        # The next requests whose path starts so answer this status instead (after doing what
+        # they asked, if `after`): (path prefix, status, Retry-After, after).
+        self.faults: list[tuple[str, int, str | None, bool]] = []
+        self.requests: list[tuple[str, str, int]] = []  # method, path, status answered
+        self.refund_keys: list[str | None] = []  # X-Refund-Idempotency of each refund request
         self.lock = threading.Lock()
         self.http = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.http.server_address[1]}"
@@ -63,7 +68,31 @@ class RazorpayApiServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
+            def _fault(self) -> tuple[int, str | None, bool] | None:
+                with api.lock:
+                    for n, (prefix, status, wait, after) in enumerate(api.faults):
+                        if self.path.startswith(prefix):
+                            del api.faults[n]
+                            return status, wait, after
+                return None
+
+            def _failing(self, fault: tuple[int, str | None, bool]) -> None:
+                status, wait, _ = fault
+                data = b"<html>upstream failed</html>" if status >= 500 else b'{"error": {}}'
+                api.requests.append((self.command, self.path, status))
+                self.send_response(status)
+                if wait is not None:
+                    self.send_header("Retry-After", wait)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
             def _answer(self, status: int, body: dict[str, Any]) -> None:
+                fault = getattr(self, "fault", None)
+                if fault is not None and fault[2]:  # done, and the answer lost
+                    self._failing(fault)
+                    return
+                api.requests.append((self.command, self.path, status))
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -82,13 +111,21 @@ class RazorpayApiServer:
                 return True
 
             def _body(self) -> dict[str, Any]:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b"{}"
-                body: dict[str, Any] = json.loads(raw or b"{}")
+                body: dict[str, Any] = json.loads(self._body_bytes or b"{}")
                 return body
 
+            def _faulted(self) -> bool:
+                """Answers a fault that comes before the work; keeps one that comes after."""
+                if self.command == "POST":
+                    self._body_bytes = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.fault = self._fault()
+                if self.fault is not None and not self.fault[2]:
+                    self._failing(self.fault)
+                    return True
+                return False
+
             def do_GET(self) -> None:
-                if not self._authorised():
+                if self._faulted() or not self._authorised():
                     return
                 parts = self.path.split("?")[0].strip("/").split("/")
                 if parts[:2] == ["v1", "orders"] and len(parts) == 4 and parts[3] == "payments":
@@ -104,7 +141,7 @@ class RazorpayApiServer:
                     self._error(400, "The requested URL was not found on the server.")
 
             def do_POST(self) -> None:
-                if not self._authorised():
+                if self._faulted() or not self._authorised():
                     return
                 parts = self.path.strip("/").split("/")
                 body = self._body()
@@ -132,6 +169,7 @@ class RazorpayApiServer:
                     self._error(400, "The requested URL was not found on the server.")
 
             def _refund(self, payment_id: str, body: dict[str, Any]) -> None:
+                api.refund_keys.append(self.headers.get("X-Refund-Idempotency"))
                 key = self.headers.get("X-Refund-Idempotency") or secrets.token_hex(8)
                 with api.lock:
                     api.refund_calls += 1

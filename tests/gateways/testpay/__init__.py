@@ -20,7 +20,13 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from domain.payments import Confirmation, RefundNotice
-from gateways.api import CheckoutIntent, GatewayRefund, GatewayRefused
+from gateways.api import (
+    NO_METRICS,
+    CheckoutIntent,
+    GatewayMetrics,
+    GatewayRefund,
+    GatewayRefused,
+)
 from gateways.base import (
     GatewayEvent,
     SignatureError,
@@ -186,8 +192,8 @@ class Testpay(Gateway):
     name = NAME
     adapter = TestpayWebhooks
 
-    def __init__(self, env: Mapping[str, str]) -> None:
-        super().__init__(env)
+    def __init__(self, env: Mapping[str, str], metrics: GatewayMetrics = NO_METRICS) -> None:
+        super().__init__(env, metrics)
         if env_text(env, "PAYSAGA_TESTPAY_ONLINE"):
             api = TestpayApi(LEDGER)
             self.api, self.checkout = api, TestpayReturn(api)
