@@ -14,7 +14,7 @@ from temporalio.client import Client
 from db.session import make_engine, make_sessionmaker
 from gateways import Gateways
 from observability.logs import configure_logging
-from observability.metrics import WORKER_GATEWAYS, serve_worker_metrics
+from observability.metrics import ESCALATIONS, WORKER_GATEWAYS, serve_worker_metrics
 from observability.tracing import temporal_interceptor, tracer_provider
 from paysaga.readiness import problems
 from paysaga.settings import Settings
@@ -22,6 +22,7 @@ from paysaga.temporal import (
     build_worker,
     connect,
     ensure_reconciliation_schedule,
+    gateway_metrics,
     mail_config,
     metrics_runtime,
 )
@@ -43,13 +44,15 @@ async def run_worker(settings: Settings) -> None:
     client = await connect(settings, interceptors=temporal_interceptor(tracing), runtime=runtime)
     await refuse_unless_ready(client, engine)
     mail = mail_config(settings)
+    sessions = make_sessionmaker(engine)
+    metrics = gateway_metrics(settings, sessions, WORKER_GATEWAYS, ESCALATIONS)
     worker = build_worker(
         client,
-        make_sessionmaker(engine),
+        sessions,
         settings.task_queue,
         sandboxed=settings.workflow_sandbox,
         mail=mail,
-        gateways=Gateways(settings.env, WORKER_GATEWAYS),
+        gateways=Gateways(settings.env, metrics),
     )
     await ensure_reconciliation_schedule(client, settings)
     if mail is not None:

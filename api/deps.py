@@ -13,9 +13,9 @@ from temporalio.client import Client, Interceptor
 from api.errors import NotFound, Unavailable
 from api.security import RejectionLog
 from gateways import Gateway, Gateways
-from observability.metrics import API_GATEWAYS
+from observability.metrics import API_ESCALATIONS, API_GATEWAYS
 from paysaga.settings import Settings
-from paysaga.temporal import connect
+from paysaga.temporal import connect, gateway_metrics
 
 
 @dataclass
@@ -31,7 +31,8 @@ class Deps:
 
     def __post_init__(self) -> None:
         self.rejections = RejectionLog(self.sessions)
-        self.gateways = Gateways(self.settings.env, API_GATEWAYS)
+        metrics = gateway_metrics(self.settings, self.sessions, API_GATEWAYS, API_ESCALATIONS)
+        self.gateways = Gateways(self.settings.env, metrics)
 
     async def temporal(self) -> Client:
         """Connects on first use, so the API starts (and says it is not ready) without Temporal."""

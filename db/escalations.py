@@ -9,6 +9,10 @@ command that acts on it.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
@@ -16,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db import outbox
 from db.models import Escalation, ReconciliationCase
@@ -25,6 +29,7 @@ from domain.payments import CaseKind
 from domain.statuses import CaseState
 from mail.messages import message_id
 
+log = logging.getLogger("paysaga.escalations")
 MAIL_KIND = "escalation"
 # Money that came in and is not applied: parked, waiting for an operator.
 PARKED = (
@@ -169,3 +174,62 @@ def mail_alarm(mail: outbox.Mail, error: str) -> Alarm:
         command=f"paysaga admin resend-mail {mail.id}",
         detail={"notification_id": mail.id, "order_id": str(mail.order_id or ""), "error": error},
     )
+
+
+class CircuitWatch:
+    """A process's gateway metrics (`gateways.api.GatewayMetrics`) that also escalate a
+    circuit's opening: when a provider's breaker goes from closed to open, once per provider
+    and ten minutes whichever process sees it (its key), so a flapping breaker or several
+    processes opening together make one mail."""
+
+    OPEN, CLOSED = 2, 0
+
+    def __init__(
+        self,
+        inner: Any,
+        sessions: async_sessionmaker[AsyncSession],
+        to: Recipients,
+        counted: Callable[[str], None],
+    ) -> None:
+        self.inner, self.sessions, self.to, self.counted = inner, sessions, to, counted
+        self._states: dict[str, int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def call(self, provider: str, call: str, result: str, seconds: float) -> None:
+        self.inner.call(provider, call, result, seconds)
+
+    def circuit(self, provider: str, state: int) -> None:
+        self.inner.circuit(provider, state)
+        was, self._states[provider] = self._states.get(provider, self.CLOSED), state
+        if state != self.OPEN or was != self.CLOSED:
+            return
+        try:
+            task = asyncio.get_running_loop().create_task(self._escalate(provider))
+        except RuntimeError:  # no loop: nothing to escalate from (a test's direct call)
+            return
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _escalate(self, provider: str) -> None:
+        alarm = Alarm(
+            key=f"circuit:{provider}:{int(time.time()) // 600}",
+            kind=EscalationKind.CIRCUIT_OPEN,
+            summary=(
+                f"{provider}'s API failed repeatedly: paysaga stopped calling it for a while "
+                "(checkouts answer 503, look-ups and refunds wait and retry)."
+            ),
+            command=(
+                f"check {provider}'s status page; `paysaga admin cases` once it is back "
+                "(the breaker closes by itself after a successful trial call)"
+            ),
+            detail={"provider": provider},
+        )
+        try:
+            async with self.sessions.begin() as s:
+                recorded = await escalate(s, alarm, self.to)
+        except Exception:  # the alarm must never break the call that tripped it
+            log.exception("escalation of %s's open circuit not recorded", provider)
+            return
+        if recorded:
+            self.counted(alarm.kind)
+            log.error("escalation %s: %s Act: %s", alarm.kind, alarm.summary, alarm.command)

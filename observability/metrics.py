@@ -40,6 +40,12 @@ HTTP_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
     registry=API,
 )
+API_ESCALATIONS = Counter(
+    "paysaga_escalations",
+    "Escalations this process recorded for a person (the API: a gateway circuit opening).",
+    ["kind"],
+    registry=API,
+)
 OPEN_CASES = Gauge(
     "paysaga_open_cases",
     "Open reconciliation cases by kind (read from the database at scrape time).",

@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 
+from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, Interceptor, WorkflowHistory
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
@@ -22,8 +23,10 @@ from activities.notifications import MailConfig, NotificationActivities
 from activities.orders import OrderActivities
 from activities.reconciliation import ReconcileInput, ReconciliationActivities
 from activities.refunds import RefundActivities
+from db.escalations import CircuitWatch, Recipients
 from domain.workflow_names import ORDER_ID, ORDER_STATE, PAYMENT_STATE, TRANSACTION_ID
 from gateways import Gateways
+from gateways.api import GatewayMetrics
 from mail.smtp import SmtpServer
 from observability.logs import LogContext
 from paysaga.settings import Settings
@@ -128,6 +131,28 @@ def build_worker(
         # The client's interceptors (tracing) apply to the worker too; this one adds the
         # workflow's ids to every line an activity logs.
         interceptors=[LogContext()],
+    )
+
+
+def escalation_recipients(settings: Settings) -> Recipients:
+    """Where a process's escalations are mailed: nowhere without a mail relay (SMTP)."""
+    if not settings.smtp_host:
+        return Recipients()
+    return Recipients(settings.admins, settings.smtp_from.rpartition("@")[2])
+
+
+def gateway_metrics(
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    metrics: GatewayMetrics,
+    escalations: Counter,
+) -> CircuitWatch:
+    """A process's gateway metrics, escalating a circuit's opening (`db.escalations`)."""
+    return CircuitWatch(
+        metrics,
+        sessions,
+        escalation_recipients(settings),
+        lambda kind: escalations.labels(kind).inc(),
     )
 
 
