@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db import events as feed
 from db import outbox
 from db.models import FeedCursor, Order
+from domain.statuses import NotificationStatus
 from mail.messages import message_id
 from observability.metrics import NOTIFICATIONS
 
@@ -59,7 +60,7 @@ async def follow(s: AsyncSession, mail_domain: str) -> int:
         order_id = item.event["order_id"] and uuid.UUID(item.event["order_id"])
         recipient = addresses.get(order_id) if order_id else None
         if not recipient:
-            NOTIFICATIONS.labels(kind, "skipped").inc()  # nobody to tell
+            NOTIFICATIONS.labels(kind, NotificationStatus.SKIPPED).inc()  # nobody to tell
             continue
         dedupe_key = f"{kind}:{item.dedupe_key}"
         await outbox.enqueue(

@@ -152,7 +152,7 @@ class Sender:
     async def _skip(self, mail: outbox.Mail, reason: str) -> None:
         async with self.sessions.begin() as s:
             await outbox.skipped(s, mail.id, reason)
-        NOTIFICATIONS.labels(mail.kind, "skipped").inc()
+        NOTIFICATIONS.labels(mail.kind, NotificationStatus.SKIPPED).inc()
 
     async def _deferred(self, mail: outbox.Mail, error: str) -> None:
         if datetime.now(UTC) - mail.created_at >= self.config.give_up_after:

@@ -34,6 +34,7 @@ from db.session import make_engine, make_sessionmaker
 from db.shred import shred
 from domain.confirmation import AdminAction
 from domain.payments import AdminRequest, confirmation_workflow_id
+from domain.statuses import NotificationStatus
 from domain.views import ActionAnswer, PaymentReport, View, WorkflowView
 from gateways import registry
 from paysaga.admin_render import cases_report, clean, emit, show_report
@@ -118,7 +119,7 @@ async def run_admin(settings: Settings, args: argparse.Namespace) -> int:
             if not again:
                 print(f"refused: no given-up mail {args.mail_id}", file=sys.stderr)
                 return 2
-            print(json.dumps({"mail_id": args.mail_id, "status": "pending"}))
+            print(json.dumps({"mail_id": args.mail_id, "status": NotificationStatus.PENDING}))
             return 0
         client = await connect(settings, wait_seconds=10)
         if args.admin_command == "check":
