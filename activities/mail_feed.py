@@ -44,18 +44,19 @@ def mail_kind(event: dict[str, Any]) -> str | None:
     return None
 
 
-async def follow(s: AsyncSession, mail_domain: str) -> int:
-    """One page of the feed into the outbox, in the caller's transaction; how many events it
-    read (fewer than a page: the feed is read to its end)."""
+async def follow(s: AsyncSession, mail_domain: str) -> tuple[int, int]:
+    """One page of the feed into the outbox, in the caller's transaction: how many events it
+    read (fewer than a page: the feed is read to its end) and how many mails it wrote."""
     row = await s.get(FeedCursor, CURSOR, with_for_update=True)
     assert row is not None, "migration 0003 creates the mail cursor"
     found = await feed.read(s, feed.Cursor(int(row.txid), row.event_id), PAGE)
     if not found:
-        return 0
+        return 0, 0
     wanted = [(kind, item) for item in found if (kind := mail_kind(item.event)) is not None]
     ids = {uuid.UUID(item.event["order_id"]) for _, item in wanted if item.event["order_id"]}
     found_orders = await s.execute(select(Order.id, Order.attendee_email).where(Order.id.in_(ids)))
     addresses = {order_id: email for order_id, email in found_orders}
+    written = 0
     for kind, item in wanted:
         order_id = item.event["order_id"] and uuid.UUID(item.event["order_id"])
         recipient = addresses.get(order_id) if order_id else None
@@ -63,7 +64,7 @@ async def follow(s: AsyncSession, mail_domain: str) -> int:
             NOTIFICATIONS.labels(kind, NotificationStatus.SKIPPED).inc()  # nobody to tell
             continue
         dedupe_key = f"{kind}:{item.dedupe_key}"
-        await outbox.enqueue(
+        written += await outbox.enqueue(
             s,
             dedupe_key=dedupe_key,
             kind=kind,
@@ -78,4 +79,4 @@ async def follow(s: AsyncSession, mail_domain: str) -> int:
         .where(FeedCursor.name == CURSOR)
         .values(txid=str(last.txid), event_id=last.event_id)
     )
-    return len(found)
+    return len(found), written

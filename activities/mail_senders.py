@@ -46,7 +46,7 @@ class MailConfig:
     render_processes: int = 2  # tickets rendered at once (0: in a thread)
     give_up_after: timedelta = timedelta(days=3)  # a mail deferred this long ends `failed`
     retry_max: timedelta = timedelta(minutes=1)  # the longest wait between two tries
-    poll_seconds: float = 0.25  # how soon an idle sender sees a new mail
+    poll_seconds: float = 0.5  # how soon an idle sender sees a mail another process wrote
     round_seconds: float = 50.0  # one activity run; the workflow starts the next
 
     @property
@@ -72,6 +72,16 @@ class Sender:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], config: MailConfig) -> None:
         self.sessions = sessions
         self.config = config
+        # Set by the follower when it wrote mails: idle senders start at once, not at their
+        # next poll (which still finds mails written elsewhere, and deferred ones due).
+        self.woken = asyncio.Event()
+
+    async def _idle(self) -> None:
+        try:
+            await asyncio.wait_for(self.woken.wait(), self.config.poll_seconds)
+        except TimeoutError:
+            return
+        self.woken.clear()
 
     async def run(self, until: float) -> int:
         """Sends due mails until the monotonic time `until`; returns how many it finished."""
@@ -83,7 +93,7 @@ class Sender:
                 async with self.sessions.begin() as s:
                     mail = await outbox.claim(s)
                 if mail is None:
-                    await asyncio.sleep(self.config.poll_seconds)
+                    await self._idle()
                     continue
                 with log_context(order_id=str(mail.order_id or "")):
                     await self.deliver(mail, connection)

@@ -40,18 +40,20 @@ class NotificationActivities:
         # A task group: one failing (the database gone) stops the others, and the server
         # retries the round.
         async with asyncio.TaskGroup() as group:
-            group.create_task(self._follow(until))
+            group.create_task(self._follow(until, sender))
             senders = [
                 group.create_task(sender.run(until)) for _ in range(max(1, self.config.senders))
             ]
         return sum(task.result() for task in senders)
 
-    async def _follow(self, until: float) -> int:
+    async def _follow(self, until: float, sender: Sender) -> int:
         read = 0
         while time.monotonic() < until:
             activity.heartbeat()
             async with self.sessions.begin() as s:
-                page = await follow(s, self.config.domain)
+                page, written = await follow(s, self.config.domain)
+            if written:
+                sender.woken.set()
             read += page
             if page < PAGE:
                 await asyncio.sleep(self.config.poll_seconds)
