@@ -46,7 +46,7 @@ async def measure(stack: Stack, rate: float, seconds: float) -> dict[str, Any]:
     total = run["cpu_ms_per_paid_order_total"]
     return {
         "rate": rate,
-        "sent": run["sent"],
+        "webhooks": run["webhooks"],
         "completed": run["completed"],
         "wall_s": run["cpu_window_s"],
         "cpu_ms_per_paid_order": run["cpu_ms_per_paid_order"],

@@ -182,7 +182,7 @@ def figures(
         "customers": d.n,
         "payments_sent": len(d.orders),
         "errors": d.errors,
-        "paid": len(paid),
+        "paid_orders": len(paid),
         "unpaid": sorted(set(d.orders) - set(paid))[:20],
         "time_to_last_paid_s": round(last_ticket - start, 1) if last_ticket else None,
         "time_to_last_mailed_s": round(last_mail - start, 1) if last_mail else None,
@@ -212,8 +212,8 @@ def markdown(report: dict[str, Any]) -> str:
             "",
             f"- Time to the last ticket paid: **{r['time_to_last_paid_s']} s**; to the last ticket mailed: "
             f"**{r['time_to_last_mailed_s']} s** (from the drop's start)",
-            f"- Paid orders: {r['paid']} of {r['payments_sent']} payments sent; errors: {len(r['errors'])} {r['errors'][:5]}",
-            f"- Ticket mails received: **{r['mails_received']} of {r['paid']} paid**; missing after "
+            f"- Paid orders: {r['paid_orders']} of {r['payments_sent']} payments sent; errors: {len(r['errors'])} {r['errors'][:5]}",
+            f"- Ticket mails received: **{r['mails_received']} of {r['paid_orders']} paid**; missing after "
             f"{MAIL_WAIT:g} s: {missing}{' ' + str(r['mail_missing_orders'][:5]) if missing else ''}; "
             f"duplicates: {r['mail_duplicates']}; all mail by kind: {r['mail_kinds']}",
             "",

@@ -109,14 +109,14 @@ def _latency_and_checkout(r: dict[str, Any], d: dict[str, Any]) -> list[str]:
     h, b, one = r["half_capacity"], r["beside"], r["checkout_one_at_a_time"]
     a, e = h["ack_ms"], h["e2e_ms"]
     lines = [
-        f"## At half capacity ({h['offered_rate']:g}/s for {h['sent'] / h['offered_rate']:.0f} s)",
+        f"## At half capacity ({h['offered_rate']:g}/s for {h['webhooks'] / h['offered_rate']:.0f} s)",
         "",
         "| | p50 | p95 | p99 | max |",
         "|---|---|---|---|---|",
         f"| ack (ms) | {a['p50']} | {a['p95']} | **{a['p99']}** | {a['max']} |",
         f"| webhook to paid + ticket (ms) | {e['p50']} | {e['p95']} | **{e['p99']}** | {e['max']} |",
         "",
-        f"{h['completed']} of {h['sent']} paid, {h['errors']} errors.",
+        f"{h['completed']} of {h['webhooks']} paid, {h['errors']} errors.",
         "",
         "## Checkout (`POST /orders`)",
         "",
@@ -127,7 +127,7 @@ def _latency_and_checkout(r: dict[str, Any], d: dict[str, Any]) -> list[str]:
         f"| 8 customers at once, beside confirmations at {b['offered_rate']:g}/s | {b['checkout_orders']} | {b['checkout_ms']['p50']} | **{b['checkout_ms']['p95']}** | {b['checkout_ms']['p99']} |",
         "",
         f"Beside the checkouts, the confirmations' ack p99 was {b['ack_ms']['p99']} ms and e2e p99 "
-        f"{b['e2e_ms']['p99']} ms ({b['completed']} of {b['sent']} paid). "
+        f"{b['e2e_ms']['p99']} ms ({b['completed']} of {b['webhooks']} paid). "
         f"Workflows started per checkout: {one['workflows_per_checkout']}.",
     ]
     if r.get("plain"):

@@ -180,7 +180,7 @@ def ack_summary(results: list[tuple[float, float, int]], rate: float) -> dict[st
     last_ack = max(r[0] + r[1] for r in results)
     return {
         "offered_rate": rate,
-        "sent": len(results),
+        "webhooks": len(results),
         "errors": len(results) - len(ok),
         "achieved_rate": round(len(ok) / max(last_ack - first, 1e-9), 1),
         "ack_ms": percentiles([r[1] for r in ok]),
