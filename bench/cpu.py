@@ -82,17 +82,21 @@ async def idle_rate(procs: Processes, seconds: float) -> dict[str, float]:
     return {role: v / wall for role, v in spent.items()}
 
 
-async def until_quiet(procs: Processes, idle: dict[str, float], limit: float) -> None:
-    """Waits until the stack is back to idle (what an order causes after its ticket: the
-    order's own workflow ending, say), at most `limit` seconds."""
+async def until_quiet(procs: Processes, busy_below: float, limit: float) -> None:
+    """Waits until the stack spends less than `busy_below` CPU seconds a second (what an
+    order causes after its ticket, the order's own workflow ending, say; or what a step past
+    the knee left behind), at most `limit` seconds."""
     deadline = time.monotonic() + limit
-    baseline = sum(idle.values())
     while time.monotonic() < deadline:
         before = procs.seconds()
         await asyncio.sleep(1.0)
-        busy = sum(delta(procs.seconds(), before).values())
-        if busy <= baseline * 1.5 + 0.02:
+        if sum(delta(procs.seconds(), before).values()) <= busy_below:
             return
+
+
+def back_to_idle(idle: dict[str, float]) -> float:
+    """A busy-below threshold for `until_quiet`: about the idle stack's own CPU."""
+    return sum(idle.values()) * 1.5 + 0.02
 
 
 def per_order(
