@@ -164,19 +164,33 @@ async def checkout_one_at_a_time(stack: Stack, n: int) -> dict[str, Any]:
 async def run_all(stack: Stack, plan: Plan, progress: Progress) -> dict[str, Any]:
     engine = make_engine(stack.database_url, pool_size=5)
     memory = Memory(stack)
+    seconds: dict[str, float] = {}  # each phase's wall time, for the time budget
+    clock = time.monotonic()
+
+    def lap(phase: str) -> None:
+        nonlocal clock
+        seconds[phase], clock = round(time.monotonic() - clock, 1), time.monotonic()
+
     try:
         # The references first, on a quiet machine; then paysaga from low to high load.
-        ceilings = await engine_ceilings(stack, plan.ceiling_workflows, progress)
+        n, limit = plan.ceiling_workflows, plan.ceiling_seconds
+        ceilings = await engine_ceilings(stack, n, limit, progress)
+        lap("engine_ceilings")
         progress.show("checkout, one customer at a time")
         one_at_a_time = await checkout_one_at_a_time(stack, plan.alone_orders)
+        lap("checkout_one_at_a_time")
         knee = await ramp(stack, engine, plan, progress, memory)
         progress.show("waiting for the backlog to drain")
         knee["backlog_left"] = await settle(stack, plan.drain * 4)
+        lap("ramp")
         rate = half(knee["capacity"], plan)
         at_half = await half_capacity(stack, engine, rate, plan, progress, memory)
+        lap("half_capacity")
         mixed = await beside(stack, engine, rate, plan, progress, memory)
+        lap("beside")
         plain = await plain_phase(stack, engine, plan, [rate], progress) if plan.plain else None
         parked = await parked_phase(stack, engine, plan, progress, memory) if plan.parked else None
+        lap("plain_and_parked")
     finally:
         await engine.dispose()
     return {
@@ -188,4 +202,5 @@ async def run_all(stack: Stack, plan: Plan, progress: Progress) -> dict[str, Any
         "plain": plain,
         "parked": parked,
         "peak_rss_mb": {k: round(v / 2**20, 1) for k, v in memory.peak.items()},
+        "phase_seconds": seconds,
     }

@@ -93,7 +93,7 @@ def _capacity(r: dict[str, Any], d: dict[str, Any]) -> list[str]:
         f"**{'n/a' if pct is None else f'{pct:.0%}'}** of the engine's ceiling for a workflow of five "
         f"no-op local activities ({c['five_noop']}/s), measured in this run on the same server.",
         "",
-        f"| engine ceiling, no-op activities, unsandboxed, {c['in_flight']} in flight, {c['workflows']} workflows | workflows/s | capacity as share |",
+        f"| engine ceiling, no-op activities, unsandboxed, {c['in_flight']} in flight, up to {c['workflows']} workflows or {c['limit_s']:g} s | workflows/s | capacity as share |",
         "|---|---|---|",
         f"| five no-op local activities | {c['five_noop']} | {_pct(d['capacity_vs_five_noop'])} |",
         f"| the confirmation's shape (3 steps + upserts, audit and ticket side by side) | {c['confirmation_shape']} | {_pct(d['capacity_vs_confirmation_shape'])} |",
@@ -164,6 +164,7 @@ def _memory(r: dict[str, Any]) -> list[str]:
         "",
         f"- Peak RSS during the run: worker {r['peak_rss_mb']['worker']} MB, API {r['peak_rss_mb']['api']} MB",
     ]
+
     p = r.get("parked")
     if p:
         lines += [
@@ -181,7 +182,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"# paysaga benchmark, {report['started']} ({report['mode']}, {report['seconds']} s)",
         "",
         f"Machine: {report['machine']}. One worker, one API process (uvicorn), embedded PostgreSQL, "
-        "Temporal dev server on a file; load generator in its own process, open loop.",
+        "Temporal dev server on a file; load generator in its own process, open loop. "
+        f"Seconds per phase: {r.get('phase_seconds', 'n/a')}.",
         "",
         *_cpu_table(r),
         "",

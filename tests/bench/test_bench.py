@@ -74,7 +74,8 @@ def _results() -> dict[str, Any]:
     return {
         "engine_ceilings": {
             "workflows": 300,
-            "in_flight": 200,
+            "in_flight": 50,
+            "limit_s": 12,
             "five_noop": 40.0,
             "confirmation_shape": 30.0,
             "with_order": 20.0,
