@@ -45,6 +45,10 @@ PAID_WAIT = 120.0  # after the last payment is sent, at most this long for order
 MAIL_WAIT = 120.0  # after the last order is paid, at most this long for its mail
 
 
+def _elapsed(progress: Progress) -> float:
+    return time.monotonic() - progress.started
+
+
 class Drop:
     """One drop's customers and what happened to each."""
 
@@ -98,7 +102,7 @@ class Drop:
         self.orders[order_id] = sent
         self.progress.show(
             f"drop: {len(self.orders)} of {self.n} customers have paid",
-            extra=time.monotonic() - self.progress.started,
+            extra=_elapsed(self.progress),
         )
 
     async def run(self) -> float:
@@ -138,7 +142,7 @@ async def wait_paid(
     deadline = time.monotonic() + PAID_WAIT
     while True:
         paid = await paid_at(engine, ids)
-        progress.show(f"drop: {len(paid)} of {len(ids)} paid")
+        progress.show(f"drop: {len(paid)} of {len(ids)} paid", extra=_elapsed(progress))
         if len(paid) == len(ids) or time.monotonic() > deadline:
             return paid
         await asyncio.sleep(0.5)
@@ -151,7 +155,9 @@ async def wait_mailed(box: Mailbox, paid: list[str], progress: Progress) -> None
     while True:
         mailed = box.tickets()
         left = [o for o in paid if o not in mailed]
-        progress.show(f"drop: {len(paid) - len(left)} of {len(paid)} ticket mails")
+        progress.show(
+            f"drop: {len(paid) - len(left)} of {len(paid)} ticket mails", extra=_elapsed(progress)
+        )
         if not left or time.monotonic() > deadline:
             return
         await asyncio.sleep(0.5)
@@ -234,15 +240,19 @@ def main(n: int, out: Path) -> None:
     import psutil
 
     started = datetime.now(UTC)
-    progress = Progress(MINUTE)
+    progress = Progress(MINUTE + PAID_WAIT + MAIL_WAIT)
     root = Path(tempfile.mkdtemp(prefix="paysaga-drop-"))
     try:
         with mail_server() as (box, port), dev_stack(root, smtp=("127.0.0.1", port)) as stack:
             results = asyncio.run(drop(stack, box, n, progress))
+        stamp = started.strftime("%Y-%m-%dT%H%M") + f"-drop{n}"
+        if results["mail_missing"] or results["unpaid"] or results["errors"]:
+            # The stack's directory goes: what the worker said is kept to find out why.
+            out.mkdir(parents=True, exist_ok=True)
+            shutil.copy(root / "worker.log", out / f"{stamp}-worker.log")
     finally:
         shutil.rmtree(root, ignore_errors=True)
     sys.stderr.write("\n")
-    stamp = started.strftime("%Y-%m-%dT%H%M") + f"-drop{n}"
     report = {
         "started": started.isoformat(timespec="seconds"),
         "mode": f"drop {n}",
