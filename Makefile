@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 # (ruff's S105 is waived there for the same reason).
 PRODUCT := api workflows activities db gateways domain paysaga tickets mail observability worker.py
 
-.PHONY: install dev test lint lock audit bench bench-quick integrity clean
+.PHONY: install dev test lint lock audit bench bench-quick bench-drop integrity clean
 
 install: $(VENV)/.installed
 
@@ -54,12 +54,17 @@ test: lint audit
 	$(BIN)/pytest
 
 # Full run (under 20 minutes): `make bench`; short run (under 5): `make bench-quick` or
-# `make bench ARGS=--quick`. Reports land in bench/results/.
+# `make bench ARGS=--quick`; a ticket drop with mail on: `make bench-drop DROP=300` or
+# `make bench ARGS="--drop 300"`. Reports land in bench/results/.
+DROP ?= 300
 bench: install
 	$(BIN)/paysaga bench $(ARGS)
 
 bench-quick: install
 	$(BIN)/paysaga bench --quick
+
+bench-drop: install
+	$(BIN)/paysaga bench --drop $(DROP)
 
 # The model-based integrity campaign (issue 12): `make integrity RUNS=200` runs 200 examples
 # (STEPS steps each at most) against the real stack with faults, in SHARDS processes side by

@@ -1,10 +1,12 @@
-"""`python -m bench.cost [--rate R] [--seconds S] [--label L]`: CPU time per confirmation, per
-process, at an offered rate below capacity.
+"""`python -m bench.cost [--rate R] [--seconds S] [--label L]`: CPU time per paid order, per
+process, at an offered rate below capacity: everything an order causes from its checkout
+(`POST /orders`, the order's workflow started) to its ticket and its workflow's end, mail off.
 
 Latency near saturation depends on how the scheduler shares two cores between five processes,
-and moves by several times between runs of the same code. CPU seconds per confirmation do not:
+and moves by several times between runs of the same code. CPU seconds per paid order do not:
 they say what a change costs, and their sum says where the stack saturates on this machine
-(cores / total). Appends one JSON line to bench/results/cost.jsonl and prints it.
+(cores / total). The same measurement as the full bench's half-capacity run
+(`bench.ramp.half_capacity`). Appends one JSON line to bench/results/cost.jsonl and prints it.
 """
 
 from __future__ import annotations
@@ -13,48 +15,20 @@ import argparse
 import asyncio
 import json
 import tempfile
-import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psutil
 
+from bench.plan import QUICK
 from bench.progress import Progress
+from bench.ramp import half_capacity
 from bench.report import RESULTS
 from bench.stack import Stack, dev_stack
-from bench.workload import completions, load, make_orders
+from bench.workload import Memory, completions, load, make_orders
 from db.session import make_engine
-
-ROLES = {"paysaga.cli worker": "worker", "paysaga.cli api": "api"}
-
-
-def processes(stack: Stack) -> dict[str, list[psutil.Process]]:
-    """The stack's processes by role: worker, api, temporal (dev server), postgres (all)."""
-    found: dict[str, list[psutil.Process]] = {"worker": [], "api": [], "temporal": []}
-    for proc in psutil.Process().children(recursive=True):
-        try:
-            cmd, name = " ".join(proc.cmdline()), proc.name()
-        except psutil.Error:
-            continue
-        role = next((r for key, r in ROLES.items() if key in cmd), None)
-        if role is None and name.startswith("temporal"):
-            role = "temporal"
-        if role is not None:
-            found[role].append(proc)
-    found["postgres"] = [p for p in psutil.process_iter(["name"]) if p.name() == "postgres"]
-    return found
-
-
-def cpu_seconds(procs: dict[str, list[psutil.Process]]) -> dict[str, float]:
-    def one(proc: psutil.Process) -> float:
-        try:
-            times = proc.cpu_times()
-        except psutil.Error:
-            return 0.0
-        return float(times.user + times.system)
-
-    return {role: sum(one(p) for p in ps) for role, ps in procs.items()}
 
 
 async def measure(stack: Stack, rate: float, seconds: float) -> dict[str, Any]:
@@ -65,30 +39,23 @@ async def measure(stack: Stack, rate: float, seconds: float) -> dict[str, Any]:
         warm = await make_orders(stack, 20)
         await asyncio.to_thread(load, stack.api_url, 5, warm, stack.root, progress, 1, None)
         await completions(engine, [i[0] for i in warm], 60, None)
-        items = await make_orders(stack, int(rate * seconds))
-        procs = processes(stack)
-        before, started = cpu_seconds(procs), time.monotonic()
-        results = await asyncio.to_thread(
-            load, stack.api_url, rate, items, stack.root, progress, 1, None
-        )
-        done = await completions(engine, [i[0] for i in items], 120, None)
-        after, wall = cpu_seconds(procs), time.monotonic() - started
+        plan = replace(QUICK, half_seconds=seconds, drain=120)
+        run = await half_capacity(stack, engine, rate, plan, progress, Memory(stack))
     finally:
         await engine.dispose()
-    n = max(len(done), 1)
-    per = {role: round((after[role] - before[role]) * 1000 / n, 1) for role in after}
-    acks = sorted(ack for _, ack, status in results if status == 200)
-    total = sum(per.values())
+    total = run["cpu_ms_per_paid_order_total"]
     return {
         "rate": rate,
-        "sent": len(items),
-        "completed": len(done),
-        "wall_s": round(wall, 1),
-        "cpu_ms_per_confirmation": per,
-        "cpu_ms_total": round(total, 1),
-        "saturation_estimate_per_s": round((psutil.cpu_count() or 1) * 1000 / total, 1),
-        "ack_ms_p50": round(acks[len(acks) // 2] * 1000, 1) if acks else None,
-        "ack_ms_p99": round(acks[int(0.99 * len(acks))] * 1000, 1) if acks else None,
+        "webhooks": run["webhooks"],
+        "completed": run["completed"],
+        "wall_s": run["cpu_window_s"],
+        "cpu_ms_per_paid_order": run["cpu_ms_per_paid_order"],
+        "cpu_ms_total": total,
+        "saturation_estimate_per_s": round((psutil.cpu_count() or 1) * 1000 / total, 1)
+        if total
+        else None,
+        "ack_ms_p50": run["ack_ms"]["p50"],
+        "ack_ms_p99": run["ack_ms"]["p99"],
     }
 
 

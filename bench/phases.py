@@ -1,15 +1,14 @@
-"""The bench's phases: paysaga at each offered rate, the two reference points (the engine
-with no-op activities, a plain transactional handler), and ack latency and memory with
-parked workflows. `run_all` runs them in order on one stack."""
+"""The bench's phases and their order: the engine's ceilings, checkout alone, the step ramp
+to the knee, half capacity (latency and CPU per paid order), checkout beside confirmations;
+in the full plan also the plain transactional handler and ack latency and memory with parked
+workflows. `run_all` runs them in order on one stack."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
 import time
-import uuid
 from contextlib import ExitStack
-from dataclasses import dataclass
 from typing import Any
 
 import psutil
@@ -17,15 +16,15 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
+from bench.ceilings import engine_ceilings
+from bench.plan import Plan
 from bench.progress import Progress
+from bench.ramp import beside, half, half_capacity, ramp
 from bench.stack import Stack
 from bench.workload import (
-    CHECKOUT_CONCURRENCY,
-    CHECKOUT_MS,
     Memory,
     ack_summary,
     completions,
-    end_to_end,
     load,
     make_orders,
     make_orders_direct,
@@ -35,48 +34,9 @@ from bench.workload import (
 from db.session import make_engine
 from paysaga.devstack import free_port, spawn, wait_http
 
-RATES = (25, 50, 100, 200)
-
-
-@dataclass(frozen=True)
-class Plan:
-    duration: float  # seconds per offered rate, paysaga
-    plain_duration: float
-    burst: int  # items for the throughput runs
-    parked: int
-    probe_rate: int
-    probe_duration: float
-    drain: float  # how long to wait for stragglers after the sender stops
-
-
-# The parked-workflow probe runs at 50/s, within what one worker completes, so that it shows
-# the parked workflows' effect and not the growth of an overload backlog.
-FULL = Plan(60, 30, 3000, 10_000, 50, 30, 60)
-QUICK = Plan(5, 4, 150, 500, 50, 4, 20)
-
-
-async def paysaga_rate(
-    stack: Stack,
-    engine: AsyncEngine,
-    rate: float,
-    seconds: float,
-    plan: Plan,
-    progress: Progress,
-    memory: Memory,
-) -> dict[str, Any]:
-    items = await make_orders(stack, int(rate * seconds))
-    progress.show(f"paysaga at {rate:g}/s")
-    results = await asyncio.to_thread(
-        load, stack.api_url, rate, items, stack.root, progress, seconds, memory
-    )
-    done = await completions(engine, [i[0] for i in items], plan.drain, memory)
-    summary = ack_summary(results, rate)
-    summary |= end_to_end(results, items, done)
-    return summary
-
 
 async def plain_phase(
-    stack: Stack, engine: AsyncEngine, plan: Plan, progress: Progress
+    stack: Stack, engine: AsyncEngine, plan: Plan, rates: list[float], progress: Progress
 ) -> dict[str, Any]:
     port = free_port()
     out: dict[str, Any] = {"rates": []}
@@ -99,9 +59,9 @@ async def plain_phase(
         url = f"http://127.0.0.1:{port}"
         wait_http(f"{url}/docs")
         rss = psutil.Process(proc.pid)
-        for rate in RATES:
+        for rate in rates:
             items = await make_orders_direct(engine, int(rate * plan.plain_duration))
-            progress.show(f"plain handler at {rate}/s")
+            progress.show(f"plain handler at {rate:g}/s")
             results = await asyncio.to_thread(
                 load, f"{url}/api/v1", rate, items, stack.root, progress, plan.plain_duration, None
             )
@@ -116,33 +76,6 @@ async def plain_phase(
         out["throughput"] = round(len(ok) / span, 1)
         out["rss_mb"] = round(rss.memory_info().rss / 2**20, 1)
     return out
-
-
-async def engine_ceiling(stack: Stack, plan: Plan, progress: Progress) -> dict[str, Any]:
-    queue = "bench-noop"
-    with ExitStack() as es:
-        spawn(
-            es,
-            [sys.executable, "-m", "bench.noop", stack.temporal_address, queue],
-            stack.env,
-            stack.root / "noop.log",
-        )
-        client = await Client.connect(stack.temporal_address)
-        limit = asyncio.Semaphore(200)
-        progress.show("engine ceiling (no-op activities)")
-
-        async def one(i: int) -> None:
-            async with limit:
-                await client.execute_workflow(
-                    "BenchNoop", f"tx{i}", id=f"noop-{uuid.uuid4()}", task_queue=queue
-                )
-
-        await asyncio.sleep(1.0)  # let the worker poll
-        started = time.monotonic()
-        await asyncio.gather(*(one(i) for i in range(plan.burst)))
-        elapsed = time.monotonic() - started
-        progress.advance(plan.burst / 500)
-    return {"workflows": plan.burst, "throughput": round(plan.burst / elapsed, 1)}
 
 
 async def settle(stack: Stack, limit: float) -> int:
@@ -212,48 +145,62 @@ async def parked_phase(
     }
 
 
+async def checkout_one_at_a_time(stack: Stack, n: int) -> dict[str, Any]:
+    """One customer at a time, nothing else running; also how many workflows a checkout
+    starts (one per order while the order has its own lifecycle workflow)."""
+    client = await Client.connect(stack.temporal_address)
+    before = (await client.count_workflows()).count
+    timings: list[float] = []
+    await make_orders(stack, n, concurrency=1, timings=timings)
+    await asyncio.sleep(1.0)  # visibility is written after the start returns
+    after = (await client.count_workflows()).count
+    return {
+        "orders": n,
+        "ms": percentiles([ms / 1000 for ms in timings]),
+        "workflows_per_checkout": round((after - before) / n, 2),
+    }
+
+
 async def run_all(stack: Stack, plan: Plan, progress: Progress) -> dict[str, Any]:
     engine = make_engine(stack.database_url, pool_size=5)
     memory = Memory(stack)
+    seconds: dict[str, float] = {}  # each phase's wall time, for the time budget
+    clock = time.monotonic()
+
+    def lap(phase: str) -> None:
+        nonlocal clock
+        seconds[phase], clock = round(time.monotonic() - clock, 1), time.monotonic()
+
     try:
         # The references first, on a quiet machine; then paysaga from low to high load.
-        ceiling = await engine_ceiling(stack, plan, progress)
+        n, limit = plan.ceiling_workflows, plan.ceiling_seconds
+        ceilings = await engine_ceilings(stack, n, limit, progress)
+        lap("engine_ceilings")
         progress.show("checkout, one customer at a time")
-        alone: list[float] = []
-        await make_orders(stack, 50, concurrency=1, timings=alone)
-        plain = await plain_phase(stack, engine, plan, progress)
-        sweep = []
-        for rate in RATES:
-            sweep.append(
-                await paysaga_rate(stack, engine, rate, plan.duration, plan, progress, memory)
-            )
-        # Sustained: the best completion rate of a phase that left nothing incomplete. The top
-        # rate, four times what one worker completes, shows throughput under overload.
-        kept_up = [s for s in sweep if s["incomplete"] == 0 and s["errors"] == 0]
-        best = max(kept_up, key=lambda s: s["completion_rate"], default=sweep[0])
-        top = sweep[-1]
-        saturation = {
-            "offered_rate": best["offered_rate"],
-            "throughput": best["completion_rate"],
-            "overload_offered_rate": top["offered_rate"],
-            "overload_throughput": top["completion_rate"],
-        }
+        one_at_a_time = await checkout_one_at_a_time(stack, plan.alone_orders)
+        lap("checkout_one_at_a_time")
+        knee = await ramp(stack, engine, plan, progress, memory)
         progress.show("waiting for the backlog to drain")
-        saturation["backlog_left"] = await settle(stack, plan.drain * 4)
-        parked = await parked_phase(stack, engine, plan, progress, memory)
+        knee["backlog_left"] = await settle(stack, plan.drain * 4)
+        lap("ramp")
+        rate = half(knee["capacity"], plan)
+        at_half = await half_capacity(stack, engine, rate, plan, progress, memory)
+        lap("half_capacity")
+        mixed = await beside(stack, engine, rate, plan, progress, memory)
+        lap("beside")
+        plain = await plain_phase(stack, engine, plan, [rate], progress) if plan.plain else None
+        parked = await parked_phase(stack, engine, plan, progress, memory) if plan.parked else None
+        lap("plain_and_parked")
     finally:
         await engine.dispose()
     return {
-        "sweep": sweep,
-        "saturation": saturation,
-        "engine_ceiling": ceiling,
+        "engine_ceilings": ceilings,
+        "ramp": knee,
+        "half_capacity": at_half,
+        "beside": mixed,
+        "checkout_one_at_a_time": one_at_a_time,
         "plain": plain,
         "parked": parked,
         "peak_rss_mb": {k: round(v / 2**20, 1) for k, v in memory.peak.items()},
-        "checkout": {
-            "orders": len(CHECKOUT_MS),
-            "concurrency": CHECKOUT_CONCURRENCY,
-            "ms": percentiles([ms / 1000 for ms in CHECKOUT_MS]),
-            "alone_ms": percentiles([ms / 1000 for ms in alone]),
-        },
+        "phase_seconds": seconds,
     }

@@ -1,5 +1,8 @@
-"""`paysaga bench [--quick]` / `make bench`: ack and end-to-end latency against offered load,
-memory with parked workflows, and two reference points measured in the same run.
+"""`paysaga bench [--quick | --drop N]` / `make bench`: the bench finds its own knee (a step
+ramp), then measures at half capacity ack and end-to-end latency and CPU per paid order by
+process, checkout alone and beside confirmations, and the engine's ceilings in the same run.
+`--drop N`: a ticket drop instead, N customers checking out and paying within a minute with
+mail on (`bench.drop`).
 
 The stack is the dev stack's: embedded PostgreSQL, the Temporal dev server on a file, one
 worker and the API under uvicorn, each its own process. Webhooks come from `bench.loadgen`,
@@ -21,7 +24,8 @@ from typing import Any
 
 import psutil
 
-from bench.phases import FULL, QUICK, run_all
+from bench.phases import run_all
+from bench.plan import FULL, QUICK, Plan
 from bench.progress import Progress
 from bench.report import RESULTS, derive, markdown, plot
 from bench.stack import dev_stack
@@ -30,20 +34,21 @@ from bench.stack import dev_stack
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="paysaga bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="short runs: under 5 minutes")
+    parser.add_argument(
+        "--drop", type=int, metavar="N", help="a ticket drop: N customers buy within a minute"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    if args.drop is not None:
+        from bench.drop import main as drop_main
+
+        drop_main(args.drop, args.out)
+        return
     plan = QUICK if args.quick else FULL
     mode = "quick" if args.quick else "full"
     started = datetime.now(UTC)
     stamp = started.strftime("%Y-%m-%dT%H%M") + ("-quick" if args.quick else "")
-    total = (
-        4 * plan.duration
-        + 4 * plan.plain_duration
-        + 2 * plan.burst / 500
-        + plan.parked / 200
-        + 2 * plan.probe_duration
-    )
-    progress = Progress(total)
+    progress = Progress(expected_work(plan))
     root = Path(tempfile.mkdtemp(prefix="paysaga-bench-"))
     try:
         progress.show("starting the dev stack")
@@ -68,6 +73,18 @@ def main(argv: list[str] | None = None) -> None:
     (args.out / f"{stamp}.md").write_text(markdown(report))
     print(markdown(report))
     print(f"wrote {args.out / stamp}.json, .md, .png ({report['seconds']} s)")
+
+
+def expected_work(plan: Plan) -> float:
+    """The progress bar's whole, in the units the phases advance it by (about seconds): the
+    ramp is guessed to stop after five steps."""
+    total = 3 * plan.ceiling_workflows / 100 + 5 * plan.step_seconds
+    total += plan.half_seconds + plan.beside_seconds
+    if plan.plain:
+        total += plan.plain_duration + plan.burst / 500
+    if plan.parked:
+        total += plan.parked / 200 + 2 * plan.probe_duration
+    return total
 
 
 if __name__ == "__main__":

@@ -29,9 +29,18 @@ class Stack:
     worker: subprocess.Popen[bytes]
     api: subprocess.Popen[bytes]
 
+    @property
+    def pgdata(self) -> Path:
+        return self.root / "pg"
+
+
+SMTP = ("PAYSAGA_SMTP_HOST", "PAYSAGA_SMTP_PORT", "PAYSAGA_SMTP_FROM")
+
 
 @contextmanager
-def dev_stack(root: Path) -> Iterator[Stack]:
+def dev_stack(root: Path, smtp: tuple[str, int] | None = None) -> Iterator[Stack]:
+    """`smtp`: the mail server the worker sends to; None: mail off (the relay does not run),
+    whatever the environment says."""
     with ExitStack() as stack:
         pg = EmbeddedPostgres(root / "pg")
         pg.start()
@@ -56,6 +65,10 @@ def dev_stack(root: Path) -> Iterator[Stack]:
             "PAYSAGA_MAX_HELD_PER_CUSTOMER": "1000000000",
             "PAYSAGA_ORDERS_PER_MINUTE": "1000000000",
         }
+        for key in SMTP:
+            env.pop(key, None)
+        if smtp is not None:
+            env |= dict(zip(SMTP, (smtp[0], str(smtp[1]), "tickets@bench.localhost"), strict=True))
         cli = [sys.executable, "-m", "paysaga.cli"]
         worker = spawn(stack, [*cli, "worker"], env, root / "worker.log")
         api = spawn(stack, [*cli, "api"], env, root / "api.log")

@@ -50,9 +50,11 @@ async def make_orders(
     n: int,
     concurrency: int = CHECKOUT_CONCURRENCY,
     timings: list[float] | None = None,
+    until: asyncio.Event | None = None,
 ) -> list[list[Any]]:
     """Orders through `POST /orders`, as a shop makes them: stock reserved and each order's
-    lifecycle workflow started. Eight customers at a time; each checkout's latency is kept."""
+    lifecycle workflow started. Eight customers at a time; each checkout's latency is kept.
+    `until`: the customers stop when it is set (or after n orders)."""
     secret = stack.env["PAYSAGA_JWT_SECRET"]
     admin = {"Authorization": f"Bearer {make_token(secret, 'bench-admin', admin=True)}"}
     user = {"Authorization": f"Bearer {make_token(secret, 'bench')}"}
@@ -66,6 +68,8 @@ async def make_orders(
 
         async def customer() -> None:
             for _ in left:
+                if until is not None and until.is_set():
+                    return
                 started = time.perf_counter()
                 response = await http.post("/orders", json=order, headers=user)
                 (CHECKOUT_MS if timings is None else timings).append(
@@ -135,10 +139,15 @@ def load(
 
 
 async def completions(
-    engine: AsyncEngine, intents: list[str], drain: float, memory: Memory | None
+    engine: AsyncEngine,
+    intents: list[str],
+    drain: float,
+    memory: Memory | None,
+    until_epoch: float | None = None,
 ) -> dict[str, float]:
-    """intent -> epoch when the order was paid and its ticket issued (the later of the two)."""
-    deadline = time.monotonic() + drain
+    """intent -> epoch when the order was paid and its ticket issued (the later of the two).
+    Waits at most `drain` seconds, or until the wall clock reads `until_epoch`."""
+    deadline = time.monotonic() + (drain if until_epoch is None else until_epoch - time.time())
     query = text(
         "SELECT p.intent_id, extract(epoch FROM greatest(o.paid_at, t.issued_at)) "
         "FROM payments p JOIN orders o ON o.id = p.order_id JOIN tickets t ON t.order_id = o.id "
@@ -171,7 +180,7 @@ def ack_summary(results: list[tuple[float, float, int]], rate: float) -> dict[st
     last_ack = max(r[0] + r[1] for r in results)
     return {
         "offered_rate": rate,
-        "sent": len(results),
+        "webhooks": len(results),
         "errors": len(results) - len(ok),
         "achieved_rate": round(len(ok) / max(last_ack - first, 1e-9), 1),
         "ack_ms": percentiles([r[1] for r in ok]),

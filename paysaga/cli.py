@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench = sub.add_parser("bench", help="the benchmark suite (writes bench/results/)")
     bench.add_argument("--quick", action="store_true", help="short runs, under 5 minutes")
+    bench.add_argument(
+        "--drop", type=int, metavar="N", help="a ticket drop: N customers buy within a minute"
+    )
     from paysaga.admin_cli import add_admin_parser
 
     add_admin_parser(sub)
@@ -94,7 +97,8 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> None:
 def _bench(settings: Settings, args: argparse.Namespace) -> None:
     from bench.run import main as bench_main
 
-    bench_main(["--quick"] if args.quick else [])
+    drop = [] if args.drop is None else ["--drop", str(args.drop)]
+    bench_main(["--quick"] * args.quick + drop)
 
 
 def _admin(settings: Settings, args: argparse.Namespace) -> None:
