@@ -57,6 +57,8 @@ test: lint audit
 # `make bench ARGS=--quick`; a ticket drop with mail on: `make bench-drop DROP=300` or
 # `make bench ARGS="--drop 300"`. Reports land in bench/results/.
 DROP ?= 300
+# DROP_SECONDS=15 with 300: the capacity rate (20/s) on these 2 cores.
+DROP_SECONDS ?= 60
 bench: install
 	$(BIN)/paysaga bench $(ARGS)
 
@@ -64,7 +66,7 @@ bench-quick: install
 	$(BIN)/paysaga bench --quick
 
 bench-drop: install
-	$(BIN)/paysaga bench --drop $(DROP)
+	$(BIN)/paysaga bench --drop $(DROP) --drop-seconds $(DROP_SECONDS)
 
 # The model-based integrity campaign (issue 12): `make integrity RUNS=200` runs 200 examples
 # (STEPS steps each at most) against the real stack with faults, in SHARDS processes side by

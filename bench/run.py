@@ -37,12 +37,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--drop", type=int, metavar="N", help="a ticket drop: N customers buy within a minute"
     )
+    parser.add_argument(
+        "--drop-seconds",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="the drop's customers arrive over S seconds (60; N/S at the capacity rate)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if args.drop is not None:
         from bench.drop import main as drop_main
 
-        drop_main(args.drop, args.out)
+        drop_main(args.drop, args.out, args.drop_seconds)
         return
     plan = QUICK if args.quick else FULL
     mode = "quick" if args.quick else "full"

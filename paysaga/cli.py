@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--drop", type=int, metavar="N", help="a ticket drop: N customers buy within a minute"
     )
+    bench.add_argument(
+        "--drop-seconds", type=float, metavar="S", help="the drop's arrivals spread over S s"
+    )
     from paysaga.admin_cli import add_admin_parser
 
     add_admin_parser(sub)
@@ -98,6 +101,8 @@ def _bench(settings: Settings, args: argparse.Namespace) -> None:
     from bench.run import main as bench_main
 
     drop = [] if args.drop is None else ["--drop", str(args.drop)]
+    if args.drop_seconds is not None:
+        drop += ["--drop-seconds", str(args.drop_seconds)]
     bench_main(["--quick"] * args.quick + drop)
 
 
