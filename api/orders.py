@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError
 from temporalio.service import RPCError
 
 from api.auth import Caller, CurrentCaller, DepsDep
+from api.checkout import cancel_quietly, open_payment, refusing, representable
 from api.deps import Deps
 from api.errors import (
     ApiError,
@@ -33,25 +34,22 @@ from db.orders import (
     MixedCurrencies,
     NewOrder,
     OutOfStock,
-    attach_intent,
     close_order,
     create_order,
 )
 from db.refunds import RefundRefused, request_refund
 from db.tickets import NotPaid, ticket_pdf
 from domain.payments import ATTACHED, RefundRun
-from domain.statuses import CancelReason, OrderStatus, RefundStatus
+from domain.statuses import OrderStatus, RefundStatus
 from domain.views import OrderView, PlacedOrderView
 from gateways import registry
 from gateways.api import CheckoutIntent, GatewayApi, GatewayRefused, GatewayUnavailable
-from gateways.calls import Calls
-from gateways.currencies import NotRepresentable, to_gateway
+from gateways.currencies import NotRepresentable
 from workflows.order_client import start_order_lifecycle
 from workflows.order_signals import tell_closed
 from workflows.refund_client import start_refund
 
 log = logging.getLogger("paysaga.orders")
-CHECKOUT_ACTOR = "system:checkout"  # who cancels an order whose gateway intent was not made
 router = APIRouter()
 
 
@@ -87,7 +85,7 @@ async def place_order(body: OrderIn, caller: CurrentCaller, deps: DepsDep) -> Pl
     Stock first (SEQ-BP-002): the customer's limits and the stock are checked and the stock
     reserved before any gateway is called, so a sold-out checkout (409) or a customer past a
     limit (429) costs no gateway call. Online, the gateway's intent is made next, for the
-    order's id and amount, and put on the order's first attempt (`db.orders`); if the gateway
+    order's id and amount, and put on the order's first attempt (`api.checkout`); if the gateway
     fails, the order is cancelled (`checkout_failed`, its stock released) and the answer is a
     503 with nothing reserved.
 
@@ -99,7 +97,7 @@ async def place_order(body: OrderIn, caller: CurrentCaller, deps: DepsDep) -> Pl
         items[item.sku] = items.get(item.sku, 0) + item.quantity
     gateway = deps.gateway(body.provider)
     api = gateway.api
-    if api is not None and _refusing(api):  # no stock moved for a checkout bound to fail
+    if api is not None and refusing(api):  # no stock moved for a checkout bound to fail
         raise Unavailable("the payment gateway is unavailable; nothing was reserved")
     new = NewOrder(
         customer_id=caller.sub,
@@ -120,7 +118,7 @@ async def place_order(body: OrderIn, caller: CurrentCaller, deps: DepsDep) -> Pl
                 order = await s.get(Order, order_id)  # the one just added: no query
                 assert order is not None
                 amount, currency = order.amount, order.currency
-                _representable(new.provider, amount, currency)  # raises: all rolled back
+                representable(new.provider, amount, currency)  # raises: all rolled back
                 view = None
             else:
                 view = await order_view(s, order_id)  # in the same transaction
@@ -128,7 +126,7 @@ async def place_order(body: OrderIn, caller: CurrentCaller, deps: DepsDep) -> Pl
         raise _refused(exc) from exc
     client_secret = None
     if api is not None:
-        view, client_secret = await _open_payment(deps, api, new, order_id, amount, currency)
+        view, client_secret = await open_payment(deps, api, new, order_id, amount, currency)
     assert view is not None
     await _start_lifecycle(deps, order_id, expires_at)
     # Only in this answer: the browser's key to confirm the payment with Stripe.js.
@@ -146,84 +144,6 @@ def _refused(exc: Exception) -> ApiError:
         refused.headers = {"Retry-After": "60"}
         return refused
     return Conflict(f"items are priced in different currencies: {exc}")
-
-
-def _refusing(api: GatewayApi) -> bool:
-    """The gateway's breaker is open: its call would fail at once, so the checkout does not
-    reserve stock only to release it (a look: it takes no half-open trial)."""
-    calls = getattr(api, "calls", None)
-    return isinstance(calls, Calls) and calls.breaker.refusing()
-
-
-def _representable(provider: str, amount: int, currency: str) -> None:
-    """An amount the gateway would charge differently is no order (issue 26 item 4)."""
-    try:
-        to_gateway(provider, amount, currency)
-    except NotRepresentable as exc:
-        raise Conflict(f"this gateway cannot charge exactly {amount} {currency}: {exc}") from exc
-
-
-async def _open_payment(
-    deps: Deps, api: GatewayApi, new: NewOrder, order_id: uuid.UUID, amount: int, currency: str
-) -> tuple[OrderView, str | None]:
-    """The reserved order's intent, made by the gateway and put on its first attempt; the
-    order as answered, and the browser's key to pay it (Stripe's client secret).
-
-    The gateway failing (or anything else here): the order is cancelled, its stock released,
-    and the failure answered. A crash between the two steps leaves the order to its payment
-    window (the sweep starts its lifecycle; it is cancelled as `timeout`), and an intent made
-    meanwhile is one nobody was handed, so nobody can pay it."""
-    try:
-        intent = await api.create_intent(str(order_id), amount, currency)
-    except Exception as exc:
-        await _checkout_failed(deps, order_id)
-        if isinstance(exc, GatewayUnavailable | GatewayRefused):
-            raise Unavailable(
-                f"the payment gateway is unavailable; nothing was reserved: {exc}"
-            ) from exc
-        raise
-    async with deps.sessions.begin() as s:
-        attached = await attach_intent(s, order_id, intent.intent_id, new)
-        view = await order_view(s, order_id) if attached else None
-    if view is None:
-        await _cancel_quietly(api, intent.intent_id)
-        raise Conflict(
-            "the order was cancelled while its payment was being set up (its stock was "
-            "withdrawn?); nothing is reserved"
-        )
-    return view, intent.client_secret
-
-
-async def _checkout_failed(deps: Deps, order_id: uuid.UUID) -> None:
-    """The compensation of a checkout whose intent was not made: its order cancelled as
-    `checkout_failed` (stock back, attempt cancelled, `OrderCancelled`, audited), once. Its
-    lifecycle is told only if the sweep started one meanwhile."""
-    try:
-        async with deps.sessions.begin() as s:
-            changed, _, _ = await close_order(
-                s, order_id, CancelReason.CHECKOUT_FAILED, CHECKOUT_ACTOR
-            )
-            started = await s.scalar(select(Order.lifecycle_started).where(Order.id == order_id))
-    except (DBAPIError, InterfaceError, OSError) as exc:
-        log.warning(
-            "order %s: not released after its checkout failed; its window will: %s", order_id, exc
-        )
-        return
-    if changed and started:
-        try:
-            await tell_closed(await deps.temporal(), str(order_id), CancelReason.CHECKOUT_FAILED)
-        except Unavailable as exc:  # its timer finds the order cancelled and ends the same way
-            log.warning("order %s cancelled; lifecycle not told: %s", order_id, exc)
-
-
-async def _cancel_quietly(api: GatewayApi, intent_id: str) -> None:
-    """An intent for an order that was not made: cancelled, so nobody can pay it. Best
-    effort: one left behind cannot be paid into an order (its metadata names none that
-    exists), and a payment to it would be parked as unmatched."""
-    try:
-        await api.cancel_intent(intent_id)
-    except (GatewayUnavailable, GatewayRefused) as exc:
-        log.warning("intent %s for an order not made stays open: %s", intent_id, exc)
 
 
 async def _start_lifecycle(deps: Deps, order_id: uuid.UUID, expires_at: datetime) -> None:
@@ -324,7 +244,7 @@ async def new_payment_attempt(
             await new_attempt(s, key, provider, intent_id)
     except AttemptRefused as exc:
         if intent is not None and gateway.api is not None:  # the order changed meanwhile
-            await _cancel_quietly(gateway.api, intent.intent_id)
+            await cancel_quietly(gateway.api, intent.intent_id)
         raise Conflict(str(exc)) from exc
     view = await _view(deps, key)
     # Only in this answer: the browser's key to pay the new intent (Stripe.js).
