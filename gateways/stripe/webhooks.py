@@ -93,6 +93,11 @@ class StripeWebhooks(WebhookAdapter):
             return GatewayEvent(event_id, event_type, None, end)
         if event_type == "charge.refunded":
             charge = ("data", "object")
+            obj = dig(data, *charge)
+            if isinstance(obj, dict) and obj.get("payment_intent") is None:
+                # A charge made without a PaymentIntent (the Charges API; Stripe's own fixture
+                # has one): never one of ours, and no reason for Stripe to retry it (not 400).
+                return GatewayEvent(event_id, event_type, None)
             # amount_refunded: what went back in all (Stripe refunds a charge in parts too).
             amount, currency = money(
                 data, (*charge, "amount_refunded"), (*charge, "currency"), self.name
