@@ -12,7 +12,6 @@ and a Stripe failing after the stock was reserved gives it back."""
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -43,7 +42,7 @@ from tests.support.outcomes import (
     effects,
     lifecycle_result,
 )
-from tests.support.signing import SECRETS, stripe_request
+from tests.support.signing import SECRETS, stripe_failed_event, stripe_request
 from tests.support.stack import Stack
 
 
@@ -173,25 +172,8 @@ async def test_return_url_confirms_when_no_webhook_comes(stack: Stack, localstri
 
 async def declined(stack: Stack, intent_id: str) -> None:
     """localstripe cannot retry a declined intent as Stripe does: the decline is signed here,
-    as Stripe signs it."""
-    event = {
-        "id": f"evt_{uuid.uuid4().hex[:24]}",
-        "object": "event",
-        "livemode": False,
-        "type": "payment_intent.payment_failed",
-        "created": int(time.time()),
-        "data": {
-            "object": {
-                "id": intent_id,
-                "object": "payment_intent",
-                "amount": 49900,
-                "amount_received": 0,
-                "currency": "eur",
-                "status": "requires_payment_method",
-                "last_payment_error": {"code": "card_declined", "message": "Declined."},
-            }
-        },
-    }
+    as Stripe signs it, in Stripe's full shape."""
+    event = stripe_failed_event(intent_id, 49900, "eur")
     assert (await stack.post("/webhooks/stripe", stripe_request(event))).json() == {
         "result": "accepted"
     }
