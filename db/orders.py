@@ -7,7 +7,7 @@ transaction, before any payment is initiated): `create_order` reserves the stock
 attempt whose intent id is only a placeholder (`OPENING`), then, once the gateway has made
 the intent, `attach_intent` puts the real id on that attempt. Until then nobody holds
 anything that could pay the order. If the gateway fails, the order is closed with
-`CancelReason.CHECKOUT_FAILED`, its stock released (`api.orders`)."""
+`CancelReason.CHECKOUT_FAILED`, its stock released (`api.checkout`)."""
 
 from __future__ import annotations
 
