@@ -14,7 +14,7 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowFailureError
 
 from db.models import Payment
-from db.orders import close_order, mark_placed
+from db.orders import OPENING, close_order, mark_placed
 from domain.orders import CloseResult
 from domain.payments import confirmation_workflow_id
 from domain.statuses import CancelReason, PaymentStatus
@@ -48,8 +48,8 @@ class OrderActivities:
                     Payment.status == PaymentStatus.PENDING,
                 )
             )
-        if attempt is None:
-            return "none"
+        if attempt is None or attempt.intent_id.startswith(OPENING):
+            return "none"  # an intent the checkout never handed anyone: nothing paid it
         if self.client is None:
             return "unknown"
         gateway = self.gateways.get(attempt.provider) if self.gateways else None

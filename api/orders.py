@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import replace
 from datetime import datetime
 from typing import Annotated
 
@@ -15,6 +14,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError
 from temporalio.service import RPCError
 
 from api.auth import Caller, CurrentCaller, DepsDep
+from api.checkout import cancel_quietly, open_payment, refusing, representable
 from api.deps import Deps
 from api.errors import (
     ApiError,
@@ -27,17 +27,15 @@ from api.errors import (
 from api.fields import Name, Sku, storable
 from api.schemas import RequestBody
 from db.attempts import AttemptRefused, new_attempt, payable
-from db.holds import HoldLimit, Limits, TooManyOrders, check_limits
+from db.holds import HoldLimit, Limits, TooManyOrders
 from db.models import Order, Payment
 from db.order_view import order_view
 from db.orders import (
     MixedCurrencies,
     NewOrder,
     OutOfStock,
-    PriceChanged,
     close_order,
     create_order,
-    quote,
 )
 from db.refunds import RefundRefused, request_refund
 from db.tickets import NotPaid, ticket_pdf
@@ -46,7 +44,7 @@ from domain.statuses import OrderStatus, RefundStatus
 from domain.views import OrderView, PlacedOrderView
 from gateways import registry
 from gateways.api import CheckoutIntent, GatewayApi, GatewayRefused, GatewayUnavailable
-from gateways.currencies import NotRepresentable, to_gateway
+from gateways.currencies import NotRepresentable
 from workflows.order_client import start_order_lifecycle
 from workflows.order_signals import tell_closed
 from workflows.refund_client import start_refund
@@ -84,34 +82,51 @@ class OrderIn(RequestBody):
 async def place_order(body: OrderIn, caller: CurrentCaller, deps: DepsDep) -> PlacedOrderView:
     """Reserves the stock and starts the order's lifecycle (`order-{id}`, the payment window).
 
+    Stock first (SEQ-BP-002): the customer's limits and the stock are checked and the stock
+    reserved before any gateway is called, so a sold-out checkout (409) or a customer past a
+    limit (429) costs no gateway call. Online, the gateway's intent is made next, for the
+    order's id and amount, and put on the order's first attempt (`api.checkout`); if the gateway
+    fails, the order is cancelled (`checkout_failed`, its stock released) and the answer is a
+    503 with nothing reserved.
+
     The row commits first, then the workflow starts: a workflow never acts on an order that
     does not exist. If the start fails the order stands (it can be paid) and the next
     reconciliation run starts its lifecycle (`lifecycle_started` is still false)."""
     items: dict[str, int] = {}
     for item in body.items:
         items[item.sku] = items.get(item.sku, 0) + item.quantity
+    gateway = deps.gateway(body.provider)
+    api = gateway.api
+    if api is not None and refusing(api):  # no stock moved for a checkout bound to fail
+        raise Unavailable("the payment gateway is unavailable; nothing was reserved")
     new = NewOrder(
         customer_id=caller.sub,
         items=items,
         provider=body.provider,
         # Offline mode: the adapter mints an id in the gateway's own shape (no API keys here).
-        intent_id=deps.gateway(body.provider).mint_intent_id(),
+        # Online: the gateway makes it once the stock is reserved.
+        intent_id=None if api is not None else gateway.mint_intent_id(),
         attendee_name=body.attendee.name if body.attendee else None,
         attendee_email=str(body.attendee.email) if body.attendee else None,
         window_seconds=deps.settings.payment_window_seconds,
         limits=Limits(deps.settings.max_held_per_customer, deps.settings.orders_per_minute),
     )
-    client_secret = None
     try:
-        new, client_secret = await _gateway_first(deps, new)
         async with deps.sessions.begin() as s:
             order_id, expires_at = await create_order(s, new)
-            view = await order_view(s, order_id)  # in the same transaction: one round trip less
-    except (OutOfStock, MixedCurrencies, PriceChanged, HoldLimit, TooManyOrders) as exc:
-        api = deps.gateway(new.provider).api
-        if new.order_id is not None and api is not None:
-            await _cancel_quietly(api, new.intent_id)
+            if api is not None:
+                order = await s.get(Order, order_id)  # the one just added: no query
+                assert order is not None
+                amount, currency = order.amount, order.currency
+                representable(new.provider, amount, currency)  # raises: all rolled back
+                view = None
+            else:
+                view = await order_view(s, order_id)  # in the same transaction
+    except (OutOfStock, MixedCurrencies, HoldLimit, TooManyOrders) as exc:
         raise _refused(exc) from exc
+    client_secret = None
+    if api is not None:
+        view, client_secret = await open_payment(deps, api, new, order_id, amount, currency)
     assert view is not None
     await _start_lifecycle(deps, order_id, expires_at)
     # Only in this answer: the browser's key to confirm the payment with Stripe.js.
@@ -122,8 +137,6 @@ def _refused(exc: Exception) -> ApiError:
     """Why a checkout reserved nothing, as its answer."""
     if isinstance(exc, OutOfStock):
         return Conflict(f"unknown sku or not enough stock: {exc}", unavailable=exc.skus)
-    if isinstance(exc, PriceChanged):
-        return Conflict(f"a price changed while checking out: {exc}; try again")
     if isinstance(exc, HoldLimit):
         return TooManyRequests(str(exc), error="hold_limit", held=exc.held, limit=exc.limit)
     if isinstance(exc, TooManyOrders):
@@ -131,44 +144,6 @@ def _refused(exc: Exception) -> ApiError:
         refused.headers = {"Retry-After": "60"}
         return refused
     return Conflict(f"items are priced in different currencies: {exc}")
-
-
-async def _gateway_first(deps: Deps, new: NewOrder) -> tuple[NewOrder, str | None]:
-    """Online checkout (SEQ-BP-002): the gateway's intent first (a Stripe PaymentIntent, a
-    Razorpay order), for the quoted amount and the order id it will have; only then the
-    stock. The gateway down: 503, nothing reserved. Offline: the order as it is. Returns it
-    with the intent, and the browser's key to pay it (Stripe's client secret)."""
-    api = deps.gateway(new.provider).api
-    if api is None:
-        return new, None
-    async with deps.sessions() as s:
-        if new.limits is not None:  # no gateway call for a customer past a limit
-            await check_limits(s, new.customer_id, sum(new.items.values()), new.limits, lock=False)
-        amount, currency = await quote(s, new.items)
-    try:  # an amount the gateway would charge differently is no order (issue 26 item 4)
-        to_gateway(new.provider, amount, currency)
-    except NotRepresentable as exc:
-        raise Conflict(f"this gateway cannot charge exactly {amount} {currency}: {exc}") from exc
-    order_id = uuid.uuid4()
-    try:
-        # A gateway order left unpaid (no stock here) is cancelled, or expires there.
-        intent = await api.create_intent(str(order_id), amount, currency)
-    except (GatewayUnavailable, GatewayRefused) as exc:
-        raise Unavailable(
-            f"the payment gateway is unavailable; nothing was reserved: {exc}"
-        ) from exc
-    online = replace(new, intent_id=intent.intent_id, order_id=order_id, quoted=(amount, currency))
-    return online, intent.client_secret
-
-
-async def _cancel_quietly(api: GatewayApi, intent_id: str) -> None:
-    """An intent for an order that was not made: cancelled, so nobody can pay it. Best
-    effort: one left behind cannot be paid into an order (its metadata names none that
-    exists), and a payment to it would be parked as unmatched."""
-    try:
-        await api.cancel_intent(intent_id)
-    except (GatewayUnavailable, GatewayRefused) as exc:
-        log.warning("intent %s for an order not made stays open: %s", intent_id, exc)
 
 
 async def _start_lifecycle(deps: Deps, order_id: uuid.UUID, expires_at: datetime) -> None:
@@ -269,7 +244,7 @@ async def new_payment_attempt(
             await new_attempt(s, key, provider, intent_id)
     except AttemptRefused as exc:
         if intent is not None and gateway.api is not None:  # the order changed meanwhile
-            await _cancel_quietly(gateway.api, intent.intent_id)
+            await cancel_quietly(gateway.api, intent.intent_id)
         raise Conflict(str(exc)) from exc
     view = await _view(deps, key)
     # Only in this answer: the browser's key to pay the new intent (Stripe.js).

@@ -38,17 +38,14 @@ class TooManyOrders(Exception):
         self.limit = limit
 
 
-async def check_limits(
-    s: AsyncSession, customer_id: str, units: int, limits: Limits, *, lock: bool = True
-) -> None:
-    """Raises HoldLimit or TooManyOrders before anything is reserved; holds the customer's
-    lock until the caller's transaction ends (the order it then inserts is counted by the
-    next checkout of this customer). `lock=False`: a look without the lock, before a gateway
-    is asked for an intent (the locked check still decides)."""
-    if lock:
-        await s.execute(
-            select(func.pg_advisory_xact_lock(func.hashtextextended(f"hold:{customer_id}", 0)))
-        )
+async def check_limits(s: AsyncSession, customer_id: str, units: int, limits: Limits) -> None:
+    """Raises HoldLimit or TooManyOrders before anything is reserved (online, before any
+    gateway is called: the stock comes first); holds the customer's lock until the caller's
+    transaction ends (the order it then inserts is counted by the next checkout of this
+    customer)."""
+    await s.execute(
+        select(func.pg_advisory_xact_lock(func.hashtextextended(f"hold:{customer_id}", 0)))
+    )
     held_units = (
         select(func.coalesce(func.sum(OrderItem.quantity), 0))
         .join(Order, Order.id == OrderItem.order_id)

@@ -83,7 +83,8 @@ class Order(Base):
     cancel_reason: Mapped[str | None] = mapped_column(
         Text,
         CheckConstraint(
-            "cancel_reason IS NULL OR cancel_reason IN ('timeout', 'customer', 'admin')"
+            "cancel_reason IS NULL OR cancel_reason IN "
+            "('timeout', 'customer', 'admin', 'checkout_failed')"
         ),
     )
     # Set once `order-{id}` is started; the reconciliation sweep starts any left unstarted.

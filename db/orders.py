@@ -1,6 +1,13 @@
-"""Orders and products as the API writes them: a quote, a new product, an order placed with
-its stock reserved, and the guarded status changes (paid, cancelled, placed) with the stock
-they release. Payment attempts are in `db.attempts`, the order as read in `db.order_view`."""
+"""Orders and products as the API writes them: a new product, an order placed with its stock
+reserved, and the guarded status changes (paid, cancelled, placed) with the stock they
+release. Payment attempts are in `db.attempts`, the order as read in `db.order_view`.
+
+Online checkout takes two steps (SEQ-BP-002: the inventory check guards the whole
+transaction, before any payment is initiated): `create_order` reserves the stock with a first
+attempt whose intent id is only a placeholder (`OPENING`), then, once the gateway has made
+the intent, `attach_intent` puts the real id on that attempt. Until then nobody holds
+anything that could pay the order. If the gateway fails, the order is closed with
+`CancelReason.CHECKOUT_FAILED`, its stock released (`api.checkout`)."""
 
 from __future__ import annotations
 
@@ -41,43 +48,18 @@ class MixedCurrencies(Exception):
     pass
 
 
-class PriceChanged(Exception):
-    """A price moved between the quote (the gateway's intent) and the reservation."""
-
-
 @dataclass(frozen=True)
 class NewOrder:
     customer_id: str
     items: dict[str, int]  # sku -> quantity
     provider: str
-    intent_id: str
+    # The first attempt's intent: offline, an id minted here; None online, where the
+    # gateway makes it once the stock is reserved (`attach_intent`).
+    intent_id: str | None
     attendee_name: str | None
     attendee_email: str | None
     window_seconds: int = 900  # PAYSAGA_PAYMENT_WINDOW_SECONDS
-    # Online mode: the id the gateway's intent names, and the amount it was created for.
-    order_id: uuid.UUID | None = None
-    quoted: tuple[int, str] | None = None
     limits: Limits | None = None  # what one customer may hold and place (None: unlimited)
-
-
-async def quote(s: AsyncSession, items: dict[str, int]) -> tuple[int, str]:
-    """What the items cost now, read without reserving (online checkout creates the
-    gateway's intent for it first). Unknown skus: OutOfStock; mixed: MixedCurrencies."""
-    rows = {
-        sku: (unit, currency)
-        for sku, unit, currency in await s.execute(
-            select(Product.sku, Product.unit_amount, Product.currency).where(
-                Product.sku.in_(list(items))
-            )
-        )
-    }
-    unknown = sorted(set(items) - set(rows))
-    if unknown:
-        raise OutOfStock(unknown)
-    currencies = {currency for _, currency in rows.values()}
-    if len(currencies) != 1:
-        raise MixedCurrencies(sorted(currencies))
-    return sum(q * rows[sku][0] for sku, q in items.items()), currencies.pop()
 
 
 async def create_product(s: AsyncSession, values: dict[str, Any]) -> bool:
@@ -98,13 +80,18 @@ _Line = tuple[str, int, str, int, str]
 async def create_order(s: AsyncSession, new: NewOrder) -> tuple[uuid.UUID, datetime]:
     """Reserves stock for every item or none (the caller's transaction rolls back on raise),
     within what the customer may hold (HoldLimit, TooManyOrders). Returns the order's id and
-    the end of its payment window."""
-    order_id = new.order_id or uuid.uuid4()
+    the end of its payment window.
+
+    Online (`new.intent_id` None) the first attempt's intent id is a placeholder until
+    `attach_intent`, and the attendee is recorded only then: a checkout whose gateway failed
+    keeps no one's personal data, and its cancellation mails nobody."""
+    order_id = uuid.uuid4()
+    opening = new.intent_id is None
     expires_at = datetime.now(UTC) + timedelta(seconds=new.window_seconds)
     if new.limits is not None:
         await check_limits(s, new.customer_id, sum(new.items.values()), new.limits)
     lines = await _reserve(s, new.items)
-    amount, currency = _priced(lines, new.quoted)
+    amount, currency = _priced(lines)
     s.add(
         Order(
             id=order_id,
@@ -112,8 +99,8 @@ async def create_order(s: AsyncSession, new: NewOrder) -> tuple[uuid.UUID, datet
             status=OrderStatus.AWAITING_PAYMENT,
             amount=amount,
             currency=currency,
-            attendee_name=new.attendee_name,
-            attendee_email=new.attendee_email,
+            attendee_name=None if opening else new.attendee_name,
+            attendee_email=None if opening else new.attendee_email,
             expires_at=expires_at,
         )
     )
@@ -126,7 +113,7 @@ async def create_order(s: AsyncSession, new: NewOrder) -> tuple[uuid.UUID, datet
         Payment(
             order_id=order_id,
             provider=new.provider,
-            intent_id=new.intent_id,
+            intent_id=opening_intent_id(order_id) if new.intent_id is None else new.intent_id,
             status=PaymentStatus.PENDING,
             amount=amount,
             currency=currency,
@@ -167,16 +154,60 @@ async def _reserve(s: AsyncSession, items: dict[str, int]) -> list[_Line]:
     return lines
 
 
-def _priced(lines: list[_Line], quoted: tuple[int, str] | None) -> tuple[int, str]:
-    """The reserved lines' total, in their one currency, and the same as quoted if quoted."""
+def _priced(lines: list[_Line]) -> tuple[int, str]:
+    """The reserved lines' total, in their one currency."""
     currencies = {line[4] for line in lines}
     if len(currencies) != 1:
         raise MixedCurrencies(sorted(currencies))
     currency = currencies.pop()
     amount = sum(quantity * unit for _, quantity, _, unit, _ in lines)
-    if quoted is not None and quoted != (amount, currency):
-        raise PriceChanged(f"{quoted[0]} {quoted[1]} quoted, {amount} {currency} now")
     return amount, currency
+
+
+# The first attempt's intent id while the gateway is making the real one: no gateway's id has
+# this shape, so no webhook, return or look-up can name it.
+OPENING = "opening:"
+
+
+def opening_intent_id(order_id: uuid.UUID) -> str:
+    return f"{OPENING}{order_id}"
+
+
+async def attach_intent(
+    s: AsyncSession, order_id: uuid.UUID, intent_id: str, new: NewOrder
+) -> bool:
+    """Online checkout's second step: the gateway's intent on the order's first attempt, and
+    the attendee on the order. False if the order was closed meanwhile (an admin cancelled it,
+    or withdrew its stock; its window closed after a long stall), and then nothing changes.
+
+    The order row is updated first, `WHERE status = 'awaiting_payment'`, as `close_order`
+    updates it: of the two, the second waits for the first and sees what it did."""
+    still_open = await s.scalar(
+        update(Order)
+        .where(Order.id == order_id, Order.status == OrderStatus.AWAITING_PAYMENT)
+        .values(
+            attendee_name=new.attendee_name,
+            attendee_email=new.attendee_email,
+            updated_at=func.now(),
+        )
+        .returning(Order.id)
+    )
+    if still_open is None:
+        return False
+    attached = await s.scalar(
+        update(Payment)
+        .where(
+            Payment.order_id == order_id,
+            Payment.intent_id == opening_intent_id(order_id),
+            Payment.status == PaymentStatus.PENDING,
+        )
+        .values(intent_id=intent_id)
+        .returning(Payment.id)
+    )
+    # Only the call that closes the order ends the pending attempt of an order awaiting
+    # payment, and nobody else knows its placeholder id (no webhook or new attempt names it).
+    assert attached is not None, f"order {order_id} lost its opening attempt"
+    return True
 
 
 async def mark_paid(

@@ -62,11 +62,14 @@ class NotificationStatus(StrEnum):
 
 
 class CancelReason(StrEnum):
-    """Why an order was cancelled: its window closed, or who cancelled it."""
+    """Why an order was cancelled: its window closed, or who cancelled it; or, online, the
+    gateway could not make the checkout's intent, so the stock reserved for it went back
+    (the customer was answered 503 and never saw the order)."""
 
     TIMEOUT = "timeout"
     CUSTOMER = "customer"
     ADMIN = "admin"
+    CHECKOUT_FAILED = "checkout_failed"
 
 
 class WebhookResult(StrEnum):

@@ -130,6 +130,13 @@ class Breaker:
         if self.state == HALF_OPEN:
             self.trial = True
 
+    def refusing(self) -> bool:
+        """Whether `check` would refuse a call now; a look that changes nothing (it takes no
+        half-open trial), for a caller that would prepare work for the call first."""
+        if self.state == OPEN:
+            return self.clock() - self.opened_at < self.open_seconds
+        return self.state == HALF_OPEN and self.trial
+
     def succeeded(self) -> None:
         """An answer (a refusal too: the gateway is up)."""
         self.failures, self.trial = 0, False

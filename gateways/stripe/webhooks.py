@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any
 
 import stripe
 
@@ -92,23 +93,7 @@ class StripeWebhooks(WebhookAdapter):
             )
             return GatewayEvent(event_id, event_type, None, end)
         if event_type == "charge.refunded":
-            charge = ("data", "object")
-            # amount_refunded: what went back in all (Stripe refunds a charge in parts too).
-            amount, currency = money(
-                data, (*charge, "amount_refunded"), (*charge, "currency"), self.name
-            )
-            charge_id = identifier_at(data, *charge, "id")
-            notice = RefundNotice(
-                provider=self.name,
-                transaction_id=identifier_at(data, *charge, "payment_intent"),
-                refund_id=f"{charge_id}:{amount}",
-                amount=amount,
-                currency=currency,
-                status="succeeded",
-                event_id=event_id,
-                event_type=event_type,
-            )
-            return GatewayEvent(event_id, event_type, None, refund=notice)
+            return self._refunded(data, event_id, event_type)
         if event_type not in CONFIRMING_EVENTS:
             return GatewayEvent(event_id, event_type, None)
         obj = dig(data, *intent)
@@ -128,6 +113,30 @@ class StripeWebhooks(WebhookAdapter):
             order_id=hint(order_id),
         )
         return GatewayEvent(event_id, event_type, confirmation)
+
+    def _refunded(self, data: Mapping[str, Any], event_id: str, event_type: str) -> GatewayEvent:
+        charge = ("data", "object")
+        obj = dig(data, *charge)
+        if isinstance(obj, dict) and obj.get("payment_intent") is None:
+            # A charge made without a PaymentIntent (the Charges API; Stripe's own fixture
+            # has one): never one of ours, and no reason for Stripe to retry it (not 400).
+            return GatewayEvent(event_id, event_type, None)
+        # amount_refunded: what went back in all (Stripe refunds a charge in parts too).
+        amount, currency = money(
+            data, (*charge, "amount_refunded"), (*charge, "currency"), self.name
+        )
+        charge_id = identifier_at(data, *charge, "id")
+        notice = RefundNotice(
+            provider=self.name,
+            transaction_id=identifier_at(data, *charge, "payment_intent"),
+            refund_id=f"{charge_id}:{amount}",
+            amount=amount,
+            currency=currency,
+            status="succeeded",
+            event_id=event_id,
+            event_type=event_type,
+        )
+        return GatewayEvent(event_id, event_type, None, refund=notice)
 
     def mint_intent_id(self) -> str:
         return random_id("pi_", 24)

@@ -2,15 +2,20 @@
 (`tests.support.razorpay_server`; there is no Razorpay emulator), with the official `razorpay`
 SDK as the client: the Razorpay order is created at checkout, the checkout return is verified, a
 refund goes through the API once, a payment whose webhook never came is found before the
-window closes, and a Razorpay that is down at checkout is a 503 with nothing reserved."""
+window closes, and a Razorpay that is down at checkout is a 503 with nothing reserved.
+Stock first (issue 26 item 2): a sold-out checkout creates no Razorpay order, and a Razorpay
+failing once the stock is reserved gives it back."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import select
 
+from db.models import Order, OrderItem, Product
 from domain.payments import confirmation_workflow_id, refund_workflow_id
 from tests.support.outcomes import (
     ONE_CONFIRMATION,
@@ -126,3 +131,79 @@ async def test_a_payment_whose_webhook_never_came_is_found_before_the_window_clo
 )
 async def test_razorpay_down_at_checkout_is_503_with_nothing_reserved(stack: Stack) -> None:
     await assert_checkout_refused_with_nothing_reserved(stack, "razorpay")
+
+
+def orders_asked(api: RazorpayApiServer) -> int:
+    """Razorpay orders the API asked for, answered or not."""
+    return sum(1 for method, path, _ in api.requests if (method, path) == ("POST", "/v1/orders"))
+
+
+async def seat(stack: Stack, stock: int) -> str:
+    sku = f"CONF-{uuid.uuid4().hex[:8]}"
+    product = {"sku": sku, "name": "Pass", "unit_amount": 49900, "currency": "INR", "stock": stock}
+    created = await stack.http.post("/admin/products", json=product, headers=stack.admin)
+    assert created.status_code == 201, created.text
+    return sku
+
+
+async def stock_of(stack: Stack, sku: str) -> int | None:
+    async with stack.sessions() as s:
+        return await s.scalar(select(Product.stock).where(Product.sku == sku))
+
+
+async def test_a_sold_out_checkout_leaves_no_razorpay_order_behind(
+    stack: Stack, razorpay_api: RazorpayApiServer
+) -> None:
+    """SEQ-BP-002: stock before any payment is initiated. Two customers race for the last
+    seat: one Razorpay order is created, for the one who got it; the other gets a 409."""
+    sku = await seat(stack, stock=1)
+    before = orders_asked(razorpay_api)
+    body = {"items": [{"sku": sku, "quantity": 1}], "provider": "razorpay"}
+    answers = await asyncio.gather(
+        *(stack.http.post("/orders", json=body, headers=stack.user(who)) for who in ("ann", "bo"))
+    )
+    assert sorted(a.status_code for a in answers) == [201, 409], [a.text for a in answers]
+    won = next(a for a in answers if a.status_code == 201).json()
+    assert won["payment"]["intent_id"] in razorpay_api.orders
+    assert orders_asked(razorpay_api) == before + 1
+    assert await stock_of(stack, sku) == 0
+
+
+@pytest.mark.parametrize("after", [False, True], ids=["refused", "answer_lost"])
+async def test_razorpay_failing_after_the_stock_was_reserved_gives_it_back(
+    stack: Stack, razorpay_api: RazorpayApiServer, after: bool
+) -> None:
+    """Razorpay answers 500 to the order's creation (before making it, or after: a Razorpay
+    order nobody was handed, which nobody can pay): 503, the seat is back on sale and its
+    order cancelled as `checkout_failed`. The next checkout gets the seat and pays."""
+    sku = await seat(stack, stock=1)
+    before = orders_asked(razorpay_api)
+    razorpay_api.faults.append(("/v1/orders", 500, None, after))
+    body = {"items": [{"sku": sku, "quantity": 1}], "provider": "razorpay"}
+    failed = await stack.http.post("/orders", json=body, headers=stack.user())
+    assert failed.status_code == 503 and "nothing was reserved" in failed.json()["detail"]
+    assert orders_asked(razorpay_api) == before + 1  # not retried: no idempotency key
+    assert await stock_of(stack, sku) == 1
+    async with stack.sessions() as s:
+        row = (
+            await s.execute(
+                select(Order.id, Order.status, Order.cancel_reason)
+                .join(OrderItem, OrderItem.order_id == Order.id)
+                .where(OrderItem.sku == sku)
+            )
+        ).one()
+    assert (row.status, row.cancel_reason) == ("cancelled", "checkout_failed")
+    lost = [o for o in razorpay_api.orders.values() if o["receipt"] == str(row.id)]
+    assert len(lost) == (1 if after else 0)
+
+    order = (await stack.http.post("/orders", json=body, headers=stack.user())).json()
+    assert order["status"] == "awaiting_payment" and await stock_of(stack, sku) == 0
+    payment_id = razorpay_api.pay(order["payment"]["intent_id"])
+    back = await stack.http.post(
+        "/payments/razorpay/verify",
+        json=checkout_return(order, payment_id, secret=KEY_SECRET),
+        headers=stack.user(),
+    )
+    assert back.status_code == 200 and back.json()["status"] == "paid", back.text
+    await stack.result(confirmation_workflow_id("razorpay", payment_id))
+    assert await effects(stack.sessions, order["id"]) == ONE_CONFIRMATION

@@ -3,12 +3,15 @@ PaymentIntent is created at checkout, a test card pays it, localstripe's own sig
 pays the order; the return URL's verify joins the same workflow; a refund goes through
 Stripe's API; a Stripe that is down at checkout is a 503 with nothing reserved; an amount
 Stripe would charge differently is a 409; every call to Stripe is measured, and verify asks
-Stripe only when its answer can have changed."""
+Stripe only when its answer can have changed.
+
+Stock first (issue 26 item 2): the API talks to localstripe through a recording proxy
+(`FaultyStripe`), so a test counts the PaymentIntents asked for: none for a sold-out checkout,
+and a Stripe failing after the stock was reserved gives it back."""
 
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -20,19 +23,26 @@ from sqlalchemy import func, select
 from temporalio.service import RPCError
 
 from api.app import create_app
-from db.models import Order, Product
+from db.models import Event, Order, Payment, Product
 from domain.payments import confirmation_workflow_id, refund_workflow_id
 from gateways.stripe.checkout import CACHE_SECONDS
 from observability.metrics import API
 from paysaga.devstack import free_port
-from tests.support.localstripe import API_KEY, pay_with_card, running_localstripe, stripe_client
+from tests.support.localstripe import (
+    API_KEY,
+    Fault,
+    FaultyStripe,
+    pay_with_card,
+    running_localstripe,
+    stripe_client,
+)
 from tests.support.outcomes import (
     ONE_CONFIRMATION,
     assert_checkout_refused_with_nothing_reserved,
     effects,
     lifecycle_result,
 )
-from tests.support.signing import SECRETS, stripe_request
+from tests.support.signing import SECRETS, stripe_failed_event, stripe_request
 from tests.support.stack import Stack
 
 
@@ -42,9 +52,17 @@ def localstripe() -> Iterator[str]:
 
 
 @pytest.fixture
-def stack_env(localstripe: str, request: pytest.FixtureRequest) -> dict[str, str]:
+def proxy(localstripe: str) -> Iterator[FaultyStripe]:
+    """Between the API and localstripe: records every request, answers faults on demand."""
+    faulty = FaultyStripe(localstripe)
+    yield faulty
+    faulty.close()
+
+
+@pytest.fixture
+def stack_env(proxy: FaultyStripe, request: pytest.FixtureRequest) -> dict[str, str]:
     """Online mode against localstripe; a test adds or overrides settings (indirect)."""
-    online = {"PAYSAGA_STRIPE_API_KEY": API_KEY, "PAYSAGA_STRIPE_API_BASE": localstripe}
+    online = {"PAYSAGA_STRIPE_API_KEY": API_KEY, "PAYSAGA_STRIPE_API_BASE": proxy.url}
     return online | getattr(request, "param", {})
 
 
@@ -154,25 +172,8 @@ async def test_return_url_confirms_when_no_webhook_comes(stack: Stack, localstri
 
 async def declined(stack: Stack, intent_id: str) -> None:
     """localstripe cannot retry a declined intent as Stripe does: the decline is signed here,
-    as Stripe signs it."""
-    event = {
-        "id": f"evt_{uuid.uuid4().hex[:24]}",
-        "object": "event",
-        "livemode": False,
-        "type": "payment_intent.payment_failed",
-        "created": int(time.time()),
-        "data": {
-            "object": {
-                "id": intent_id,
-                "object": "payment_intent",
-                "amount": 49900,
-                "amount_received": 0,
-                "currency": "eur",
-                "status": "requires_payment_method",
-                "last_payment_error": {"code": "card_declined", "message": "Declined."},
-            }
-        },
-    }
+    as Stripe signs it, in Stripe's full shape."""
+    event = stripe_failed_event(intent_id, 49900, "eur")
     assert (await stack.post("/webhooks/stripe", stripe_request(event))).json() == {
         "result": "accepted"
     }
@@ -363,3 +364,118 @@ async def test_an_amount_stripe_cannot_charge_exactly_is_refused_before_anything
     )
     assert (intent.amount, intent.currency) == (500, "mga")
     assert order["amount"] == 50000  # stored in ISO minor units
+
+
+INTENTS = "/v1/payment_intents"
+
+
+def intents_asked(proxy: FaultyStripe) -> int:
+    """PaymentIntents the API asked Stripe to create, answered or not."""
+    return len(proxy.keys(INTENTS))
+
+
+async def seat(stack: Stack, stock: int) -> str:
+    sku = f"CONF-{uuid.uuid4().hex[:8]}"
+    product = {"sku": sku, "name": "Pass", "unit_amount": 49900, "currency": "EUR", "stock": stock}
+    created = await stack.http.post("/admin/products", json=product, headers=stack.admin)
+    assert created.status_code == 201, created.text
+    return sku
+
+
+async def stock_of(stack: Stack, sku: str) -> int | None:
+    async with stack.sessions() as s:
+        return await s.scalar(select(Product.stock).where(Product.sku == sku))
+
+
+async def test_a_sold_out_checkout_makes_no_stripe_call(stack: Stack, proxy: FaultyStripe) -> None:
+    """SEQ-BP-002: the stock is checked before any payment is initiated. Two customers race
+    for the last seat: one gets it (one PaymentIntent), the other a 409 and no intent at all;
+    a third, later, the same."""
+    sku = await seat(stack, stock=1)
+    before = intents_asked(proxy)
+    body = {"items": [{"sku": sku, "quantity": 1}], "provider": "stripe"}
+    answers = await asyncio.gather(
+        *(stack.http.post("/orders", json=body, headers=stack.user(who)) for who in ("ann", "bo"))
+    )
+    assert sorted(a.status_code for a in answers) == [201, 409], [a.text for a in answers]
+    refused = next(a for a in answers if a.status_code == 409)
+    assert refused.json()["unavailable"] == [sku]
+    won = next(a for a in answers if a.status_code == 201).json()
+    assert won["payment"]["intent_id"].startswith("pi_") and won["payment"]["client_secret"]
+    assert intents_asked(proxy) == before + 1
+    later = await stack.http.post("/orders", json=body, headers=stack.user("cy"))
+    assert later.status_code == 409
+    assert intents_asked(proxy) == before + 1
+    assert await stock_of(stack, sku) == 0
+
+
+async def test_stripe_failing_after_the_stock_was_reserved_gives_it_back(
+    stack: Stack, proxy: FaultyStripe, localstripe: str
+) -> None:
+    """Stripe answers 500 to the create and to its retry under a fresh key: 503, and the seat
+    reserved for the checkout is back on sale (its order cancelled as `checkout_failed`, no
+    attendee kept). The next checkout gets the seat and a PaymentIntent that pays."""
+    sku = await seat(stack, stock=1)
+    proxy.faults.append(Fault(INTENTS, times=2))
+    body = {
+        "items": [{"sku": sku, "quantity": 1}],
+        "provider": "stripe",
+        "attendee": {"name": "Ann", "email": "ann@example.com"},
+    }
+    failed = await stack.http.post("/orders", json=body, headers=stack.user())
+    assert failed.status_code == 503, failed.text
+    assert "nothing was reserved" in failed.json()["detail"]
+    assert [status for _, status in proxy.keys(INTENTS)] == [500, 500]
+    assert await stock_of(stack, sku) == 1
+    async with stack.sessions() as s:
+        (cancelled,) = (
+            await s.execute(select(Order).where(Order.customer_id == "alice"))
+        ).scalars()
+        assert (cancelled.status, cancelled.cancel_reason, cancelled.attendee_email) == (
+            "cancelled",
+            "checkout_failed",
+            None,
+        )
+        attempt = await s.scalar(select(Payment).where(Payment.order_id == cancelled.id))
+        assert attempt is not None and attempt.status == "cancelled"
+        assert not attempt.intent_id.startswith("pi_")  # the checkout never had an intent
+        events = await s.scalars(
+            select(Event.type).where(Event.order_id == cancelled.id).order_by(Event.id)
+        )
+        assert list(events) == ["OrderCreated", "OrderCancelled"]
+
+    order = (await stack.http.post("/orders", json=body, headers=stack.user())).json()
+    assert order["status"] == "awaiting_payment" and order["attendee"]["email"] == "ann@example.com"
+    assert await stock_of(stack, sku) == 0
+    intent_id = order["payment"]["intent_id"]
+    assert await pay_with_card(localstripe, intent_id) == "succeeded"
+    back = await stack.http.post(
+        "/payments/stripe/verify", json={"payment_intent": intent_id}, headers=stack.user()
+    )
+    assert back.status_code == 200 and back.json()["status"] == "paid", back.text
+    await stack.result(confirmation_workflow_id("stripe", intent_id))
+    assert await effects(stack.sessions, order["id"]) == ONE_CONFIRMATION
+
+
+async def test_an_open_breaker_refuses_checkout_before_any_stock_moves(
+    stack: Stack, proxy: FaultyStripe
+) -> None:
+    """Five checkouts find Stripe failing (each reserved, then released); the breaker is then
+    open and the sixth is a 503 at once: no order, no stock moved, no call."""
+    sku = await seat(stack, stock=3)
+    proxy.faults.append(Fault(INTENTS, times=10))
+    body = {"items": [{"sku": sku, "quantity": 1}], "provider": "stripe"}
+    for _ in range(5):
+        answer = await stack.http.post("/orders", json=body, headers=stack.user())
+        assert answer.status_code == 503, answer.text
+    asked = intents_asked(proxy)
+    orders = await count_orders(stack)
+    refused = await stack.http.post("/orders", json=body, headers=stack.user())
+    assert refused.status_code == 503 and "nothing was reserved" in refused.json()["detail"]
+    assert (intents_asked(proxy), await count_orders(stack)) == (asked, orders)
+    assert await stock_of(stack, sku) == 3
+
+
+async def count_orders(stack: Stack) -> int:
+    async with stack.sessions() as s:
+        return int(await s.scalar(select(func.count()).select_from(Order)) or 0)

@@ -20,8 +20,12 @@ from domain.payments import Confirmation, confirmation_workflow_id
 from tests.support.gateway_events import signed_confirmation, transaction_of
 from tests.support.outcomes import NO_CONFIRMATION, ONE_CONFIRMATION, count, effects
 from tests.support.signing import (
+    STRIPE_OLD_API_VERSION,
     razorpay_payment_event,
     razorpay_request,
+    stripe_refunded_event,
+    stripe_request,
+    stripe_succeeded_event,
 )
 from tests.support.stack import Stack, settings_for
 from workflows.payment_confirmation import ConfirmPaymentWorkflow
@@ -362,3 +366,33 @@ async def test_unreachable_temporal_answers_503_so_the_gateway_retries(
     assert response.status_code == 503
     assert ready.status_code == 503 and ready.json()["database"] == "ok"
     assert (await stack.order(order["id"]))["status"] == "awaiting_payment"
+
+
+async def test_full_shapes_through_the_api(stack: Stack) -> None:
+    """Issue 26 item 6, end to end (offline mode): a `payment.authorized` whose entity already
+    says `captured` (Razorpay's own mock) is `ignored` and pays nothing; a refund of a charge
+    made without a PaymentIntent (Stripe's own fixture) is `ignored`, not a 400 Stripe would
+    retry for days; an old API version's `payment_intent.succeeded`, its `charges` listed in
+    full, pays the order once."""
+    order = await stack.place_order("razorpay")
+    intent = order["payment"]["intent_id"]
+    authorized = razorpay_payment_event(
+        intent, "pay_AuthCaptured", order["amount"], event="payment.authorized", status="captured"
+    )
+    answer = await stack.post("/webhooks/razorpay", razorpay_request(authorized))
+    assert answer.json() == {"result": "ignored"}
+    assert (await stack.order(order["id"]))["status"] == "awaiting_payment"
+
+    no_intent = await stack.post(
+        "/webhooks/stripe", stripe_request(stripe_refunded_event(None, 1000))
+    )
+    assert (no_intent.status_code, no_intent.json()) == (200, {"result": "ignored"})
+
+    paid = await stack.place_order("stripe", currency="EUR")
+    pi = paid["payment"]["intent_id"]
+    old = stripe_succeeded_event(pi, paid["amount"], "eur", api_version=STRIPE_OLD_API_VERSION)
+    assert (await stack.post("/webhooks/stripe", stripe_request(old))).json() == {
+        "result": "accepted"
+    }
+    assert (await stack.result(confirmation_workflow_id("stripe", pi))).outcome == "paid"
+    assert await effects(stack.sessions, paid["id"]) == ONE_CONFIRMATION

@@ -156,6 +156,21 @@ async def test_half_open_lets_one_trial_through_and_its_success_closes(rig: Rig)
     assert await rig.run(None) == (None, [0])
 
 
+async def test_refusing_is_a_look_that_takes_no_trial(rig: Rig) -> None:
+    """The checkout asks `refusing` before it reserves stock for a gateway call: true while
+    open or while the half-open trial is under way, and asking never uses up the trial."""
+    assert not rig.breaker.refusing()
+    for _ in range(3):
+        await rig.run(Down())
+    assert rig.breaker.refusing()
+    rig.clock.now += 30
+    assert not rig.breaker.refusing() and not rig.breaker.refusing()
+    rig.breaker.check()  # the trial is still there to take
+    assert rig.breaker.refusing()  # and, taken, nobody else gets through
+    rig.breaker.succeeded()
+    assert not rig.breaker.refusing()
+
+
 async def test_a_failed_trial_opens_it_again_for_the_whole_period(rig: Rig) -> None:
     for _ in range(3):
         await rig.run(Down())

@@ -1,18 +1,21 @@
 """What a gateway sends about an order, in its own shape and signed as it signs: the
-confirmation of a payment, a declined or abandoned attempt, and its refund notice."""
+confirmation of a payment, a declined or abandoned attempt, and its refund notice. Every
+field the gateway's published examples carry is there (`tests.support.signing` builds them)."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 from tests.support.signing import (
     razorpay_payment_event,
+    razorpay_refund_event,
     razorpay_request,
     standard_request,
     standard_succeeded_event,
+    stripe_failed_event,
+    stripe_refunded_event,
     stripe_request,
     stripe_succeeded_event,
 )
@@ -45,32 +48,17 @@ def failed(
     """The gateway's own event for a declined (or, `cancelled`, abandoned) attempt."""
     intent = order["payment"]["intent_id"]
     if provider == "razorpay":
-        event = razorpay_payment_event(intent, f"pay_{uuid.uuid4().hex[:14]}", order["amount"])
-        event["event"] = "payment.failed"
-        event["payload"]["payment"]["entity"] |= {
-            "status": "failed",
-            "captured": False,
-            "error_code": "BAD_REQUEST_ERROR",
-            "error_description": "Payment failed because the card was declined",
-        }
-        return razorpay_request(event)
+        tx = f"pay_{uuid.uuid4().hex[:14]}"
+        return razorpay_request(
+            razorpay_payment_event(
+                intent, tx, order["amount"], order["currency"], event="payment.failed"
+            )
+        )
     if provider == "stripe":
-        event = stripe_succeeded_event(intent, order["amount"], order["currency"].lower())
-        obj = event["data"]["object"]
-        if status == "failed":
-            event["type"] = "payment_intent.payment_failed"
-            obj |= {
-                "status": "requires_payment_method",
-                "amount_received": 0,
-                "last_payment_error": {
-                    "code": "card_declined",
-                    "message": "Your card was declined.",
-                },
-            }
-        else:
-            event["type"] = "payment_intent.canceled"
-            obj |= {"status": "canceled", "amount_received": 0, "cancellation_reason": "abandoned"}
-        return stripe_request(event)
+        currency = order["currency"].lower()
+        return stripe_request(
+            stripe_failed_event(intent, order["amount"], currency, cancelled=status != "failed")
+        )
     return standard_request(
         {
             "type": "payment.failed" if status == "failed" else "payment.cancelled",
@@ -93,47 +81,14 @@ def refund_notice(
     amount = amount or order["amount"]
     refund_id = f"rfnd_{uuid.uuid4().hex[:14]}"
     if provider == "razorpay":
-        event = "refund.processed" if status == "succeeded" else "refund.failed"
         return razorpay_request(
-            {
-                "entity": "event",
-                "account_id": "acc_Test",
-                "event": event,
-                "contains": ["refund", "payment"],
-                "payload": {
-                    "refund": {
-                        "entity": {
-                            "id": refund_id,
-                            "entity": "refund",
-                            "amount": amount,
-                            "currency": order["currency"],
-                            "payment_id": tx,
-                            "status": "processed" if status == "succeeded" else "failed",
-                        }
-                    }
-                },
-                "created_at": int(time.time()),
-            }
+            razorpay_refund_event(
+                refund_id, tx, amount, order["currency"], succeeded=status == "succeeded"
+            )
         )
     if provider == "stripe":
         return stripe_request(
-            {
-                "id": f"evt_{uuid.uuid4().hex[:24]}",
-                "object": "event",
-                "type": "charge.refunded",
-                "created": int(time.time()),
-                "data": {
-                    "object": {
-                        "id": f"ch_{uuid.uuid4().hex[:24]}",
-                        "object": "charge",
-                        "amount": order["amount"],
-                        "amount_refunded": amount,
-                        "currency": order["currency"].lower(),
-                        "payment_intent": tx,
-                        "refunded": amount == order["amount"],
-                    }
-                },
-            }
+            stripe_refunded_event(tx, order["amount"], order["currency"].lower(), refunded=amount)
         )
     return standard_request(
         {

@@ -56,21 +56,43 @@ NO_CONFIRMATION = {
 
 
 async def assert_checkout_refused_with_nothing_reserved(stack: Stack, provider: str) -> None:
-    """A gateway that is down at checkout (online mode): 503, and no stock or order taken."""
+    """A gateway that is down at checkout (online mode): 503, and no stock held. The stock
+    is reserved before the gateway is asked (issue 26 item 2), so each failed checkout leaves
+    an order cancelled as `checkout_failed`, its stock back, its attempt cancelled, no
+    attendee kept, and the events the integrity rules ask of a cancelled order."""
     sku = f"CONF-{uuid.uuid4().hex[:8]}"
     product = {"sku": sku, "name": "Pass", "unit_amount": 900, "currency": "INR", "stock": 3}
     created = await stack.http.post("/admin/products", json=product, headers=stack.admin)
     assert created.status_code == 201
+    attendee = {"name": "Ada", "email": "ada@example.com"}
     for _ in range(2):
         answer = await stack.http.post(
             "/orders",
-            json={"items": [{"sku": sku, "quantity": 1}], "provider": provider},
+            json={
+                "items": [{"sku": sku, "quantity": 1}],
+                "provider": provider,
+                "attendee": attendee,
+            },
             headers=stack.user(),
         )
         assert answer.status_code == 503 and "nothing was reserved" in answer.json()["detail"]
     async with stack.sessions() as s:
         assert await s.scalar(select(Product.stock).where(Product.sku == sku)) == 3
-        assert await s.scalar(select(func.count()).select_from(Order)) == 0
+        orders = (
+            await s.execute(
+                select(Order.id, Order.status, Order.cancel_reason, Order.attendee_email)
+            )
+        ).all()
+        assert [(status, reason, email) for _, status, reason, email in orders] == [
+            ("cancelled", "checkout_failed", None)
+        ] * 2
+        ids = [order_id for order_id, *_ in orders]
+        attempts = (await s.execute(select(Payment.status).where(Payment.order_id.in_(ids)))).all()
+        assert [status for (status,) in attempts] == ["cancelled"] * 2
+        events = await s.execute(
+            select(Event.type, func.count()).where(Event.order_id.in_(ids)).group_by(Event.type)
+        )
+        assert {kind: n for kind, n in events} == {"OrderCreated": 2, "OrderCancelled": 2}
 
 
 async def lifecycle_result(stack: Stack, order_id: str) -> str:
