@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db import events as feed
 from db import outbox
 from db.models import FeedCursor, Order
-from domain.statuses import NotificationStatus
+from domain.statuses import CancelReason, NotificationStatus
 from mail.messages import message_id
 from observability.metrics import NOTIFICATIONS
 
@@ -35,7 +35,8 @@ def mail_kind(event: dict[str, Any]) -> str | None:
             return "payment_confirmed"
         case "PaymentFailed":
             return "payment_failed"
-        case "OrderCancelled":
+        # A checkout the gateway failed: the customer got its 503 there and then.
+        case "OrderCancelled" if event["data"].get("reason") != CancelReason.CHECKOUT_FAILED:
             return "order_cancelled"
         case "PaymentRefunded":
             return "refund_done"

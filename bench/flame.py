@@ -1,0 +1,107 @@
+"""`python -m bench.flame [--label L]`: py-spy flame graphs of the API and the worker under the
+bench's load, kept as SVGs in bench/results/ (issue 24: cut the cost from profiles).
+
+One stack (`bench.stack`), mail off. Two loads, each profiled on its own so each graph shows
+one path: checkouts (`POST /orders`, eight customers at once, each a customer of their own)
+while py-spy samples the API, then confirmations at a steady rate (signed webhooks for those
+orders) while py-spy samples the worker and the API. py-spy samples from outside the process
+(no instrumentation in the code measured); `--idle` leaves threads that wait out of the graph.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from api.auth import make_token
+from bench.progress import Progress
+from bench.report import RESULTS
+from bench.stack import Stack, dev_stack
+from bench.workload import load
+
+CUSTOMERS = 8
+
+
+async def checkouts(stack: Stack, n: int) -> list[list[Any]]:
+    """n orders through `POST /orders`, eight customers at once, each its own customer."""
+    secret = stack.env["PAYSAGA_JWT_SECRET"]
+    admin = {"Authorization": f"Bearer {make_token(secret, 'flame-admin', admin=True)}"}
+    sku = f"FLAME-{uuid.uuid4().hex[:8]}"
+    product = {"sku": sku, "name": "Seat", "unit_amount": 4900, "currency": "EUR", "stock": n}
+    items: list[list[Any]] = []
+    left = iter(range(n))
+    async with httpx.AsyncClient(base_url=stack.api_url, timeout=60) as http:
+        (await http.post("/admin/products", json=product, headers=admin)).raise_for_status()
+
+        async def customer(c: int) -> None:
+            user = {"Authorization": f"Bearer {make_token(secret, f'flame-{c}')}"}
+            order = {"items": [{"sku": sku, "quantity": 1}], "provider": "razorpay"}
+            for _ in left:
+                response = await http.post("/orders", json=order, headers=user)
+                response.raise_for_status()
+                body = response.json()
+                intent = body["payment"]["intent_id"]
+                items.append(
+                    [intent, f"pay_{uuid.uuid4().hex[:14]}", body["amount"], body["currency"]]
+                )
+
+        await asyncio.gather(*(customer(c) for c in range(CUSTOMERS)))
+    return items
+
+
+FORMAT = "flamegraph"  # --raw: py-spy's collapsed stacks (.txt) instead, for reading by tools
+
+
+def record(pid: int, svg: Path, seconds: float) -> subprocess.Popen[bytes]:
+    py_spy = Path(sys.executable).with_name("py-spy")
+    output = svg if FORMAT == "flamegraph" else svg.with_suffix(".txt")
+    args = [str(py_spy), "record", "--pid", str(pid), "--duration", str(int(seconds))]
+    args += ["--rate", "100", "--format", FORMAT, "--output", str(output), "--nonblocking"]
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.flame", description=__doc__)
+    parser.add_argument("--orders", type=int, default=600)
+    parser.add_argument("--rate", type=float, default=10.0, help="confirmations per second")
+    parser.add_argument("--label", default="")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--raw", action="store_true", help="collapsed stacks, not SVGs")
+    args = parser.parse_args(argv)
+    global FORMAT
+    FORMAT = "raw" if args.raw else "flamegraph"
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H%M") + (f"-{args.label}" if args.label else "")
+    args.out.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="paysaga-flame-"))
+    with dev_stack(root) as stack:
+        asyncio.run(checkouts(stack, 20))  # warm: imports, pools, first workflow
+        spy = record(stack.api.pid, args.out / f"{stamp}-flame-api-checkout.svg", 15)
+        began = time.monotonic()
+        items = asyncio.run(checkouts(stack, args.orders))
+        print(f"{len(items)} checkouts in {time.monotonic() - began:.1f} s")
+        spy.wait()
+        seconds = len(items) / args.rate
+        spies = [
+            record(stack.worker.pid, args.out / f"{stamp}-flame-worker-confirm.svg", seconds),
+            record(stack.api.pid, args.out / f"{stamp}-flame-api-confirm.svg", seconds),
+        ]
+        progress = Progress(1.0)
+        acks = load(stack.api_url, args.rate, items, root, progress, 1.0, None)
+        for spy in spies:
+            spy.wait()
+        print(f"{sum(1 for _, _, status in acks if status == 200)} confirmations acked")
+    print(f"flame graphs: {args.out}/{stamp}-flame-*.svg")
+
+
+if __name__ == "__main__":
+    main()
