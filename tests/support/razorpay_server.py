@@ -32,6 +32,7 @@ class RazorpayApiServer:
         self.refund_calls = 0
         self.capture_calls: list[str] = []  # the payment id of each capture request
         self.refuse_captures = 0  # the next captures are refused (400), the payment kept
+        self.capture_delay = 0.0  # seconds a capture takes before it is done and answered
         self.refunds_pending = False  # refunds are answered `pending` (the webhook follows)
         self.fail_refunds = 0  # the next refunds created end `failed` (the bank refused)
         # The next requests whose path starts so answer this status instead (after doing what
@@ -199,8 +200,9 @@ class RazorpayApiServer:
 
             def _capture(self, payment_id: str, body: dict[str, Any]) -> None:
                 """Razorpay's rules: the whole authorized amount, in its currency, once."""
+                api.capture_calls.append(payment_id)
+                time.sleep(api.capture_delay)
                 with api.lock:
-                    api.capture_calls.append(payment_id)
                     payment = api.payments.get(payment_id)
                     if payment is None:
                         self._error(400, "The id provided does not exist")
