@@ -32,6 +32,7 @@ class RazorpayApiServer:
         self.refund_calls = 0
         self.capture_calls: list[str] = []  # the payment id of each capture request
         self.refuse_captures = 0  # the next captures are refused (400), the payment kept
+        self.refuse_capture_of: set[str] = set()  # these payments' next capture is refused
         self.capture_delay = 0.0  # seconds a capture takes before it is done and answered
         self.refunds_pending = False  # refunds are answered `pending` (the webhook follows)
         self.fail_refunds = 0  # the next refunds created end `failed` (the bank refused)
@@ -210,8 +211,9 @@ class RazorpayApiServer:
                     if payment["status"] == "captured" or payment["status"] == "refunded":
                         self._error(400, "This payment has already been captured")
                         return
-                    if api.refuse_captures > 0:
-                        api.refuse_captures -= 1
+                    if api.refuse_captures > 0 or payment_id in api.refuse_capture_of:
+                        api.refuse_captures -= api.refuse_captures > 0
+                        api.refuse_capture_of.discard(payment_id)
                         self._error(400, "Payment capture failed: the authorization has expired")
                         return
                     if payment["status"] != "authorized":
