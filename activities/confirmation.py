@@ -41,7 +41,7 @@ from domain.payments import (
     Confirmation,
     PaymentState,
 )
-from domain.statuses import PaymentStatus
+from domain.statuses import OrderStatus, PaymentStatus
 from observability.metrics import CONFIRMATION_SECONDS, CONFIRMATIONS
 from workflows.order_signals import tell_paid
 
@@ -94,65 +94,91 @@ async def _store_beside(s: AsyncSession, attempt: Payment, c: Confirmation) -> i
     return stored
 
 
+async def _attempt_of(s: AsyncSession, inp: ValidateInput) -> Payment | None:
+    """The payment row the confirmation belongs to: its own (stored already), the latest
+    attempt of the order an admin attached it to, or the attempt of its intent."""
+    c = inp.confirmation
+    already = await s.scalar(
+        select(Payment).where(
+            Payment.provider == c.provider, Payment.transaction_id == c.transaction_id
+        )
+    )
+    if already is not None:
+        # 3a once the workflow id no longer guards (retention expired): the row decides.
+        return already
+    if inp.attach_order_id is not None:
+        order_uuid = as_uuid(inp.attach_order_id)
+        if order_uuid is None:
+            return None
+        return await s.scalar(
+            select(Payment)
+            .where(Payment.order_id == order_uuid)
+            .order_by(Payment.id.desc())
+            .limit(1)
+        )
+    return await s.scalar(
+        select(Payment).where(Payment.provider == c.provider, Payment.intent_id == c.intent_id)
+    )
+
+
+async def _match(s: AsyncSession, inp: ValidateInput) -> tuple[Validation, str | None]:
+    """The confirmation against its order; with the order's status, if there is one
+    (`awaiting_payment` also for an order paid by this very payment: a step retried)."""
+    c = inp.confirmation
+    payment = await _attempt_of(s, inp)
+    if payment is None:
+        return Validation(CaseKind.UNMATCHED, reason="no order has this payment intent"), None
+    order = await s.get(Order, payment.order_id)
+    assert order is not None  # payments.order_id is a foreign key
+    order_id = str(order.id)
+    if (c.amount, c.currency) != (order.amount, order.currency):
+        return Validation(
+            CaseKind.AMOUNT_MISMATCH,
+            order_id=order_id,
+            reason=(f"paid {c.amount} {c.currency}, order is {order.amount} {order.currency}"),
+            expected_amount=order.amount,
+            expected_currency=order.currency,
+        ), order.status
+    if payment.status == PaymentStatus.PAID and payment.transaction_id != c.transaction_id:
+        return Validation(
+            CaseKind.ALREADY_PAID,
+            order_id=order_id,
+            reason=f"order already paid by {payment.provider} {payment.transaction_id}",
+        ), order.status
+    # An order cancelled meanwhile is not refused here: the payment is stored first,
+    # and marking the order paid decides (`mark_paid`), parking it as a late payment.
+    mine = payment.status == PaymentStatus.PAID and payment.transaction_id == c.transaction_id
+    status = OrderStatus.AWAITING_PAYMENT if mine else order.status
+    return Validation("matched", order_id=order_id, payment_id=payment.id), status
+
+
+def _authorization(c: Confirmation, v: Validation, status: str | None) -> Validation:
+    """An authorization is captured only for an order awaiting payment that it matches.
+    Anything else is left uncaptured, so the gateway voids it: never captured and then
+    refunded."""
+    if v.outcome == "matched" and status == OrderStatus.AWAITING_PAYMENT:
+        return v
+    why = v.reason or f"the order is {status}"
+    return Validation(
+        CaseKind.UNCAPTURED,
+        order_id=v.order_id,
+        reason=f"{why}: left uncaptured; {c.provider.capitalize()} voids it",
+        expected_amount=v.expected_amount,
+        expected_currency=v.expected_currency,
+    )
+
+
 class ConfirmationActivities(ParkedMoneyActivities):
     """The saga's steps (2, 4, 5, 6, 8) and, inherited, its cases and refunds; the worker
     registers `all()` of them."""
 
     @activity.defn
     async def validate_confirmation(self, inp: ValidateInput) -> Validation:
-        """UC-35 step 2: a known order and intent, with the order's own amount and currency."""
-        c = inp.confirmation
+        """UC-35 step 2: a known order and intent, with the order's own amount and currency.
+        An authorization must also find its order awaiting payment, or it is left uncaptured."""
         async with refusing_bad_data(self.sessions, begin=False) as s:
-            already = await s.scalar(
-                select(Payment).where(
-                    Payment.provider == c.provider, Payment.transaction_id == c.transaction_id
-                )
-            )
-            if already is not None:
-                # 3a once the workflow id no longer guards (retention expired): the row decides.
-                payment: Payment | None = already
-            elif inp.attach_order_id is not None:
-                order_uuid = as_uuid(inp.attach_order_id)
-                payment = (
-                    None
-                    if order_uuid is None
-                    else await s.scalar(
-                        select(Payment)
-                        .where(Payment.order_id == order_uuid)
-                        .order_by(Payment.id.desc())
-                        .limit(1)
-                    )
-                )
-            else:
-                payment = await s.scalar(
-                    select(Payment).where(
-                        Payment.provider == c.provider, Payment.intent_id == c.intent_id
-                    )
-                )
-            if payment is None:
-                return Validation(CaseKind.UNMATCHED, reason="no order has this payment intent")
-            order = await s.get(Order, payment.order_id)
-            assert order is not None  # payments.order_id is a foreign key
-            order_id = str(order.id)
-            if (c.amount, c.currency) != (order.amount, order.currency):
-                return Validation(
-                    CaseKind.AMOUNT_MISMATCH,
-                    order_id=order_id,
-                    reason=(
-                        f"paid {c.amount} {c.currency}, order is {order.amount} {order.currency}"
-                    ),
-                    expected_amount=order.amount,
-                    expected_currency=order.currency,
-                )
-            if payment.status == PaymentStatus.PAID and payment.transaction_id != c.transaction_id:
-                return Validation(
-                    CaseKind.ALREADY_PAID,
-                    order_id=order_id,
-                    reason=f"order already paid by {payment.provider} {payment.transaction_id}",
-                )
-            # An order cancelled meanwhile is not refused here: the payment is stored first,
-            # and marking the order paid decides (`mark_paid`), parking it as a late payment.
-            return Validation("matched", order_id=order_id, payment_id=payment.id)
+            v, status = await _match(s, inp)
+        return _authorization(inp.confirmation, v, status) if inp.confirmation.needs_capture else v
 
     @activity.defn
     async def store_payment(self, inp: StoreInput) -> bool:

@@ -40,7 +40,13 @@ from domain.statuses import OrderStatus, PaymentStatus
 from domain.views import OrderView
 from gateways import SignatureError, registry
 from gateways.api import GatewayUnavailable
-from gateways.checkout import Attempt, NotSucceeded, NotVerifiable, UnknownIntent
+from gateways.checkout import (
+    Attempt,
+    AwaitingWebhook,
+    NotSucceeded,
+    NotVerifiable,
+    UnknownIntent,
+)
 from observability.logs import log_context
 from workflows.confirmation_client import start_confirmation
 
@@ -117,6 +123,12 @@ async def checkout_return(
         )
     except GatewayUnavailable as exc:
         raise Unavailable(f"the gateway did not answer: {exc}") from exc
+    except AwaitingWebhook:
+        # Verified, but only the webhook can tell the money was captured: 200 once it has.
+        workflow_id = confirmation_workflow_id(provider, checkout.transaction_id(body) or "")
+        return await _answer(
+            attempt.order_id, await _paid_view(deps, attempt.order_id), workflow_id
+        )
     except UnknownIntent as exc:
         raise NotFound(str(exc)) from exc
     except NotSucceeded as exc:

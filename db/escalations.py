@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from db import outbox
 from db.models import Escalation, ReconciliationCase
 from domain.money import format_money
-from domain.payments import CaseKind
+from domain.payments import NOT_CAPTURED, CaseKind
 from domain.statuses import CaseState
 from mail.messages import message_id
 
@@ -113,6 +113,10 @@ def case_alarm(case: ReconciliationCase) -> Alarm:
         kind = EscalationKind.REFUND_FAILED
         summary = f"The refund of {money} ({ref}) failed at the gateway or got no answer."
         command = f"{show}; then `paysaga admin refund {ref} --reason ...` again, or resolve it"
+    elif case.kind in NOT_CAPTURED:
+        kind = EscalationKind.MONEY_PARKED
+        summary = f"An authorization of {money} ({ref}) was not captured: {case.kind}."
+        command = f"{show}; then `paysaga admin retry {ref}` or `paysaga admin resolve {ref}`"
     elif case.kind in STUCK:
         kind = EscalationKind.CONFIRMATION_STUCK
         summary = f"The confirmation of {money} ({ref}) is stuck: {case.kind}."

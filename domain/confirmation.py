@@ -11,7 +11,13 @@ from enum import StrEnum
 from typing import Any
 
 from domain import keys
-from domain.payments import AdminRequest, Confirmation, PaymentState, RecoveryTiming
+from domain.payments import (
+    NOT_CAPTURED,
+    AdminRequest,
+    Confirmation,
+    PaymentState,
+    RecoveryTiming,
+)
 
 # `attach`, `refund` and `resolve` act once per request id; the ids of this many recent
 # requests are kept (older repeats are rare, and the workflow's own rules still guard them).
@@ -112,6 +118,7 @@ class ConfirmationState:
     # the refund workflow's word that the money went back (it ends the confirmation).
     refund_asked: bool = False
     refunded_note: str | None = None
+    captured: bool = False  # this run (or an earlier one) captured the authorization
     runs: int = 1  # this run's number: 1 + the continue-as-new count
     history_suggested: bool = False  # did any run reach the server's continue-as-new hint
 
@@ -121,6 +128,11 @@ class ConfirmationState:
 
     def may(self, action: AdminAction) -> str | None:
         """The one rule for admin actions: None if `action` can act now, else why not."""
+        if action == AdminAction.REFUND and self.parked_as in NOT_CAPTURED:
+            return (
+                "refund refused: this authorization was never captured, so no money was taken;"
+                " resolve it (the gateway voids the authorization)"
+            )
         if self.refund_asked and action in (AdminAction.ATTACH, AdminAction.RETRY):
             return (
                 f"{action} refused: a refund of this money was asked for; refund again or resolve"

@@ -19,11 +19,20 @@ class CaseKind(StrEnum):
     STATUS_UPDATE_FAILED = "status_update_failed"  # 5a: stored, but the order not yet marked paid
     UNPROCESSABLE = "unprocessable"  # the database refuses the confirmation's data itself
     REFUND_FAILED = "refund_failed"  # the gateway refused or failed a refund, or never answered
+    # An authorization (Razorpay `payment.authorized`) for no order awaiting payment: left
+    # uncaptured, so the gateway voids it; no money was taken.
+    UNCAPTURED = "authorization_uncaptured"
+    CAPTURE_REFUSED = "capture_refused"  # the gateway refused to capture an authorization
+
+
+# Parked authorizations: nothing was captured, so there is nothing to refund.
+NOT_CAPTURED = (CaseKind.UNCAPTURED, CaseKind.CAPTURE_REFUSED)
 
 
 # Errors no retry mends, raised by activities as non-retryable ApplicationError types.
 NOT_PAYABLE = "OrderNotPayable"  # the order is cancelled (or refunded): it cannot become paid
 UNPROCESSABLE = "Unprocessable"  # the database refuses the data itself, not its state
+CAPTURE_REFUSED = "CaptureRefused"  # the gateway answered no to a capture (a 4xx)
 
 
 class PaymentState(StrEnum):
@@ -73,6 +82,10 @@ class Confirmation:
     # When the webhook arrived (epoch seconds), for `paysaga_confirmation_seconds`; None in
     # histories recorded before it was carried.
     received_at: float | None = None
+    # The gateway holds an authorization, not money (Razorpay `payment.authorized`, or a
+    # checkout return for an authorized payment): the saga captures it once it matches an
+    # order awaiting payment, and only then stores it. False in older histories.
+    needs_capture: bool = False
 
 
 @dataclass(frozen=True)

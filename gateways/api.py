@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from domain.payments import Confirmation
 
@@ -67,6 +67,14 @@ class GatewayApi(Protocol):
         self, transaction_id: str, amount: int, currency: str, key: str
     ) -> GatewayRefund:
         """In full, once per `key`: a retried call with it is the same refund."""
+
+
+@runtime_checkable
+class Capturing(Protocol):
+    """A gateway API that captures authorizations (Razorpay). Refused: GatewayRefused."""
+
+    async def capture(self, transaction_id: str, amount: int, currency: str) -> None:
+        """Captures the authorized payment in full. One already captured counts as done."""
 
 
 class GatewayMetrics(Protocol):

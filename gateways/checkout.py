@@ -16,6 +16,11 @@ class NotVerifiable(Exception):
     """This server cannot check such a return (offline mode): 409, retrying will not help."""
 
 
+class AwaitingWebhook(Exception):
+    """The proof is good, but only the gateway's webhook can say the money was captured
+    (no API to ask): 202 until it has."""
+
+
 class NotSucceeded(Exception):
     """The gateway says the payment has not succeeded (yet): 409."""
 
@@ -53,4 +58,4 @@ class CheckoutReturn(ABC):
     @abstractmethod
     async def confirmation(self, body: BaseModel, attempt: Attempt, now: float) -> Confirmation:
         """The payment the return proves, as its webhook would report it. Raises
-        NotSucceeded, UnknownIntent or GatewayUnavailable."""
+        NotSucceeded, UnknownIntent, AwaitingWebhook or GatewayUnavailable."""

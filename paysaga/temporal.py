@@ -18,6 +18,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
+from activities.capture import CaptureActivities
 from activities.confirmation import ConfirmationActivities
 from activities.notifications import MailConfig, NotificationActivities
 from activities.orders import OrderActivities
@@ -121,6 +122,7 @@ def build_worker(
         workflow_runner=SandboxedWorkflowRunner() if sandboxed else UnsandboxedWorkflowRunner(),
         activities=[
             *ConfirmationActivities(sessions, client, mail.domain if mail else None).all(),
+            *CaptureActivities(gateways).all(),
             *OrderActivities(sessions, client, gateways).all(),
             *RefundActivities(sessions, gateways, client).all(),
             ReconciliationActivities(

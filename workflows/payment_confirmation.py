@@ -1,8 +1,9 @@
 """UC-35 as one saga: `payment-{provider}-{transaction_id}`.
 
-Read `_advance` top to bottom and it is the use case: 2 validate, 3 idempotency, 4 store,
-5 mark paid, 8 ticket, with 6 (the audit trail, `workflows.confirmation_audit`) written beside
-it; extensions 2a (mismatch), 2b (no order) and 3a (duplicates) are named where they happen.
+Read `_advance` top to bottom and it is the use case: 2 validate (2c: an authorization is
+captured, `workflows.confirmation_capture`), 3 idempotency, 4 store, 5 mark paid, 8 ticket,
+with 6 (the audit trail, `workflows.confirmation_audit`) written beside it; extensions 2a
+(mismatch), 2b (no order) and 3a (duplicates) are named where they happen.
 Money that cannot be applied is parked here, with an open reconciliation case, until an admin
 `attach`es it to an order, `refund`s or `resolve`s it (the requests and their rules:
 `workflows.confirmation_requests`). A refund goes through the gateway (`workflows.refund`),
@@ -44,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
         Phase,
     )
     from domain.payments import (
+        CAPTURE_REFUSED,
         NOT_PAYABLE,
         AdminRequest,
         CaseKind,
@@ -52,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
         RecoveryTiming,
     )
     from domain.workflow_names import CONFIRM_PAYMENT, ORDER_ID, PAYMENT_STATE, STATE
+    from workflows.confirmation_capture import CaptureStep
     from workflows.confirmation_requests import AdminRequests
     from workflows.steps import StepPolicy, StepRunner, unmendable
 
@@ -71,7 +74,7 @@ CASE_STEPS = (VALIDATE, STORE, MARK_PAID)
 
 
 @workflow.defn(name=CONFIRM_PAYMENT)
-class ConfirmPaymentWorkflow(AdminRequests):
+class ConfirmPaymentWorkflow(AdminRequests, CaptureStep):
     @workflow.init
     def __init__(self, inp: ConfirmationRun) -> None:
         self._inp = inp
@@ -110,9 +113,10 @@ class ConfirmPaymentWorkflow(AdminRequests):
                     raise
                 # No retry mends it: the money is kept as a case an admin sees, never looped
                 # on in silence. Not payable: the order was cancelled before the money came.
-                kind = (
-                    CaseKind.LATE_PAYMENT if cause.type == NOT_PAYABLE else CaseKind.UNPROCESSABLE
-                )
+                kind = {
+                    NOT_PAYABLE: CaseKind.LATE_PAYMENT,
+                    CAPTURE_REFUSED: CaseKind.CAPTURE_REFUSED,  # 2c: the order stays unpaid
+                }.get(cause.type or "", CaseKind.UNPROCESSABLE)
                 await self._park(Validation(kind, order_id=s.order_id, reason=cause.message))
 
     async def _advance(self) -> None:
@@ -139,11 +143,13 @@ class ConfirmPaymentWorkflow(AdminRequests):
         )
         if v.outcome != "matched":
             # 2a (amount or currency mismatch), 2b (no matching order), or money for an
-            # order already paid or cancelled: kept as a case, waiting for an admin.
+            # order already paid or cancelled: kept as a case, waiting for an admin. An
+            # authorization for such an order is left uncaptured, on the audit trail too.
             await self._park(v)
             return
         s.payment_id = v.payment_id
         await self._set_state(PaymentState.VALIDATED, v.order_id)
+        await self._capture()  # 2c: an authorization is captured before it is stored
         s.phase = Phase.STORE
 
     async def _store(self) -> None:
@@ -271,6 +277,7 @@ class ConfirmPaymentWorkflow(AdminRequests):
 
     async def _park(self, v: Validation) -> None:
         s = self._s
+        self._audit_not_captured(v)
         await self._steps.record(ConfirmationActivities.open_case, CaseInput(self._c, v))
         if v.outcome not in s.cases:
             s.cases.append(v.outcome)

@@ -32,7 +32,13 @@ from temporalio.exceptions import (
 from temporalio.types import MethodAsyncSingleParam
 
 with workflow.unsafe.imports_passed_through():
-    from domain.payments import NOT_PAYABLE, UNPROCESSABLE, CaseKind, RecoveryTiming
+    from domain.payments import (
+        CAPTURE_REFUSED,
+        NOT_PAYABLE,
+        UNPROCESSABLE,
+        CaseKind,
+        RecoveryTiming,
+    )
 
 In = TypeVar("In")  # a step's input
 Out = TypeVar("Out")  # a step's result
@@ -41,6 +47,9 @@ Out = TypeVar("Out")  # a step's result
 Activity = MethodAsyncSingleParam[Any, In, Out]
 
 NOT_RETRYABLE = [NOT_PAYABLE, UNPROCESSABLE]
+# What the saga parks rather than retries: also a gateway's refusal to capture (2c), which
+# only the capture step raises, under its own retry policy.
+UNMENDABLE = [*NOT_RETRYABLE, CAPTURE_REFUSED]
 
 SHORT_DB_CALL = timedelta(seconds=10)
 RETRY_DEBOUNCE = timedelta(seconds=1)
@@ -87,7 +96,7 @@ def unmendable(err: BaseException) -> ApplicationError | None:
     """The non-retryable cause of a failure, if it is one, whether it arrives wrapped in an
     ActivityError or as the cause itself."""
     cause = err.cause if isinstance(err, ActivityError) else err
-    if isinstance(cause, ApplicationError) and cause.type in NOT_RETRYABLE:
+    if isinstance(cause, ApplicationError) and cause.type in UNMENDABLE:
         return cause
     return None
 

@@ -22,12 +22,18 @@ class Razorpay(Gateway):
         super().__init__(env, metrics)
         key_id = env_text(env, "PAYSAGA_RAZORPAY_KEY_ID")
         self.key_secret = env_text(env, "PAYSAGA_RAZORPAY_KEY_SECRET")
+        api = None
         if key_id and self.key_secret:
-            self.api = RazorpayApi(
+            api = RazorpayApi(
                 key_id, self.key_secret, env_text(env, "PAYSAGA_RAZORPAY_API_BASE"), metrics
             )
-        # The key secret alone verifies a checkout return's signature.
-        self.checkout = RazorpayReturn(self.key_secret)
+            self.api = api
+        # Online, an authorization (webhook or checkout return) is captured through the API.
+        assert isinstance(self.webhooks, RazorpayWebhooks)
+        self.webhooks.captures = api is not None
+        # The key secret alone verifies a checkout return's signature; the API looks the
+        # payment up, to capture it or to see it captured.
+        self.checkout = RazorpayReturn(self.key_secret, api)
 
     def secrets(self) -> tuple[str, ...]:
         return (*super().secrets(), *([self.key_secret] if self.key_secret else []))

@@ -1,5 +1,6 @@
 """Talking to Razorpay's API (online mode: PAYSAGA_RAZORPAY_KEY_ID and _KEY_SECRET), with the
-official SDK: create the Razorpay order at checkout, find the payments of an order, refund.
+official SDK: create the Razorpay order at checkout, find the payments of an order or one
+payment, capture an authorized payment, refund.
 
 The SDK is synchronous (requests), so each call runs in a thread, with a timeout. Refunds
 carry Razorpay's `X-Refund-Idempotency` key, so a retried refund is the same refund; an
@@ -36,6 +37,9 @@ from gateways.currencies import NotRepresentable, from_gateway, to_gateway
 TIMEOUT = 10.0
 GET_RETRIES = 2  # look-ups read: retrying them is free
 REFUND_RETRIES = 2  # refunds carry their idempotency key
+CAPTURE_RETRIES = 2  # a capture repeated is "already captured", which counts as done
+# Razorpay's answer (400 BAD_REQUEST_ERROR) to capturing a payment captured already.
+ALREADY_CAPTURED = "already been captured"
 
 
 @dataclass(frozen=True)
@@ -163,6 +167,33 @@ class RazorpayApi:
             retries=GET_RETRIES,
         )
         return [_payment(entity) for entity in found.get("items", [])]
+
+    async def payment(self, payment_id: str) -> RazorpayPayment:
+        """One payment (`GET /v1/payments/{id}`): a GET, retried on a server error."""
+        found = await self._call(
+            "look_up",
+            lambda: self.client.payment.fetch(payment_id, timeout=TIMEOUT),
+            retries=GET_RETRIES,
+        )
+        return _payment(found)
+
+    async def capture(self, transaction_id: str, amount: int, currency: str) -> None:
+        """`POST /v1/payments/{id}/capture` for the whole amount. Retried on a server error
+        or timeout: a retry whose first try did capture is answered "already captured",
+        which is success, as it is when the payment's own capture webhook won the race."""
+        theirs = to_gateway("razorpay", amount, currency)
+
+        def capture() -> Any:
+            try:
+                return self.client.payment.capture(
+                    transaction_id, theirs, {"currency": currency}, timeout=TIMEOUT
+                )
+            except BadRequestError as exc:
+                if ALREADY_CAPTURED in str(exc):
+                    return None
+                raise
+
+        await self._call("capture", capture, retries=CAPTURE_RETRIES)
 
     async def refund(
         self, transaction_id: str, amount: int, currency: str, key: str

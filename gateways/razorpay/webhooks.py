@@ -1,7 +1,10 @@
 """Razorpay webhooks: `X-Razorpay-Signature` is hex HMAC-SHA256 of the raw body.
 
 `payment.captured` and `order.paid` both carry the payment entity; its id (`pay_...`) is the
-transaction id, so the two events for one payment meet in one workflow.
+transaction id, so the two events for one payment meet in one workflow. In online mode
+(`captures`: the API keys are configured) `payment.authorized` is a confirmation that needs
+capturing, in that same workflow; an entity that already says `captured` (auto-capture, as
+Razorpay's own examples show) is a capture. Offline it is `ignored`: nothing could capture it.
 """
 
 from __future__ import annotations
@@ -27,11 +30,13 @@ from gateways.base import (
 )
 
 CONFIRMING_EVENTS = ("payment.captured", "order.paid")
+AUTHORIZED = "payment.authorized"
 REFUND_EVENTS = {"refund.processed": "succeeded", "refund.failed": "failed"}
 
 
 class RazorpayWebhooks(WebhookAdapter):
     name = "razorpay"
+    captures = False  # online mode: an authorization is captured through the API
 
     def _verify(self, body: bytes, headers: Mapping[str, str], now: float) -> None:
         signature = headers.get("x-razorpay-signature")
@@ -72,9 +77,12 @@ class RazorpayWebhooks(WebhookAdapter):
                 event_type=event_type,
             )
             return GatewayEvent(event_id, event_type, None, refund=notice)
-        if event_type not in CONFIRMING_EVENTS:
+        authorized = event_type == AUTHORIZED and self.captures
+        if event_type not in CONFIRMING_EVENTS and not authorized:
             return GatewayEvent(event_id, event_type, None)
         amount, currency = money(data, (*payment, "amount"), (*payment, "currency"), self.name)
+        # An authorization whose entity says it was captured already needs no capture.
+        needs_capture = authorized and dig(data, *payment).get("status") != "captured"
         confirmation = Confirmation(
             provider=self.name,
             transaction_id=identifier_at(data, *payment, "id"),
@@ -83,6 +91,7 @@ class RazorpayWebhooks(WebhookAdapter):
             currency=currency,
             event_id=event_id,
             event_type=event_type,
+            needs_capture=needs_capture,
         )
         return GatewayEvent(event_id, event_type, confirmation)
 

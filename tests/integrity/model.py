@@ -14,6 +14,13 @@ Fates of money (one confirmation, `payment-{provider}-{tx}`):
 - `refund_pending`: an admin asked to refund parked money, the gateway is to answer;
 - `refunded`: parked money sent back, its case resolved;
 - `resolved`: an admin settled it outside paysaga, its case resolved.
+Razorpay authorizations (online, against the Razorpay test server) are captured only for an
+order that takes them, so they end `applied` (or `late`, the window closing between the
+capture and the order's status change), or hold no money:
+- `uncaptured`: left uncaptured for an order that could not take it, with an open
+  `authorization_uncaptured` case (Razorpay voids it);
+- `capture_refused`: the gateway refused the capture, the order left as it was, with an open
+  `capture_refused` case.
 Anything else (no order paid, no case, no refund) is money lost, and a violation.
 """
 
@@ -39,8 +46,11 @@ PARKED = "parked"
 REFUND_PENDING = "refund_pending"
 REFUNDED = "refunded"
 RESOLVED = "resolved"
+UNCAPTURED = "uncaptured"
+CAPTURE_REFUSED = "capture_refused"
+NOT_CAPTURED = frozenset({UNCAPTURED, CAPTURE_REFUSED})
 # Money an admin may still act on (its confirmation is parked).
-ACTIONABLE = frozenset({LATE, PARKED, REFUND_PENDING})
+ACTIONABLE = frozenset({LATE, PARKED, REFUND_PENDING}) | NOT_CAPTURED
 
 
 @dataclass(frozen=True)
@@ -90,7 +100,7 @@ class Money:
     tx: str
     amount: int
     currency: str
-    kind: str  # "match" | "mismatch" | "unmatched"
+    kind: str  # "match" | "mismatch" | "unmatched" | "authorization"
     order_id: str | None  # the order whose intent it names, if any
     fates: set[str]
     request: Request | None = None  # the webhook, to send again as a duplicate
@@ -99,6 +109,7 @@ class Money:
     # The refund row of this transaction: None (none), "pending", "succeeded" ("failed" is
     # not driven here); a set where timing decides.
     refund: set[str | None] = field(default_factory=lambda: {None})
+    was_captured: bool = False  # an authorization Razorpay reports captured
 
     @property
     def fate(self) -> str | None:
@@ -156,3 +167,25 @@ def payment_fates(order: OrderModel, model: Model, delay: float = 0.0) -> tuple[
     if status in ("paid", "refunded"):
         return {PARKED}, False
     return {APPLIED, LATE, PARKED}, True
+
+
+def authorization_fates(fates: set[str]) -> set[str]:
+    """What an authorization becomes where money with `fates` would (`payment_fates`): it is
+    captured and applied only where the money would be applied; where it would be parked or
+    late it is left uncaptured; the window closing before its check leaves it uncaptured,
+    closing after its capture makes it late."""
+    out = fates & {APPLIED}
+    if {APPLIED, LATE} <= fates:
+        out.add(LATE)
+    if fates != {APPLIED}:
+        out.add(UNCAPTURED)
+    return out
+
+
+def refused_fates(fates: set[str]) -> set[str]:
+    """An authorization whose capture the gateway refuses: where it would be captured, the
+    refusal is parked; elsewhere it is left uncaptured (no capture is asked)."""
+    out = {CAPTURE_REFUSED} if APPLIED in fates else set()
+    if fates != {APPLIED}:
+        out.add(UNCAPTURED)
+    return out

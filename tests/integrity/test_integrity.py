@@ -58,27 +58,39 @@ from tests.integrity.model import (
     ACTIONABLE,
     APPLIED,
     APPLIED_REFUNDED,
+    CAPTURE_REFUSED,
     GRACE_SECONDS,
     LATE,
     LATE_REFUNDED,
     LIVE,
     NEAR_SECONDS,
+    NOT_CAPTURED,
     PARKED,
     PROVIDERS,
     REFUND_PENDING,
     REFUNDED,
     RESOLVED,
+    UNCAPTURED,
     Model,
     Money,
     OrderModel,
+    authorization_fates,
     payment_fates,
+    refused_fates,
 )
 from tests.integrity.model import (
     Product as ProductModel,
 )
 from tests.support.fault_stack import FaultStack, open_stack
 from tests.support.gateway_events import failed, refund_notice, signed_confirmation
-from tests.support.signing import SECRETS, Request, checkout_return
+from tests.support.razorpay_server import RazorpayApiServer
+from tests.support.signing import (
+    SECRETS,
+    Request,
+    checkout_return,
+    razorpay_payment_event,
+    razorpay_request,
+)
 from workflows.payment_confirmation import ConfirmPaymentWorkflow
 
 T = TypeVar("T")
@@ -94,6 +106,7 @@ QUIET_CAP = 120.0  # seconds the stack may take to become quiet after a step
 FAULT_DELAY = 10.0
 DB_ERRORS = (DBAPIError, InterfaceError, OSError)
 FAULTS = {"postgres_outage": "postgres_stopped", "worker_killed": "worker_killed"}
+NOT_CAPTURED_CASES = {"authorization_uncaptured", "capture_refused"}
 
 
 class CampaignOver(KeyboardInterrupt):
@@ -159,9 +172,12 @@ class Campaign:
 class World:
     """The stack on its own event loop, entered once and shared by every example."""
 
-    def __init__(self, runner: asyncio.Runner, stack: FaultStack) -> None:
+    def __init__(
+        self, runner: asyncio.Runner, stack: FaultStack, razorpay: RazorpayApiServer
+    ) -> None:
         self.runner = runner
         self.stack = stack
+        self.razorpay = razorpay  # Razorpay's side: the payments the campaign makes there
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self.runner.run(coro)
@@ -369,6 +385,7 @@ class IntegrityMachine(RuleBasedStateMachine):
         """The gateway confirms the order's latest attempt, for its own amount."""
         tx = o.intent if o.provider == "stripe" else new_tx(o.provider)
         request = signed_confirmation(o.provider, o.as_order(), tx)
+        self._at_razorpay(o.provider, tx, o.amount, o.currency)
         if (o.provider, tx) in self.m.money:  # a Stripe intent is one transaction
             answer = await self.deliver(f"/webhooks/{o.provider}", request)
             assert answer == {"result": "duplicate"}, f"intent {tx} confirmed twice: {answer}"
@@ -412,6 +429,8 @@ class IntegrityMachine(RuleBasedStateMachine):
         tx = new_tx("razorpay")
         fates, may_pay = payment_fates(o, self.m, delay=3.0)  # the answer waits up to 3 s
         self._expect_money(o, tx, fates, may_pay, None)
+        # Paid at Razorpay's checkout (captured): the return is looked up there.
+        self.world.razorpay.add_payment(o.intent, True, o.amount, o.currency, tx)
         proof = checkout_return(o.as_order(), tx, KEY_SECRET)
         answer = await self.call("POST", "/payments/razorpay/verify", owner(), proof)
         assert answer.status_code in (200, 202), answer.text
@@ -422,6 +441,50 @@ class IntegrityMachine(RuleBasedStateMachine):
             assert answer.json()["status"] == "processing", answer.text
         # Its webhook follows and is the same payment.
         self.m.money[("razorpay", tx)].request = signed_confirmation("razorpay", o.as_order(), tx)
+
+    def _at_razorpay(self, provider: str, tx: str, amount: int, currency: str) -> None:
+        """Money a webhook reports is money Razorpay holds (online, its refunds are asked
+        there): captured, under no order it lists, so the look-up before a window closes
+        does not find it (the webhook is what the campaign draws)."""
+        if provider == "razorpay":
+            self.world.razorpay.add_payment(None, True, amount, currency, tx)
+
+    @rule(i=st.integers(0, 50))
+    def authorize_only(self, i: int) -> None:
+        o = pick(self.orders(lambda o: o.provider == "razorpay"), i)
+        if o is None:
+            return self.skip("authorize_only")
+        self.step("authorize_only", self._authorize(o, refused=False))
+
+    @rule(i=st.integers(0, 50))
+    def capture_refused(self, i: int) -> None:
+        o = pick(self.orders(lambda o: o.provider == "razorpay"), i)
+        if o is None:
+            return self.skip("capture_refused")
+        self.step("capture_refused", self._authorize(o, refused=True))
+
+    async def _authorize(self, o: OrderModel, refused: bool) -> None:
+        """The customer pays on an account with manual capture: Razorpay holds an
+        authorization and says `payment.authorized`; paysaga captures it only for an order
+        that takes it (`refused`: Razorpay refuses that capture)."""
+        tx = new_tx("razorpay")
+        razorpay = self.world.razorpay
+        razorpay.add_payment(o.intent, False, o.amount, o.currency, tx)
+        if refused:
+            razorpay.refuse_capture_of.add(tx)
+        fates, may_pay = payment_fates(o, self.m)
+        if refused:
+            money = Money("razorpay", tx, o.amount, o.currency, "authorization", o.id, set())
+            money.fates = refused_fates(fates)
+            self.m.money[("razorpay", tx)] = money
+        else:
+            money = self._expect_money(o, tx, authorization_fates(fates), may_pay, None)
+            money.kind = "authorization"
+        event = razorpay_payment_event(o.intent, tx, o.amount, o.currency, "payment.authorized")
+        event["payload"]["payment"]["entity"] |= {"status": "authorized", "captured": False}
+        money.request = razorpay_request(event)
+        answer = await self.deliver("/webhooks/razorpay", money.request)
+        assert answer == {"result": "accepted"}, answer
 
     @rule(i=st.integers(0, 50))
     def duplicate(self, i: int) -> None:
@@ -483,6 +546,7 @@ class IntegrityMachine(RuleBasedStateMachine):
     async def _wrong_amount(self, o: OrderModel) -> None:
         tx = o.intent if o.provider == "stripe" else new_tx(o.provider)
         request = signed_confirmation(o.provider, o.as_order(), tx, amount=o.amount + 1)
+        self._at_razorpay(o.provider, tx, o.amount + 1, o.currency)
         if (o.provider, tx) in self.m.money:
             answer = await self.deliver(f"/webhooks/{o.provider}", request)
             assert answer == {"result": "duplicate"}, answer
@@ -508,6 +572,7 @@ class IntegrityMachine(RuleBasedStateMachine):
             "currency": product.currency,
         }
         request = signed_confirmation(provider, order, tx)
+        self._at_razorpay(provider, tx, product.unit_amount, product.currency)
         money = Money(
             provider, tx, product.unit_amount, product.currency, "unmatched", None, {PARKED}
         )
@@ -641,6 +706,9 @@ class IntegrityMachine(RuleBasedStateMachine):
         assert listed, f"parked money {money.provider} {money.tx} has no open case listed"
         path = f"/admin/payments/{money.provider}/{money.tx}/{action}"
         answer = await self.call("POST", path, admin(), body)
+        if money.fates <= NOT_CAPTURED:
+            self._admin_acts_on_authorization(money, action, target, answer)
+            return
         refund_asked = money.fate == REFUND_PENDING
         if action in ("attach", "retry") and refund_asked:
             assert answer.status_code == 409, f"{action} after a refund was asked: {answer.text}"
@@ -669,6 +737,36 @@ class IntegrityMachine(RuleBasedStateMachine):
                         {"paid"} if money.fates == {APPLIED} else {"paid", "cancelled"}
                     )
                 target.attempt_pending = {False}
+
+    def _admin_acts_on_authorization(
+        self, money: Money, action: str, target: OrderModel | None, answer: httpx.Response
+    ) -> None:
+        """An authorization left uncaptured or refused: nothing was captured, so nothing to
+        refund; a retry (or an attach) checks it afresh and captures it where it is taken."""
+        if action == "refund":
+            assert answer.status_code == 409, f"refund of {money.fates}: {answer.text}"
+            assert "never captured" in answer.text, answer.text
+            return
+        assert answer.status_code == 202, f"{action} on {money.fates}: {answer.text}"
+        if action == "resolve":
+            money.fates = {RESOLVED}
+            return
+        order = target if action == "attach" and target is not None else None
+        order = order or self.m.orders[str(money.order_id)]
+        if (money.amount, money.currency) != (order.amount, order.currency):
+            money.fates = {UNCAPTURED}
+            return
+        fates, may_pay = payment_fates(order, self.m)
+        money.fates = authorization_fates(fates)
+        if money.fates & {APPLIED, LATE}:
+            money.attached_to = order.id if action == "attach" else None
+        if LATE in money.fates:
+            money.refund = money.refund | {"pending"}
+        if may_pay:
+            order.money.add(money.tx)
+            if APPLIED in money.fates:
+                order.statuses = {"paid"} if money.fates == {APPLIED} else {"paid", "cancelled"}
+            order.attempt_pending = {False}
 
     def _attach_fates(self, money: Money, target: OrderModel) -> tuple[set[str], bool]:
         if money.kind == "mismatch" or (money.amount, money.currency) != (
@@ -1040,6 +1138,8 @@ class IntegrityMachine(RuleBasedStateMachine):
         elif running and payment is not None and (payment[0], payment[3]) == ("paid", "cancelled"):
             if "late_payment" in open_kinds:
                 fate = LATE
+        elif running and payment is None and open_kinds & NOT_CAPTURED_CASES:
+            fate = UNCAPTURED if "authorization_uncaptured" in open_kinds else CAPTURE_REFUSED
         elif running and open_kinds and payment is None:
             fate = PARKED
         if fate not in m.fates:
@@ -1047,6 +1147,8 @@ class IntegrityMachine(RuleBasedStateMachine):
         else:
             m.fates = {fate}
         m.was_late = m.was_late or fate == LATE
+        if m.kind == "authorization":
+            p += self._compare_at_razorpay(m, fate)
         if fate in (APPLIED, APPLIED_REFUNDED):
             paid_order = str(payment[1])
             if paid_order not in (m.order_id, m.attached_to):
@@ -1068,6 +1170,19 @@ class IntegrityMachine(RuleBasedStateMachine):
         ):
             p.append(f"money {m.tx}: refunded {refund[1]} {refund[2]} of {m.amount} {m.currency}")
         return p
+
+    def _compare_at_razorpay(self, m: Money, fate: str) -> list[str]:
+        """An authorization is captured only where it is applied (or found the window
+        closed after its capture): one left uncaptured or refused was never captured, so it
+        is never captured then refunded."""
+        status = self.world.razorpay.payments[m.tx]["status"]
+        captured = status in ("captured", "refunded")
+        if fate in (NOT_CAPTURED | {RESOLVED}) and captured and not m.was_captured:
+            return [f"authorization {m.tx} ({fate}) was captured at Razorpay"]
+        if fate in (APPLIED, APPLIED_REFUNDED, LATE, LATE_REFUNDED) and not captured:
+            return [f"authorization {m.tx} ({fate}) is {status} at Razorpay, not captured"]
+        m.was_captured = m.was_captured or captured
+        return []
 
     async def _compare_stock(self) -> list[str]:
         p: list[str] = []
@@ -1130,7 +1245,9 @@ class IntegrityMachine(RuleBasedStateMachine):
         return p
 
 
-def test_integrity_under_any_interleaving(fault_dir: Path, fault_env: dict[str, str]) -> None:
+def test_integrity_under_any_interleaving(
+    fault_dir: Path, fault_env: dict[str, str], razorpay_api: RazorpayApiServer
+) -> None:
     campaign = Campaign(
         seed=int(os.environ.get("PAYSAGA_INTEGRITY_SEED") or random.SystemRandom().getrandbits(32))
     )
@@ -1143,7 +1260,7 @@ def test_integrity_under_any_interleaving(fault_dir: Path, fault_env: dict[str, 
         stack_cm = open_stack(fault_dir, fault_env)
         stack = runner.run(stack_cm.__aenter__())
         try:
-            IntegrityMachine.world = World(runner, stack)
+            IntegrityMachine.world = World(runner, stack, razorpay_api)
             IntegrityMachine.campaign = campaign
             if MINUTES:
                 campaign.deadline = time.monotonic() + MINUTES * 60

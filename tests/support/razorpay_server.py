@@ -2,10 +2,14 @@
 format (there is no Razorpay emulator). The official `razorpay` SDK is the client.
 
 Orders (`POST /v1/orders`), an order's payments (`GET /v1/orders/{id}/payments`), a payment
-(`GET /v1/payments/{id}`) and refunds (`POST /v1/payments/{id}/refund`, honouring
-`X-Refund-Idempotency`), behind HTTP basic auth with the key id and secret; errors as
+(`GET /v1/payments/{id}`), captures (`POST /v1/payments/{id}/capture`: an authorized payment
+becomes captured; one captured already answers 400 "This payment has already been captured")
+and refunds (`POST /v1/payments/{id}/refund`, honouring `X-Refund-Idempotency`), behind HTTP
+basic auth with the key id and secret; errors as
 `{"error": {"code": "BAD_REQUEST_ERROR", "description": ...}}`. `pay(order_id)` is the
-customer paying at Razorpay's checkout; `faults` makes the next requests answer 5xx or 429.
+customer paying at Razorpay's checkout (captured at once, as with automatic capture),
+`authorize(order_id)` paying on an account with manual capture (authorized, to be captured);
+`refuse_captures` refuses the next captures; `faults` makes the next requests answer 5xx or 429.
 """
 
 from __future__ import annotations
@@ -26,6 +30,11 @@ class RazorpayApiServer:
         self.payments: dict[str, dict[str, Any]] = {}
         self.refunds: dict[str, dict[str, Any]] = {}  # by idempotency key
         self.refund_calls = 0
+        self.capture_calls: list[str] = []  # the payment id of each capture request
+        self.refuse_captures = 0  # the next captures are refused (400), the payment kept
+        self.refuse_capture_of: set[str] = set()  # these payments' next capture is refused
+        self.capture_delay = 0.0  # seconds a capture takes before it is done and answered
+        self.refunds_pending = False  # refunds are answered `pending` (the webhook follows)
         self.fail_refunds = 0  # the next refunds created end `failed` (the bank refused)
         # The next requests whose path starts so answer this status instead (after doing what
         # they asked, if `after`): (path prefix, status, Retry-After, after).
@@ -43,23 +52,43 @@ class RazorpayApiServer:
 
     def pay(self, order_id: str) -> str:
         """The customer pays the order at Razorpay: a captured payment."""
-        order = self.orders[order_id]
-        payment = {
-            "id": "pay_" + secrets.token_hex(7),
+        return self.add_payment(order_id, captured=True)
+
+    def authorize(self, order_id: str) -> str:
+        """The customer pays the order on an account with manual capture: authorized."""
+        return self.add_payment(order_id, captured=False)
+
+    def add_payment(
+        self,
+        order_id: str | None,
+        captured: bool,
+        amount: int | None = None,
+        currency: str | None = None,
+        payment_id: str | None = None,
+    ) -> str:
+        """A payment as Razorpay keeps it; of the order's amount unless told otherwise. No
+        order (None): a payment whose webhook names an order Razorpay does not list."""
+        order = self.orders.get(order_id) if order_id else None
+        pid = payment_id or "pay_" + secrets.token_hex(7)
+        payment: dict[str, Any] = {
+            "id": pid,
             "entity": "payment",
-            "amount": order["amount"],
-            "currency": order["currency"],
-            "status": "captured",
+            "amount": amount if amount is not None else order["amount"] if order else 0,
+            "currency": currency or (order["currency"] if order else "INR"),
+            "status": "captured" if captured else "authorized",
             "order_id": order_id,
             "method": "card",
-            "captured": True,
+            "captured": captured,
             "amount_refunded": 0,
             "created_at": int(time.time()),
         }
         with self.lock:
-            self.payments[payment["id"]] = payment
-            order["status"], order["amount_paid"] = "paid", order["amount"]
-        return str(payment["id"])
+            self.payments[pid] = payment
+            if order is not None and captured:
+                order["status"], order["amount_paid"] = "paid", order["amount"]
+            elif order is not None:
+                order["status"] = "attempted"
+        return pid
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         api = self
@@ -165,8 +194,42 @@ class RazorpayApiServer:
                     self._answer(200, order)
                 elif parts[:2] == ["v1", "payments"] and len(parts) == 4 and parts[3] == "refund":
                     self._refund(parts[2], body)
+                elif parts[:2] == ["v1", "payments"] and len(parts) == 4 and parts[3] == "capture":
+                    self._capture(parts[2], body)
                 else:
                     self._error(400, "The requested URL was not found on the server.")
+
+            def _capture(self, payment_id: str, body: dict[str, Any]) -> None:
+                """Razorpay's rules: the whole authorized amount, in its currency, once."""
+                api.capture_calls.append(payment_id)
+                time.sleep(api.capture_delay)
+                with api.lock:
+                    payment = api.payments.get(payment_id)
+                    if payment is None:
+                        self._error(400, "The id provided does not exist")
+                        return
+                    if payment["status"] == "captured" or payment["status"] == "refunded":
+                        self._error(400, "This payment has already been captured")
+                        return
+                    if api.refuse_captures > 0 or payment_id in api.refuse_capture_of:
+                        api.refuse_captures -= api.refuse_captures > 0
+                        api.refuse_capture_of.discard(payment_id)
+                        self._error(400, "Payment capture failed: the authorization has expired")
+                        return
+                    if payment["status"] != "authorized":
+                        self._error(400, "Only payments which have been authorized can be captured")
+                        return
+                    if body.get("amount") != payment["amount"]:
+                        self._error(400, "Capture amount must be equal to the amount authorized")
+                        return
+                    if str(body.get("currency", "")).upper() != payment["currency"]:
+                        self._error(400, "The currency should be the same as the payment's")
+                        return
+                    payment["status"], payment["captured"] = "captured", True
+                    order = api.orders.get(payment["order_id"] or "")
+                    if order is not None:
+                        order["status"], order["amount_paid"] = "paid", order["amount"]
+                self._answer(200, payment)
 
             def _refund(self, payment_id: str, body: dict[str, Any]) -> None:
                 api.refund_keys.append(self.headers.get("X-Refund-Idempotency"))
@@ -188,7 +251,7 @@ class RazorpayApiServer:
                         return
                     failing = api.fail_refunds > 0
                     api.fail_refunds -= failing
-                    if not failing:
+                    if not failing and not api.refunds_pending:
                         payment["amount_refunded"] += amount
                         payment["status"] = "refunded"
                     refund = {
@@ -197,7 +260,11 @@ class RazorpayApiServer:
                         "amount": amount,
                         "currency": payment["currency"],
                         "payment_id": payment_id,
-                        "status": "failed" if failing else "processed",
+                        "status": "failed"
+                        if failing
+                        else "pending"
+                        if api.refunds_pending
+                        else "processed",
                         "created_at": int(time.time()),
                     }
                     api.refunds[key] = refund

@@ -5,8 +5,8 @@ The order lifecycle's shapes (expired, paid, cancelled) are recorded beside them
 A change to a running workflow must not change the commands it issues for a history that is
 already written; if it would, it goes behind `workflow.patched(...)` (see the README). These
 files are that promise: each shape the workflow takes (paid, parked then attached, resolved,
-refunded through the gateway, a step escalated and recovered, a run that continued as new)
-as a real server wrote it.
+refunded through the gateway, a step escalated and recovered, a run that continued as new,
+an authorization captured then paid) as a real server wrote it.
 
 Record them again, deliberately and only for a new shape, with
 `PAYSAGA_RECORD_HISTORIES=1 .venv/bin/pytest tests/workflows/test_replay_histories.py`, or one
@@ -19,6 +19,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from temporalio.worker import Replayer, Worker
 
 from domain.confirmation import ConfirmationRun
 from domain.orders import CloseResult, OrderClosed, OrderRun
-from domain.payments import AdminRequest, RecoveryTiming
+from domain.payments import AdminRequest, Confirmation, RecoveryTiming
 from tests.workflows.test_payment_confirmation import (
     CONFIRMATION,
     FakeActivities,
@@ -92,6 +93,23 @@ async def flood_then_attach(handle: Handle) -> None:
     await attach(handle)
 
 
+class Captures(FlakyStore):
+    """Matched at once, and the authorization captured (issue 26)."""
+
+    def __init__(self) -> None:
+        super().__init__(failures=0)
+
+    @activity.defn(name="capture_payment")
+    async def capture_payment(self, c: Confirmation) -> None:
+        self.effects.add(("capture", c.transaction_id))
+
+    def all(self) -> list[Any]:
+        return [*super().all(), self.capture_payment]
+
+
+# Scenarios whose confirmation is an authorization, to be captured.
+AUTHORIZATIONS = {"authorized_captured"}
+
 SCENARIOS: dict[str, tuple[Callable[[], FakeActivities], Drive]] = {
     "paid": (lambda: FlakyStore(failures=0), nothing),
     "parked_then_attached": (FakeActivities, attach),
@@ -100,6 +118,7 @@ SCENARIOS: dict[str, tuple[Callable[[], FakeActivities], Drive]] = {
     "store_escalated_then_recovered": (lambda: FlakyStore(failures=12), nothing),
     "store_escalated_then_retried": (lambda: FlakyStore(failures=14), retry_while_escalated),
     "continued_as_new": (FakeActivities, flood_then_attach),
+    "authorized_captured": (Captures, nothing),
 }
 
 
@@ -194,12 +213,13 @@ async def test_recorded_order_history_replays(temporal_env: WorkflowEnvironment,
 async def record(env: WorkflowEnvironment, name: str) -> None:
     make, drive = SCENARIOS[name]
     queue = str(uuid.uuid4())
+    confirmation = replace(CONFIRMATION, needs_capture=name in AUTHORIZATIONS)
     async with Worker(
         env.client, task_queue=queue, workflows=[ConfirmPaymentWorkflow], activities=make().all()
     ):
         handle: Handle = await env.client.start_workflow(
             ConfirmPaymentWorkflow.run,
-            ConfirmationRun(CONFIRMATION, FAST),
+            ConfirmationRun(confirmation, FAST),
             id=f"replay-{name}",
             task_queue=queue,
         )
