@@ -113,15 +113,14 @@ async def place_order(body: OrderIn, caller: CurrentCaller, deps: DepsDep) -> Pl
     )
     try:
         async with deps.sessions.begin() as s:
-            order_id, expires_at = await create_order(s, new)
+            placed = await create_order(s, new)
+            order_id, expires_at = placed.id, placed.expires_at
             if api is not None:
-                order = await s.get(Order, order_id)  # the one just added: no query
-                assert order is not None
-                amount, currency = order.amount, order.currency
+                amount, currency = placed.view.amount, placed.view.currency
                 representable(new.provider, amount, currency)  # raises: all rolled back
                 view = None
             else:
-                view = await order_view(s, order_id)  # in the same transaction
+                view = placed.view
     except (OutOfStock, MixedCurrencies, HoldLimit, TooManyOrders) as exc:
         raise _refused(exc) from exc
     client_secret = None

@@ -57,7 +57,6 @@ async def make_orders(
     `until`: the customers stop when it is set (or after n orders)."""
     secret = stack.env["PAYSAGA_JWT_SECRET"]
     admin = {"Authorization": f"Bearer {make_token(secret, 'bench-admin', admin=True)}"}
-    user = {"Authorization": f"Bearer {make_token(secret, 'bench')}"}
     sku = f"BENCH-{uuid.uuid4().hex[:8]}"
     product = {"sku": sku, "name": "Bench seat", "unit_amount": 4900, "currency": "EUR", "stock": n}
     items: list[list[Any]] = []
@@ -66,7 +65,10 @@ async def make_orders(
         order = {"items": [{"sku": sku, "quantity": 1}], "provider": "razorpay"}
         left = iter(range(n))
 
-        async def customer() -> None:
+        # Each its own customer, as in a drop: one customer's checkouts queue on that
+        # customer's hold lock (`db.holds`), eight customers' do not.
+        async def customer(c: int) -> None:
+            user = {"Authorization": f"Bearer {make_token(secret, f'bench-{c}')}"}
             for _ in left:
                 if until is not None and until.is_set():
                     return
@@ -82,7 +84,7 @@ async def make_orders(
                     [intent, f"pay_{uuid.uuid4().hex[:14]}", body["amount"], body["currency"]]
                 )
 
-        await asyncio.gather(*(customer() for _ in range(concurrency)))
+        await asyncio.gather(*(customer(c) for c in range(concurrency)))
     return items
 
 

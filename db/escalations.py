@@ -152,7 +152,7 @@ async def cases_to_escalate(
     confirmations past `older_than`. Those escalated already are left out by their keys."""
     aged = ReconciliationCase.opened_at < func.now() - older_than
     due = (ReconciliationCase.kind == CaseKind.REFUND_FAILED) | (
-        ReconciliationCase.kind.in_([*PARKED, *STUCK]) & aged
+        ReconciliationCase.kind.in_([*PARKED, *NOT_CAPTURED, *STUCK]) & aged
     )
     rows = await s.scalars(
         select(ReconciliationCase)

@@ -84,3 +84,36 @@ async def order_view(s: AsyncSession, order_id: uuid.UUID) -> OrderView | None:
         cancel_reason=order.cancel_reason,
         refund=_refund_view(refund),
     )
+
+
+def placed_view(order: Order, items: list[OrderItem], payment: Payment) -> OrderView:
+    """A new order as `order_view` reads it, from the rows its checkout is writing: no
+    ticket, no refund, one pending attempt. Every attribute read here was set by the caller
+    (no lazy load, no server default read back)."""
+    attempt = _payment_view(payment)
+    has_attendee = order.attendee_name or order.attendee_email
+    return OrderView(
+        id=order.id,
+        customer_id=order.customer_id,
+        status=OrderStatus(order.status),
+        amount=order.amount,
+        currency=order.currency,
+        items=[
+            ItemView(sku=i.sku, name=i.name, quantity=i.quantity, unit_amount=i.unit_amount)
+            for i in items
+        ],
+        attendee=(
+            AttendeeView(name=order.attendee_name, email=order.attendee_email)
+            if has_attendee
+            else None
+        ),
+        payment=attempt,
+        payments=[attempt],
+        ticket=None,
+        created_at=order.created_at,
+        expires_at=order.expires_at,
+        paid_at=None,
+        cancelled_at=None,
+        cancel_reason=None,
+        refund=None,
+    )

@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -23,9 +23,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db import journal
 from db.holds import Limits, check_limits
 from db.models import Order, OrderItem, Payment, Product
+from db.order_view import placed_view
 from domain import keys
 from domain.confirmation import AuditRecord
 from domain.statuses import CancelReason, OrderStatus, PaymentStatus
+from domain.views import OrderView
 
 
 class OutOfStock(Exception):
@@ -77,48 +79,61 @@ async def create_product(s: AsyncSession, values: dict[str, Any]) -> bool:
 _Line = tuple[str, int, str, int, str]
 
 
-async def create_order(s: AsyncSession, new: NewOrder) -> tuple[uuid.UUID, datetime]:
+class Placed(NamedTuple):
+    """A new order: its id, the end of its payment window, and how it reads (built from what
+    was just written, so the checkout's answer costs no query)."""
+
+    id: uuid.UUID
+    expires_at: datetime
+    view: OrderView
+
+
+async def create_order(s: AsyncSession, new: NewOrder) -> Placed:
     """Reserves stock for every item or none (the caller's transaction rolls back on raise),
-    within what the customer may hold (HoldLimit, TooManyOrders). Returns the order's id and
-    the end of its payment window.
+    within what the customer may hold (HoldLimit, TooManyOrders).
 
     Online (`new.intent_id` None) the first attempt's intent id is a placeholder until
     `attach_intent`, and the attendee is recorded only then: a checkout whose gateway failed
     keeps no one's personal data, and its cancellation mails nobody."""
     order_id = uuid.uuid4()
     opening = new.intent_id is None
-    expires_at = datetime.now(UTC) + timedelta(seconds=new.window_seconds)
+    # Timestamps set here, not by the server: the answer is built without reading them back.
+    now = datetime.now(UTC)
+    expires_at = now + timedelta(seconds=new.window_seconds)
     if new.limits is not None:
         await check_limits(s, new.customer_id, sum(new.items.values()), new.limits)
     lines = await _reserve(s, new.items)
     amount, currency = _priced(lines)
-    s.add(
-        Order(
-            id=order_id,
-            customer_id=new.customer_id,
-            status=OrderStatus.AWAITING_PAYMENT,
-            amount=amount,
-            currency=currency,
-            attendee_name=None if opening else new.attendee_name,
-            attendee_email=None if opening else new.attendee_email,
-            expires_at=expires_at,
-        )
+    order = Order(
+        id=order_id,
+        customer_id=new.customer_id,
+        status=OrderStatus.AWAITING_PAYMENT,
+        amount=amount,
+        currency=currency,
+        attendee_name=None if opening else new.attendee_name,
+        attendee_email=None if opening else new.attendee_email,
+        expires_at=expires_at,
+        created_at=now,
+        updated_at=now,
     )
+    s.add(order)
     await s.flush()
-    s.add_all(
+    items = [
         OrderItem(order_id=order_id, sku=sku, name=name, quantity=q, unit_amount=unit)
         for sku, q, name, unit, _ in lines
+    ]
+    s.add_all(items)
+    payment = Payment(
+        order_id=order_id,
+        provider=new.provider,
+        intent_id=opening_intent_id(order_id) if new.intent_id is None else new.intent_id,
+        status=PaymentStatus.PENDING,
+        amount=amount,
+        currency=currency,
+        created_at=now,
     )
-    s.add(
-        Payment(
-            order_id=order_id,
-            provider=new.provider,
-            intent_id=opening_intent_id(order_id) if new.intent_id is None else new.intent_id,
-            status=PaymentStatus.PENDING,
-            amount=amount,
-            currency=currency,
-        )
-    )
+    s.add(payment)
+    view = placed_view(order, items, payment)
     await journal.emit(
         s,
         "OrderCreated",
@@ -126,7 +141,7 @@ async def create_order(s: AsyncSession, new: NewOrder) -> tuple[uuid.UUID, datet
         keys.event("OrderCreated", order_id),
         {"amount": amount, "currency": currency, "customer_id": new.customer_id},
     )
-    return order_id, expires_at
+    return Placed(order_id, expires_at, view)
 
 
 async def _reserve(s: AsyncSession, items: dict[str, int]) -> list[_Line]:

@@ -245,12 +245,16 @@ async def test_sweep_starts_a_lifecycle_the_checkout_missed(stack: Stack) -> Non
                 "VALUES ('MISSED', 'Pass', 100, 'EUR', 5, 5)"
             )
         )
-        order_id, _ = await create_order(
-            s, NewOrder("alice", {"MISSED": 1}, "stripe", intents[0], None, None)
-        )
-        paid_id, _ = await create_order(
-            s, NewOrder("alice", {"MISSED": 1}, "stripe", intents[1], None, None)
-        )
+        order_id = (
+            await create_order(
+                s, NewOrder("alice", {"MISSED": 1}, "stripe", intents[0], None, None)
+            )
+        ).id
+        paid_id = (
+            await create_order(
+                s, NewOrder("alice", {"MISSED": 1}, "stripe", intents[1], None, None)
+            )
+        ).id
     # The second is paid with no lifecycle to tell (the confirmation's signal finds none).
     paid = stripe_request(stripe_succeeded_event(intents[1], 100, "eur"))
     assert (await stack.post("/webhooks/stripe", paid)).json() == {"result": "accepted"}
