@@ -123,3 +123,14 @@ async def test_attach_to_unknown_workflow_is_404(stack: Stack) -> None:
         "/admin/payments/razorpay/pay_Nothing/attach", json={}, headers=stack.admin
     )
     assert bad.status_code == 400
+
+
+async def test_the_checkout_answer_reads_as_the_order_does(stack: Stack) -> None:
+    """The answer is built from what the checkout wrote, not read back: it must say exactly
+    what `GET /orders/{id}` says right after."""
+    order = await stack.place_order(
+        "razorpay", attendee={"name": "Zoë", "email": "zoe@mail.pycon-attendees.org"}
+    )
+    read = await stack.http.get(f"/orders/{order['id']}", headers=stack.user())
+    assert read.status_code == 200
+    assert order == read.json()
