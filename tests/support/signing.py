@@ -59,7 +59,7 @@ def razorpay_payment_entity(
     captured = status in ("captured", "refunded")
     failed = status == "failed"
     card = {
-        "id": f"card_{transaction_id[-14:]}",
+        "id": f"card_{str(transaction_id)[-14:]}",
         "entity": "card",
         "name": "Gaurav Kumar",
         "last4": "1111",
@@ -196,7 +196,7 @@ def razorpay_refund_event(
         refund_id, transaction_id, amount, currency, "processed" if succeeded else "failed"
     )
     payment = razorpay_payment_entity(
-        f"order_{transaction_id[-14:]}",
+        f"order_{str(transaction_id)[-14:]}",
         transaction_id,
         amount,
         currency,
