@@ -2,10 +2,10 @@
 bench's load, kept as SVGs in bench/results/ (issue 24: cut the cost from profiles).
 
 One stack (`bench.stack`), mail off. Two loads, each profiled on its own so each graph shows
-one path: checkouts (`POST /orders`, eight customers at once, each a customer of their own)
+one path: checkouts (`POST /orders`, eight customers at once, `bench.workload.make_orders`)
 while py-spy samples the API, then confirmations at a steady rate (signed webhooks for those
 orders) while py-spy samples the worker and the API. py-spy samples from outside the process
-(no instrumentation in the code measured); `--idle` leaves threads that wait out of the graph.
+(no instrumentation in the code measured); threads that only wait are left out (no `--idle`).
 """
 
 from __future__ import annotations
@@ -16,48 +16,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import httpx
-
-from api.auth import make_token
 from bench.progress import Progress
 from bench.report import RESULTS
-from bench.stack import Stack, dev_stack
-from bench.workload import load
-
-CUSTOMERS = 8
-
-
-async def checkouts(stack: Stack, n: int) -> list[list[Any]]:
-    """n orders through `POST /orders`, eight customers at once, each its own customer."""
-    secret = stack.env["PAYSAGA_JWT_SECRET"]
-    admin = {"Authorization": f"Bearer {make_token(secret, 'flame-admin', admin=True)}"}
-    sku = f"FLAME-{uuid.uuid4().hex[:8]}"
-    product = {"sku": sku, "name": "Seat", "unit_amount": 4900, "currency": "EUR", "stock": n}
-    items: list[list[Any]] = []
-    left = iter(range(n))
-    async with httpx.AsyncClient(base_url=stack.api_url, timeout=60) as http:
-        (await http.post("/admin/products", json=product, headers=admin)).raise_for_status()
-
-        async def customer(c: int) -> None:
-            user = {"Authorization": f"Bearer {make_token(secret, f'flame-{c}')}"}
-            order = {"items": [{"sku": sku, "quantity": 1}], "provider": "razorpay"}
-            for _ in left:
-                response = await http.post("/orders", json=order, headers=user)
-                response.raise_for_status()
-                body = response.json()
-                intent = body["payment"]["intent_id"]
-                items.append(
-                    [intent, f"pay_{uuid.uuid4().hex[:14]}", body["amount"], body["currency"]]
-                )
-
-        await asyncio.gather(*(customer(c) for c in range(CUSTOMERS)))
-    return items
-
+from bench.stack import dev_stack
+from bench.workload import load, make_orders
 
 FORMAT = "flamegraph"  # --raw: py-spy's collapsed stacks (.txt) instead, for reading by tools
 
@@ -84,10 +49,10 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="paysaga-flame-"))
     with dev_stack(root) as stack:
-        asyncio.run(checkouts(stack, 20))  # warm: imports, pools, first workflow
+        asyncio.run(make_orders(stack, 20))  # warm: imports, pools, first workflow
         spy = record(stack.api.pid, args.out / f"{stamp}-flame-api-checkout.svg", 15)
         began = time.monotonic()
-        items = asyncio.run(checkouts(stack, args.orders))
+        items = asyncio.run(make_orders(stack, args.orders))
         print(f"{len(items)} checkouts in {time.monotonic() - began:.1f} s")
         spy.wait()
         seconds = len(items) / args.rate

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -57,7 +59,32 @@ async def order_view(s: AsyncSession, order_id: uuid.UUID) -> OrderView | None:
     ).all()
     ticket = await s.scalar(select(Ticket).where(Ticket.order_id == order_id))
     refund = await s.scalar(select(Refund).where(Refund.order_id == order_id))
-    payments = [_payment_view(p) for p in attempts]
+    return _view(
+        order,
+        items,
+        [_payment_view(p) for p in attempts],
+        ticket=_ticket_view(order.id, ticket),
+        refund=_refund_view(refund),
+        ended=(order.paid_at, order.cancelled_at, order.cancel_reason),
+    )
+
+
+def placed_view(order: Order, items: list[OrderItem], payment: Payment) -> OrderView:
+    """A new order as `order_view` reads it, from the rows its checkout is writing: no
+    ticket, no refund, one pending attempt. Every attribute read here was set by the caller
+    (no lazy load, no server default read back)."""
+    return _view(order, items, [_payment_view(payment)])
+
+
+def _view(
+    order: Order,
+    items: Sequence[OrderItem],
+    payments: list[PaymentView],
+    ticket: TicketView | None = None,
+    refund: RefundView | None = None,
+    ended: tuple[datetime | None, datetime | None, str | None] = (None, None, None),
+) -> OrderView:
+    paid_at, cancelled_at, cancel_reason = ended
     has_attendee = order.attendee_name or order.attendee_email
     return OrderView(
         id=order.id,
@@ -76,44 +103,11 @@ async def order_view(s: AsyncSession, order_id: uuid.UUID) -> OrderView | None:
         ),
         payment=payments[-1] if payments else None,
         payments=payments,
-        ticket=_ticket_view(order.id, ticket),
+        ticket=ticket,
         created_at=order.created_at,
         expires_at=order.expires_at,
-        paid_at=order.paid_at,
-        cancelled_at=order.cancelled_at,
-        cancel_reason=order.cancel_reason,
-        refund=_refund_view(refund),
-    )
-
-
-def placed_view(order: Order, items: list[OrderItem], payment: Payment) -> OrderView:
-    """A new order as `order_view` reads it, from the rows its checkout is writing: no
-    ticket, no refund, one pending attempt. Every attribute read here was set by the caller
-    (no lazy load, no server default read back)."""
-    attempt = _payment_view(payment)
-    has_attendee = order.attendee_name or order.attendee_email
-    return OrderView(
-        id=order.id,
-        customer_id=order.customer_id,
-        status=OrderStatus(order.status),
-        amount=order.amount,
-        currency=order.currency,
-        items=[
-            ItemView(sku=i.sku, name=i.name, quantity=i.quantity, unit_amount=i.unit_amount)
-            for i in items
-        ],
-        attendee=(
-            AttendeeView(name=order.attendee_name, email=order.attendee_email)
-            if has_attendee
-            else None
-        ),
-        payment=attempt,
-        payments=[attempt],
-        ticket=None,
-        created_at=order.created_at,
-        expires_at=order.expires_at,
-        paid_at=None,
-        cancelled_at=None,
-        cancel_reason=None,
-        refund=None,
+        paid_at=paid_at,
+        cancelled_at=cancelled_at,
+        cancel_reason=cancel_reason,
+        refund=refund,
     )

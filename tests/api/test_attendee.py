@@ -15,7 +15,6 @@ import httpx
 import pypdfium2  # type: ignore[import-untyped]
 import pytest
 import zxingcpp
-from aiosmtpd.controller import Controller
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
@@ -26,7 +25,7 @@ from paysaga.devstack import free_port
 from paysaga.temporal import metrics_runtime
 from tests.support.dashboards import dashboard_metric_names
 from tests.support.gateway_events import failed, signed_confirmation, transaction_of
-from tests.support.inbox import Inbox
+from tests.support.inbox import Inbox, mail_env, serving
 from tests.support.outcomes import lifecycle_result
 from tests.support.signing import stripe_request, stripe_succeeded_event
 from tests.support.stack import Stack
@@ -42,22 +41,13 @@ SMTP_PORT = free_port()
 
 @pytest.fixture
 def inbox() -> Iterator[Inbox]:
-    handler = Inbox()
-    controller = Controller(handler, hostname="127.0.0.1", port=SMTP_PORT)
-    controller.start()
-    yield handler
-    controller.stop()
+    with serving(SMTP_PORT) as handler:
+        yield handler
 
 
 @pytest.fixture
 def stack_env() -> dict[str, str]:
-    return {
-        "PAYSAGA_SMTP_HOST": "127.0.0.1",
-        "PAYSAGA_SMTP_PORT": str(SMTP_PORT),
-        "PAYSAGA_SMTP_FROM": "tickets@pycon.test",
-        "PAYSAGA_ORGANIZER_NAME": ORGANIZER,
-        "PAYSAGA_PAYMENT_WINDOW_SECONDS": "6",
-    }
+    return mail_env(SMTP_PORT, ORGANIZER, PAYSAGA_PAYMENT_WINDOW_SECONDS="6")
 
 
 async def order_for(stack: Stack, provider: str, attendee: str = "Zoë Ångström") -> dict[str, Any]:

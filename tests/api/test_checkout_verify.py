@@ -19,7 +19,7 @@ from sqlalchemy import select
 from db.models import SecurityEvent
 from domain.payments import confirmation_workflow_id
 from tests.support.outcomes import NO_CONFIRMATION, ONE_CONFIRMATION, count, effects
-from tests.support.razorpay_server import RazorpayApiServer
+from tests.support.razorpay_server import RazorpayApiServer, running_razorpay
 from tests.support.signing import SECRETS, checkout_return, razorpay_payment_event, razorpay_request
 from tests.support.stack import Refuse, Stack
 
@@ -30,9 +30,7 @@ SECRET_ONLY = {"PAYSAGA_RAZORPAY_KEY_ID": "", "PAYSAGA_RAZORPAY_API_BASE": ""}
 
 @pytest.fixture(scope="module")
 def razorpay_api() -> Iterator[RazorpayApiServer]:
-    server = RazorpayApiServer(KEY_ID, KEY_SECRET)
-    yield server
-    server.close()
+    yield from running_razorpay(KEY_ID, KEY_SECRET)
 
 
 @pytest.fixture

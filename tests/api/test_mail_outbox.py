@@ -13,7 +13,6 @@ from email.message import EmailMessage
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
 from activities.reconciliation import ReconcileInput
@@ -22,7 +21,7 @@ from domain.money import format_money
 from domain.payments import confirmation_workflow_id
 from paysaga.devstack import free_port
 from tests.support.gateway_events import refund_notice, signed_confirmation, transaction_of
-from tests.support.inbox import Inbox
+from tests.support.inbox import Inbox, mail_env, serving
 from tests.support.outcomes import refund_result
 from tests.support.stack import Stack
 from workflows.reconciliation import ReconcileWorkflow
@@ -34,24 +33,19 @@ GIVE_UP_SECONDS = 6
 
 @pytest.fixture
 def inbox() -> Iterator[Inbox]:
-    handler = Inbox()
     # Without SMTPUTF8, as many servers are: a non-ASCII address cannot be delivered there.
-    controller = Controller(handler, hostname="127.0.0.1", port=SMTP_PORT, enable_SMTPUTF8=False)
-    controller.start()
-    yield handler
-    controller.stop()
+    with serving(SMTP_PORT, smtputf8=False) as handler:
+        yield handler
 
 
 @pytest.fixture
 def stack_env() -> dict[str, str]:
-    return {
-        "PAYSAGA_SMTP_HOST": "127.0.0.1",
-        "PAYSAGA_SMTP_PORT": str(SMTP_PORT),
-        "PAYSAGA_SMTP_FROM": "tickets@pycon.test",
-        "PAYSAGA_ORGANIZER_NAME": "PyCon Test 2026",
-        "PAYSAGA_ADMIN_EMAIL": ADMIN,
-        "PAYSAGA_MAIL_GIVE_UP_SECONDS": str(GIVE_UP_SECONDS),
-    }
+    return mail_env(
+        SMTP_PORT,
+        "PyCon Test 2026",
+        PAYSAGA_ADMIN_EMAIL=ADMIN,
+        PAYSAGA_MAIL_GIVE_UP_SECONDS=str(GIVE_UP_SECONDS),
+    )
 
 
 def attendee(address: str | None = None) -> dict[str, str]:

@@ -20,7 +20,7 @@ import pytest
 
 from domain.payments import confirmation_workflow_id
 from tests.support.outcomes import NO_CONFIRMATION, effects
-from tests.support.razorpay_server import RazorpayApiServer
+from tests.support.razorpay_server import RazorpayApiServer, running_razorpay
 from tests.support.signing import checkout_return, razorpay_payment_event, razorpay_request
 from tests.support.stack import Stack
 
@@ -38,9 +38,7 @@ CAPTURED = {
 
 @pytest.fixture(scope="module")
 def razorpay_api() -> Iterator[RazorpayApiServer]:
-    server = RazorpayApiServer(KEY_ID, KEY_SECRET)
-    yield server
-    server.close()
+    yield from running_razorpay(KEY_ID, KEY_SECRET)
 
 
 @pytest.fixture

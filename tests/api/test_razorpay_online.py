@@ -9,21 +9,21 @@ failing once the stock is reserved gives it back."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import select
 
-from db.models import Order, OrderItem, Product
+from db.models import Order, OrderItem
 from domain.payments import confirmation_workflow_id, refund_workflow_id
 from tests.support.outcomes import (
     ONE_CONFIRMATION,
     assert_checkout_refused_with_nothing_reserved,
     effects,
     lifecycle_result,
+    product_stock,
 )
-from tests.support.razorpay_server import RazorpayApiServer
+from tests.support.razorpay_server import RazorpayApiServer, running_razorpay
 from tests.support.signing import checkout_return
 from tests.support.stack import Stack
 
@@ -32,9 +32,7 @@ KEY_ID, KEY_SECRET = "rzp_test_paysaga", "rzp_test_secret_for_the_api"
 
 @pytest.fixture(scope="module")
 def razorpay_api() -> Iterator[RazorpayApiServer]:
-    server = RazorpayApiServer(KEY_ID, KEY_SECRET)
-    yield server
-    server.close()
+    yield from running_razorpay(KEY_ID, KEY_SECRET)
 
 
 @pytest.fixture
@@ -139,16 +137,7 @@ def orders_asked(api: RazorpayApiServer) -> int:
 
 
 async def seat(stack: Stack, stock: int) -> str:
-    sku = f"CONF-{uuid.uuid4().hex[:8]}"
-    product = {"sku": sku, "name": "Pass", "unit_amount": 49900, "currency": "INR", "stock": stock}
-    created = await stack.http.post("/admin/products", json=product, headers=stack.admin)
-    assert created.status_code == 201, created.text
-    return sku
-
-
-async def stock_of(stack: Stack, sku: str) -> int | None:
-    async with stack.sessions() as s:
-        return await s.scalar(select(Product.stock).where(Product.sku == sku))
+    return await stack.new_product(stock, "INR")
 
 
 async def test_a_sold_out_checkout_leaves_no_razorpay_order_behind(
@@ -166,7 +155,7 @@ async def test_a_sold_out_checkout_leaves_no_razorpay_order_behind(
     won = next(a for a in answers if a.status_code == 201).json()
     assert won["payment"]["intent_id"] in razorpay_api.orders
     assert orders_asked(razorpay_api) == before + 1
-    assert await stock_of(stack, sku) == 0
+    assert await product_stock(stack, sku) == 0
 
 
 @pytest.mark.parametrize("after", [False, True], ids=["refused", "answer_lost"])
@@ -183,7 +172,7 @@ async def test_razorpay_failing_after_the_stock_was_reserved_gives_it_back(
     failed = await stack.http.post("/orders", json=body, headers=stack.user())
     assert failed.status_code == 503 and "nothing was reserved" in failed.json()["detail"]
     assert orders_asked(razorpay_api) == before + 1  # not retried: no idempotency key
-    assert await stock_of(stack, sku) == 1
+    assert await product_stock(stack, sku) == 1
     async with stack.sessions() as s:
         row = (
             await s.execute(
@@ -197,7 +186,7 @@ async def test_razorpay_failing_after_the_stock_was_reserved_gives_it_back(
     assert len(lost) == (1 if after else 0)
 
     order = (await stack.http.post("/orders", json=body, headers=stack.user())).json()
-    assert order["status"] == "awaiting_payment" and await stock_of(stack, sku) == 0
+    assert order["status"] == "awaiting_payment" and await product_stock(stack, sku) == 0
     payment_id = razorpay_api.pay(order["payment"]["intent_id"])
     back = await stack.http.post(
         "/payments/razorpay/verify",

@@ -11,7 +11,6 @@ its idempotency key as Stripe does (`tests.support.localstripe.FaultyStripe`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 
@@ -22,23 +21,10 @@ from tests.support.localstripe import (
     Fault,
     FaultyStripe,
     pay_with_card,
-    running_localstripe,
     stripe_client,
 )
 
 INTENTS, REFUNDS = "/v1/payment_intents", "/v1/refunds"
-
-
-@pytest.fixture(scope="module")
-def localstripe() -> Iterator[str]:
-    yield from running_localstripe()
-
-
-@pytest.fixture
-def proxy(localstripe: str) -> Iterator[FaultyStripe]:
-    faulty = FaultyStripe(localstripe)
-    yield faulty
-    faulty.close()
 
 
 def api(proxy: FaultyStripe) -> StripeApi:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -33,7 +33,6 @@ from tests.support.localstripe import (
     Fault,
     FaultyStripe,
     pay_with_card,
-    running_localstripe,
     stripe_client,
 )
 from tests.support.outcomes import (
@@ -41,22 +40,10 @@ from tests.support.outcomes import (
     assert_checkout_refused_with_nothing_reserved,
     effects,
     lifecycle_result,
+    product_stock,
 )
 from tests.support.signing import SECRETS, stripe_failed_event, stripe_request
 from tests.support.stack import Stack
-
-
-@pytest.fixture(scope="module")
-def localstripe() -> Iterator[str]:
-    yield from running_localstripe()
-
-
-@pytest.fixture
-def proxy(localstripe: str) -> Iterator[FaultyStripe]:
-    """Between the API and localstripe: records every request, answers faults on demand."""
-    faulty = FaultyStripe(localstripe)
-    yield faulty
-    faulty.close()
 
 
 @pytest.fixture
@@ -375,16 +362,7 @@ def intents_asked(proxy: FaultyStripe) -> int:
 
 
 async def seat(stack: Stack, stock: int) -> str:
-    sku = f"CONF-{uuid.uuid4().hex[:8]}"
-    product = {"sku": sku, "name": "Pass", "unit_amount": 49900, "currency": "EUR", "stock": stock}
-    created = await stack.http.post("/admin/products", json=product, headers=stack.admin)
-    assert created.status_code == 201, created.text
-    return sku
-
-
-async def stock_of(stack: Stack, sku: str) -> int | None:
-    async with stack.sessions() as s:
-        return await s.scalar(select(Product.stock).where(Product.sku == sku))
+    return await stack.new_product(stock, "EUR")
 
 
 async def test_a_sold_out_checkout_makes_no_stripe_call(stack: Stack, proxy: FaultyStripe) -> None:
@@ -406,7 +384,7 @@ async def test_a_sold_out_checkout_makes_no_stripe_call(stack: Stack, proxy: Fau
     later = await stack.http.post("/orders", json=body, headers=stack.user("cy"))
     assert later.status_code == 409
     assert intents_asked(proxy) == before + 1
-    assert await stock_of(stack, sku) == 0
+    assert await product_stock(stack, sku) == 0
 
 
 async def test_stripe_failing_after_the_stock_was_reserved_gives_it_back(
@@ -426,7 +404,7 @@ async def test_stripe_failing_after_the_stock_was_reserved_gives_it_back(
     assert failed.status_code == 503, failed.text
     assert "nothing was reserved" in failed.json()["detail"]
     assert [status for _, status in proxy.keys(INTENTS)] == [500, 500]
-    assert await stock_of(stack, sku) == 1
+    assert await product_stock(stack, sku) == 1
     async with stack.sessions() as s:
         (cancelled,) = (
             await s.execute(select(Order).where(Order.customer_id == "alice"))
@@ -446,7 +424,7 @@ async def test_stripe_failing_after_the_stock_was_reserved_gives_it_back(
 
     order = (await stack.http.post("/orders", json=body, headers=stack.user())).json()
     assert order["status"] == "awaiting_payment" and order["attendee"]["email"] == "ann@example.com"
-    assert await stock_of(stack, sku) == 0
+    assert await product_stock(stack, sku) == 0
     intent_id = order["payment"]["intent_id"]
     assert await pay_with_card(localstripe, intent_id) == "succeeded"
     back = await stack.http.post(
@@ -473,7 +451,7 @@ async def test_an_open_breaker_refuses_checkout_before_any_stock_moves(
     refused = await stack.http.post("/orders", json=body, headers=stack.user())
     assert refused.status_code == 503 and "nothing was reserved" in refused.json()["detail"]
     assert (intents_asked(proxy), await count_orders(stack)) == (asked, orders)
-    assert await stock_of(stack, sku) == 3
+    assert await product_stock(stack, sku) == 3
 
 
 async def count_orders(stack: Stack) -> int:

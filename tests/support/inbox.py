@@ -8,8 +8,11 @@ import asyncio
 import email
 import email.policy
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from email.message import EmailMessage
 
+from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 
@@ -60,3 +63,26 @@ class Inbox:
                 return found[0]
             await asyncio.sleep(0.2)
         raise AssertionError(f"no {kind} mail for {order_id}: {self.messages}")
+
+
+@contextmanager
+def serving(port: int, smtputf8: bool = True) -> Iterator[Inbox]:
+    """An SMTP server on 127.0.0.1:`port` keeping what it accepts in the Inbox it yields;
+    `smtputf8=False` is a server that cannot take non-ASCII addresses, as many cannot."""
+    handler = Inbox()
+    controller = Controller(handler, hostname="127.0.0.1", port=port, enable_SMTPUTF8=smtputf8)
+    controller.start()
+    try:
+        yield handler
+    finally:
+        controller.stop()
+
+
+def mail_env(port: int, organizer: str, **more: str) -> dict[str, str]:
+    """The stack's settings for mail to that server (a test module's `stack_env`)."""
+    return {
+        "PAYSAGA_SMTP_HOST": "127.0.0.1",
+        "PAYSAGA_SMTP_PORT": str(port),
+        "PAYSAGA_SMTP_FROM": "tickets@pycon.test",
+        "PAYSAGA_ORGANIZER_NAME": organizer,
+    } | more

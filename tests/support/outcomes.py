@@ -119,3 +119,8 @@ async def stock_of(stack: Stack, order: dict[str, Any]) -> int:
         stock = await s.scalar(select(Product.stock).where(Product.sku == order["items"][0]["sku"]))
     assert stock is not None
     return stock
+
+
+async def product_stock(stack: Stack, sku: str) -> int | None:
+    async with stack.sessions() as s:
+        return await s.scalar(select(Product.stock).where(Product.sku == sku))

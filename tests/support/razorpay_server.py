@@ -19,6 +19,7 @@ import json
 import secrets
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -271,3 +272,12 @@ class RazorpayApiServer:
                 self._answer(200, refund)
 
         return Handler
+
+
+def running_razorpay(key_id: str, key_secret: str) -> Iterator[RazorpayApiServer]:
+    """A module's server (`yield from` it in a fixture), closed after."""
+    server = RazorpayApiServer(key_id, key_secret)
+    try:
+        yield server
+    finally:
+        server.close()

@@ -69,6 +69,19 @@ class Stack:
         stock: int = 10,
         attendee: dict[str, str] | None = None,
     ) -> dict[str, Any]:
+        sku = await self.new_product(stock, currency, amount)
+        order = await self.http.post(
+            "/orders",
+            json={"items": [{"sku": sku, "quantity": 1}], "provider": provider}
+            | ({"attendee": attendee} if attendee else {}),
+            headers=self.user(),
+        )
+        assert order.status_code == 201, order.text
+        body: dict[str, Any] = order.json()
+        return body
+
+    async def new_product(self, stock: int, currency: str = "INR", amount: int = 49900) -> str:
+        """A product on sale with `stock` units; its sku."""
         sku = f"CONF-{uuid.uuid4().hex[:8]}"
         product = {
             "sku": sku,
@@ -79,15 +92,7 @@ class Stack:
         }
         created = await self.http.post("/admin/products", json=product, headers=self.admin)
         assert created.status_code == 201, created.text
-        order = await self.http.post(
-            "/orders",
-            json={"items": [{"sku": sku, "quantity": 1}], "provider": provider}
-            | ({"attendee": attendee} if attendee else {}),
-            headers=self.user(),
-        )
-        assert order.status_code == 201, order.text
-        body: dict[str, Any] = order.json()
-        return body
+        return sku
 
     async def order(self, order_id: str) -> dict[str, Any]:
         response = await self.http.get(f"/orders/{order_id}", headers=self.admin)
