@@ -9,9 +9,14 @@ or refused (5xx) says nothing about the next message on the same connection.
 from __future__ import annotations
 
 import asyncio
+import re
 import smtplib
 from dataclasses import dataclass
 from email.message import EmailMessage
+
+# Servers quote the address they refuse ("<ana@example.org>: mailbox full"): a person's, kept
+# out of the error that is stored, logged and escalated.
+_ADDRESS = re.compile(r"<?[^\s<>]+@[^\s<>]+>?")
 
 
 class MailRefused(Exception):
@@ -79,9 +84,12 @@ class SmtpConnection:
             raise MailRefused(f"the server cannot take this address: {exc}") from exc
         except smtplib.SMTPResponseException as exc:
             self._reset_or_drop()
+            error = exc.smtp_error
+            text = error.decode(errors="replace") if isinstance(error, bytes) else error
+            said = _ADDRESS.sub("<recipient>", text)
             if 500 <= exc.smtp_code < 600:
-                raise MailRefused(f"{exc.smtp_code} {exc.smtp_error!r}") from exc
-            raise MailUnavailable(f"{exc.smtp_code} {exc.smtp_error!r}") from exc
+                raise MailRefused(f"{exc.smtp_code} {said}") from exc
+            raise MailUnavailable(f"{exc.smtp_code} {said}") from exc
         except (smtplib.SMTPException, OSError) as exc:
             self._drop()
             raise MailUnavailable(f"{type(exc).__name__}: {exc}") from exc
