@@ -135,15 +135,23 @@ async def test_an_address_the_server_cannot_take_fails_at_once_and_blocks_nobody
 ) -> None:
     # Accepted by the API (EmailStr), but the server offers no SMTPUTF8: no try can succeed.
     odd = await stack.place_order("standard", attendee=attendee("josé@example.com"))
+    gone = "left@mail.pycon-attendees.org"
+    inbox.rejected.add(gone)  # 550: no such user
+    dead = await stack.place_order("standard", attendee=attendee(gone))
     plain = await stack.place_order("standard", attendee=attendee())
-    for order in (odd, plain):
+    for order in (odd, dead, plain):
         cancelled = await stack.http.post(f"/orders/{order['id']}/cancel", headers=stack.user())
         assert cancelled.status_code == 200
     await inbox.wait_for(plain["id"], "order_cancelled", seconds=30)
     refused = await note_of(stack, "josé@example.com", "failed", seconds=10)
     assert refused.attempts == 1 and "cannot take this address" in (refused.last_error or "")
-    (alarm,) = await escalations_to_admin(inbox, 1)
-    assert f"paysaga admin resend-mail {refused.id}" in alarm
+    unknown = await note_of(stack, gone, "failed", seconds=10)
+    assert unknown.attempts == 1 and "550" in (unknown.last_error or "")
+    assert "@" not in (unknown.last_error or "")  # the address the server quoted is not kept
+    alarms = await escalations_to_admin(inbox, 2)
+    assert any(f"paysaga admin resend-mail {refused.id}" in a for a in alarms)
+    assert any(f"paysaga admin resend-mail {unknown.id}" in a for a in alarms)
+    assert not any(gone in a for a in alarms)
 
 
 async def test_every_outcome_is_told_once_with_amount_order_and_what_next(

@@ -33,7 +33,7 @@ class Inbox:
             self.deferrals += 1
             return "450 4.2.1 mailbox busy, try again later"
         if address in self.rejected:
-            return "550 5.1.1 no such user"
+            return f"550 5.1.1 <{address}>: no such user"  # as servers say it
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
