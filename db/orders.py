@@ -104,6 +104,8 @@ async def create_order(s: AsyncSession, new: NewOrder) -> Placed:
         await check_limits(s, new.customer_id, sum(new.items.values()), new.limits)
     lines = await _reserve(s, new.items)
     amount, currency = _priced(lines)
+    # Plain inserts, not the unit of work: the checkout is the hottest write path, and the
+    # ORM's flush bookkeeping was a tenth of the API's CPU under eight checkouts at once.
     order = Order(
         id=order_id,
         customer_id=new.customer_id,
@@ -116,13 +118,10 @@ async def create_order(s: AsyncSession, new: NewOrder) -> Placed:
         created_at=now,
         updated_at=now,
     )
-    s.add(order)
-    await s.flush()
     items = [
         OrderItem(order_id=order_id, sku=sku, name=name, quantity=q, unit_amount=unit)
         for sku, q, name, unit, _ in lines
     ]
-    s.add_all(items)
     payment = Payment(
         order_id=order_id,
         provider=new.provider,
@@ -132,7 +131,9 @@ async def create_order(s: AsyncSession, new: NewOrder) -> Placed:
         currency=currency,
         created_at=now,
     )
-    s.add(payment)
+    await s.execute(insert(Order).values(_columns(order)))
+    await s.execute(insert(OrderItem), [_columns(i) for i in items])
+    await s.execute(insert(Payment).values(_columns(payment)))
     view = placed_view(order, items, payment)
     await journal.emit(
         s,
@@ -142,6 +143,15 @@ async def create_order(s: AsyncSession, new: NewOrder) -> Placed:
         {"amount": amount, "currency": currency, "customer_id": new.customer_id},
     )
     return Placed(order_id, expires_at, view)
+
+
+def _columns(row: Order | OrderItem | Payment) -> dict[str, Any]:
+    """The values a new, unsaved row was given (what its INSERT writes)."""
+    return {
+        column.key: getattr(row, column.key)
+        for column in row.__table__.columns
+        if column.key in row.__dict__
+    }
 
 
 async def _reserve(s: AsyncSession, items: dict[str, int]) -> list[_Line]:
