@@ -32,22 +32,35 @@ API_KEY = "sk_test_paysaga_localstripe"
 
 def running_localstripe() -> Iterator[str]:
     """localstripe on a free port, for a test module's fixture: `yield from` this."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "localstripe"), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            httpx.get(f"{base}/v1/balance", headers={"Authorization": f"Bearer {API_KEY}"})
+    for _ in range(3):  # a port taken between choosing it and binding it: another port
+        port = free_port()
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "localstripe"), "--port", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        base = f"http://127.0.0.1:{port}"
+        if _answers(base, proc):
             break
-        except httpx.TransportError:
-            time.sleep(0.1)
+        proc.kill()
+    else:
+        raise RuntimeError("localstripe did not start")
     yield base
     proc.terminate()
     proc.wait(10)
+
+
+def _answers(base: str, proc: subprocess.Popen[bytes]) -> bool:
+    """Until it answers; False if it exited. Its first start in a new virtualenv compiles
+    every module it imports, which on a busy CI machine took longer than 10 s: a minute."""
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            httpx.get(f"{base}/v1/balance", headers={"Authorization": f"Bearer {API_KEY}"})
+            return True
+        except httpx.TransportError:
+            time.sleep(0.1)
+    return False
 
 
 def stripe_client(base: str) -> stripe.StripeClient:
