@@ -78,3 +78,19 @@ async def test_senders_side_by_side_take_each_mail_once(
     every = [mail_id for taken in results for mail_id in taken]
     assert sorted(every) == sorted(set(every)) and len(every) == 40
     assert sum(1 for taken in results if taken) >= 2  # they did work side by side
+
+
+async def test_a_given_up_mail_can_be_sent_again_and_only_that(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions.begin() as s:
+        await add(s, uuid.uuid4(), "payment_confirmed")
+    mail = await claim(sessions)
+    assert mail is not None
+    async with sessions.begin() as s:
+        assert not await outbox.resend(s, mail.id)  # still pending: nothing to do
+        await outbox.failed(s, mail.id, "deferred for 3 days")
+        assert not await outbox.resend(s, mail.id + 1000)  # no such mail
+        assert await outbox.resend(s, mail.id)  # `paysaga admin resend-mail ID`
+    again = await claim(sessions)
+    assert again is not None and again.id == mail.id
