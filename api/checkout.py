@@ -24,14 +24,13 @@ from sqlalchemy.exc import DBAPIError, InterfaceError
 from api.deps import Deps
 from api.errors import Conflict, Unavailable
 from db.models import Order
-from db.order_view import order_view
+from db.order_view import opened_view
 from db.orders import NewOrder, attach_intent, close_order
 from domain.statuses import CancelReason
 from domain.views import OrderView
 from gateways.api import GatewayApi, GatewayRefused, GatewayUnavailable
 from gateways.calls import Calls
 from gateways.currencies import NotRepresentable, to_gateway
-from workflows.order_signals import tell_closed
 
 log = logging.getLogger("paysaga.orders")
 CHECKOUT_ACTOR = "system:checkout"  # who cancels an order whose gateway intent was not made
@@ -53,7 +52,7 @@ def representable(provider: str, amount: int, currency: str) -> None:
 
 
 async def open_payment(
-    deps: Deps, api: GatewayApi, new: NewOrder, order_id: uuid.UUID, amount: int, currency: str
+    deps: Deps, api: GatewayApi, new: NewOrder, placed: OrderView
 ) -> tuple[OrderView, str | None]:
     """The reserved order's intent, made by the gateway and put on its first attempt; the
     order as answered, and the browser's key to pay it (Stripe's client secret).
@@ -62,8 +61,9 @@ async def open_payment(
     and the failure answered. A crash between the two steps leaves the order to its payment
     window (the sweep starts its lifecycle; it is cancelled as `timeout`), and an intent made
     meanwhile is one nobody was handed, so nobody can pay it."""
+    order_id = placed.id
     try:
-        intent = await api.create_intent(str(order_id), amount, currency)
+        intent = await api.create_intent(str(order_id), placed.amount, placed.currency)
     except Exception as exc:
         await _checkout_failed(deps, order_id)
         if isinstance(exc, GatewayUnavailable | GatewayRefused):
@@ -73,13 +73,13 @@ async def open_payment(
         raise
     async with deps.sessions.begin() as s:
         attached = await attach_intent(s, order_id, intent.intent_id, new)
-        view = await order_view(s, order_id) if attached else None
-    if view is None:
+    if not attached:
         await cancel_quietly(api, intent.intent_id)
         raise Conflict(
             "the order was cancelled while its payment was being set up (its stock was "
             "withdrawn?); nothing is reserved"
         )
+    view = opened_view(placed, intent.intent_id, new.attendee_name, new.attendee_email)
     return view, intent.client_secret
 
 
@@ -99,10 +99,7 @@ async def _checkout_failed(deps: Deps, order_id: uuid.UUID) -> None:
         )
         return
     if changed and started:
-        try:
-            await tell_closed(await deps.temporal(), str(order_id), CancelReason.CHECKOUT_FAILED)
-        except Unavailable as exc:  # its timer finds the order cancelled and ends the same way
-            log.warning("order %s cancelled; lifecycle not told: %s", order_id, exc)
+        await deps.tell_closed(order_id, CancelReason.CHECKOUT_FAILED)
 
 
 async def cancel_quietly(api: GatewayApi, intent_id: str) -> None:

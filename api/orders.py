@@ -44,9 +44,7 @@ from domain.statuses import OrderStatus, RefundStatus
 from domain.views import OrderView, PlacedOrderView
 from gateways import registry
 from gateways.api import CheckoutIntent, GatewayApi, GatewayRefused, GatewayUnavailable
-from gateways.currencies import NotRepresentable
 from workflows.order_client import start_order_lifecycle
-from workflows.order_signals import tell_closed
 from workflows.refund_client import start_refund
 
 log = logging.getLogger("paysaga.orders")
@@ -114,20 +112,14 @@ async def place_order(body: OrderIn, caller: CurrentCaller, deps: DepsDep) -> Pl
     try:
         async with deps.sessions.begin() as s:
             placed = await create_order(s, new)
-            order_id, expires_at = placed.id, placed.expires_at
-            if api is not None:
-                amount, currency = placed.view.amount, placed.view.currency
-                representable(new.provider, amount, currency)  # raises: all rolled back
-                view = None
-            else:
-                view = placed.view
+            if api is not None:  # raises: all rolled back
+                representable(new.provider, placed.view.amount, placed.view.currency)
     except (OutOfStock, MixedCurrencies, HoldLimit, TooManyOrders) as exc:
         raise _refused(exc) from exc
-    client_secret = None
+    view, client_secret = placed.view, None
     if api is not None:
-        view, client_secret = await open_payment(deps, api, new, order_id, amount, currency)
-    assert view is not None
-    await _start_lifecycle(deps, order_id, expires_at)
+        view, client_secret = await open_payment(deps, api, new, view)
+    await _start_lifecycle(deps, placed.id, placed.expires_at)
     # Only in this answer: the browser's key to confirm the payment with Stripe.js.
     return view.with_client_secret(client_secret)
 
@@ -210,10 +202,7 @@ async def cancel_order(order_id: str, caller: CurrentCaller, deps: DepsDep) -> O
     if status == OrderStatus.AWAITING_PAYMENT:  # not changed: its payment is stored already
         raise Conflict("a payment for this order has arrived and is being confirmed")
     if changed:
-        try:
-            await tell_closed(await deps.temporal(), str(key), reason)
-        except Unavailable as exc:  # its timer finds the order cancelled and ends the same way
-            log.warning("order %s cancelled; lifecycle not told: %s", key, exc)
+        await deps.tell_closed(key, reason)
     return await _view(deps, key)
 
 
@@ -237,6 +226,7 @@ async def new_payment_attempt(
         if gateway.api is not None:
             async with deps.sessions() as s:
                 order, attempt = await payable(s, key, lock=False)
+            representable(provider, order.amount, order.currency)
             intent = await _intent(gateway.api, key, order.amount, order.currency, attempt)
         async with deps.sessions.begin() as s:
             intent_id = intent.intent_id if intent else gateway.mint_intent_id()
@@ -268,8 +258,6 @@ async def _intent(
 ) -> CheckoutIntent:
     try:
         return await api.create_intent(str(order_id), amount, currency, attempt)
-    except NotRepresentable as exc:
-        raise Conflict(f"this gateway cannot charge exactly {amount} {currency}: {exc}") from exc
     except (GatewayUnavailable, GatewayRefused) as exc:
         raise Unavailable(f"the payment gateway is unavailable; try again: {exc}") from exc
 

@@ -9,13 +9,12 @@ from fastapi import APIRouter
 from pydantic import AfterValidator, Field, StringConstraints
 
 from api.auth import AdminCaller, DepsDep
-from api.errors import Conflict, NotFound, Unavailable
+from api.errors import Conflict, NotFound
 from api.fields import Currency, MinorUnits, Name, Sku, storable
 from api.schemas import Product, RequestBody, Withdrawn
 from db.orders import create_product
 from db.stock import UNFULFILLABLE, WithdrawRefused, withdraw_stock
 from domain.payments import RefundRun
-from workflows.order_signals import tell_closed
 from workflows.refund_client import start_refund
 
 log = logging.getLogger("paysaga.orders")
@@ -61,12 +60,9 @@ async def withdraw_product_stock(
         raise Conflict(str(exc)) from exc
     if done is None:
         raise NotFound(f"no product {sku}")
-    temporal = await deps.temporal()
     for order_id in done.cancelled:
-        try:
-            await tell_closed(temporal, str(order_id), "admin")
-        except Unavailable as exc:  # its timer finds the order cancelled and ends the same way
-            log.warning("order %s cancelled; lifecycle not told: %s", order_id, exc)
+        await deps.tell_closed(order_id, "admin")
+    temporal = await deps.temporal()
     for _, asked in done.refunds:
         # Temporal down: the refund stays pending; POST /orders/{id}/refund (admin) starts it.
         await start_refund(

@@ -24,14 +24,15 @@ from bench.report import RESULTS
 from bench.stack import dev_stack
 from bench.workload import load, make_orders
 
-FORMAT = "flamegraph"  # --raw: py-spy's collapsed stacks (.txt) instead, for reading by tools
 
-
-def record(pid: int, svg: Path, seconds: float) -> subprocess.Popen[bytes]:
+def record(pid: int, svg: Path, seconds: float, raw: bool) -> subprocess.Popen[bytes]:
+    """py-spy on `pid` for `seconds`: a flame graph, or (`raw`) its collapsed stacks as text
+    beside where the SVG would be, for reading by tools."""
     py_spy = Path(sys.executable).with_name("py-spy")
-    output = svg if FORMAT == "flamegraph" else svg.with_suffix(".txt")
+    output = svg.with_suffix(".txt") if raw else svg
     args = [str(py_spy), "record", "--pid", str(pid), "--duration", str(int(seconds))]
-    args += ["--rate", "100", "--format", FORMAT, "--output", str(output), "--nonblocking"]
+    args += ["--rate", "100", "--format", "raw" if raw else "flamegraph"]
+    args += ["--output", str(output), "--nonblocking"]
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
 
 
@@ -43,22 +44,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--raw", action="store_true", help="collapsed stacks, not SVGs")
     args = parser.parse_args(argv)
-    global FORMAT
-    FORMAT = "raw" if args.raw else "flamegraph"
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H%M") + (f"-{args.label}" if args.label else "")
     args.out.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="paysaga-flame-"))
     with dev_stack(root) as stack:
         asyncio.run(make_orders(stack, 20))  # warm: imports, pools, first workflow
-        spy = record(stack.api.pid, args.out / f"{stamp}-flame-api-checkout.svg", 15)
+        spy = record(stack.api.pid, args.out / f"{stamp}-flame-api-checkout.svg", 15, args.raw)
         began = time.monotonic()
         items = asyncio.run(make_orders(stack, args.orders))
         print(f"{len(items)} checkouts in {time.monotonic() - began:.1f} s")
         spy.wait()
         seconds = len(items) / args.rate
         spies = [
-            record(stack.worker.pid, args.out / f"{stamp}-flame-worker-confirm.svg", seconds),
-            record(stack.api.pid, args.out / f"{stamp}-flame-api-confirm.svg", seconds),
+            record(
+                stack.worker.pid, args.out / f"{stamp}-flame-worker-confirm.svg", seconds, args.raw
+            ),
+            record(stack.api.pid, args.out / f"{stamp}-flame-api-confirm.svg", seconds, args.raw),
         ]
         progress = Progress(1.0)
         acks = load(stack.api_url, args.rate, items, root, progress, 1.0, None)

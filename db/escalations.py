@@ -27,6 +27,7 @@ from db.models import Escalation, ReconciliationCase
 from domain.money import format_money
 from domain.payments import NOT_CAPTURED, CaseKind
 from domain.statuses import CaseState
+from gateways.api import CLOSED, OPEN, GatewayMetrics
 from mail.messages import message_id
 
 log = logging.getLogger("paysaga.escalations")
@@ -186,11 +187,9 @@ class CircuitWatch:
     and ten minutes whichever process sees it (its key), so a flapping breaker or several
     processes opening together make one mail."""
 
-    OPEN, CLOSED = 2, 0
-
     def __init__(
         self,
-        inner: Any,
+        inner: GatewayMetrics,
         sessions: async_sessionmaker[AsyncSession],
         to: Recipients,
         counted: Callable[[str], None],
@@ -204,8 +203,8 @@ class CircuitWatch:
 
     def circuit(self, provider: str, state: int) -> None:
         self.inner.circuit(provider, state)
-        was, self._states[provider] = self._states.get(provider, self.CLOSED), state
-        if state != self.OPEN or was != self.CLOSED:
+        was, self._states[provider] = self._states.get(provider, CLOSED), state
+        if state != OPEN or was != CLOSED:
             return
         try:
             task = asyncio.get_running_loop().create_task(self._escalate(provider))

@@ -76,6 +76,25 @@ def placed_view(order: Order, items: list[OrderItem], payment: Payment) -> Order
     return _view(order, items, [_payment_view(payment)])
 
 
+def opened_view(
+    placed: OrderView, intent_id: str, attendee_name: str | None, attendee_email: str | None
+) -> OrderView:
+    """The placed order once `attach_intent` wrote its intent and attendee (online
+    checkout's second step), as `order_view` would read it."""
+    attempt = placed.payments[-1].model_copy(update={"intent_id": intent_id})
+    return placed.model_copy(
+        update={
+            "payment": attempt,
+            "payments": [attempt],
+            "attendee": (
+                AttendeeView(name=attendee_name, email=attendee_email)
+                if attendee_name or attendee_email
+                else None
+            ),
+        }
+    )
+
+
 def _view(
     order: Order,
     items: Sequence[OrderItem],

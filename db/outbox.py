@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -152,18 +152,3 @@ async def resend(s: AsyncSession, mail_id: int) -> bool:
         )
     )
     return bool(again.rowcount)  # type: ignore[attr-defined]
-
-
-async def backlog(s: AsyncSession) -> int:
-    """Mails due now and not yet sent (for the relay's log and the bench)."""
-    return int(
-        await s.scalar(
-            select(func.count())
-            .select_from(Notification)
-            .where(
-                Notification.status == NotificationStatus.PENDING,
-                Notification.next_attempt_at <= func.now(),
-            )
-        )
-        or 0
-    )

@@ -38,7 +38,6 @@ class Gateway(ABC):
     checkout: CheckoutReturn | None = None
 
     def __init__(self, env: Mapping[str, str], metrics: GatewayMetrics = NO_METRICS) -> None:
-        self.metrics = metrics  # where this process records its calls to the gateway's API
         self.webhook_secrets = env_secrets(env, f"PAYSAGA_{self.name.upper()}_WEBHOOK_SECRETS")
         self.webhooks = self.adapter(self.webhook_secrets, self.livemode())
 

@@ -138,9 +138,8 @@ def build_worker(
 
 def escalation_recipients(settings: Settings) -> Recipients:
     """Where a process's escalations are mailed: nowhere without a mail relay (SMTP)."""
-    if not settings.smtp_host:
-        return Recipients()
-    return Recipients(settings.admins, settings.smtp_from.rpartition("@")[2])
+    mail = mail_config(settings)
+    return mail.escalations if mail is not None else Recipients()
 
 
 def gateway_metrics(
