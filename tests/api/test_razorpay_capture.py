@@ -218,5 +218,5 @@ async def test_a_checkout_return_for_an_authorized_payment_answers_paid_once_cap
     assert answers[0].status_code == 200 and answers[0].json()["status"] == "paid"
     assert answers[1].json()["result"] in ("accepted", "duplicate")
     assert razorpay_api.capture_calls.count(payment_id) == 1
-    await stack.result(confirmation_workflow_id("razorpay", payment_id))
+    assert (await stack.result(confirmation_workflow_id("razorpay", payment_id))).outcome == "paid"
     assert await effects(stack.sessions, order["id"]) == CAPTURED

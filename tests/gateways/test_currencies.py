@@ -9,6 +9,7 @@ import pytest
 
 from gateways import MalformedEvent, gateway_for
 from gateways.currencies import NotRepresentable, from_gateway, rule, to_gateway
+from tests.support.signing import razorpay_payment_event, stripe_succeeded_event
 
 
 @pytest.mark.parametrize(
@@ -75,9 +76,7 @@ def test_rules_are_read_case_insensitively_and_default_to_two_decimals() -> None
 
 
 def stripe_succeeded(amount: int, currency: str) -> bytes:
-    intent = {"id": "pi_1", "amount": amount, "amount_received": amount, "currency": currency}
-    event = {"id": "evt_1", "type": "payment_intent.succeeded", "data": {"object": intent}}
-    return json.dumps(event).encode()
+    return json.dumps(stripe_succeeded_event("pi_1", amount, currency)).encode()
 
 
 def test_webhook_amounts_arrive_in_iso_minor_units() -> None:
@@ -90,7 +89,6 @@ def test_webhook_amounts_arrive_in_iso_minor_units() -> None:
     with pytest.raises(MalformedEvent, match="ISO 4217"):
         stripe.parse(stripe_succeeded(150, "isk"), {})  # 1.50 krónur: no such ISO amount
     razorpay = gateway_for("razorpay", ("secret",))
-    payment = {"id": "pay_1", "order_id": "order_1", "amount": 295990, "currency": "KWD"}
-    body = {"event": "payment.captured", "payload": {"payment": {"entity": payment}}}
+    body = razorpay_payment_event("order_1", "pay_1", 295990, "KWD")
     captured = razorpay.parse(json.dumps(body).encode(), {"x-razorpay-event-id": "e1"})
     assert captured.confirmation is not None and captured.confirmation.amount == 295990

@@ -54,6 +54,7 @@ def test_a_razorpay_authorization_parses_whatever_its_entity_says(status: str) -
     )
     parsed = parse("razorpay", event)
     assert parsed.event_type == "payment.authorized"
+    assert parsed.confirmation is None
     assert parsed.attempt_end is None and parsed.refund is None
 
 

@@ -12,16 +12,14 @@ import pytest
 from domain.payments import Confirmation
 from gateways.api import CLOSED, OPEN, GatewayUnavailable
 from gateways.razorpay.api import RazorpayApi
-from tests.support.razorpay_server import RazorpayApiServer
+from tests.support.razorpay_server import RazorpayApiServer, running_razorpay
 
 KEY_ID, KEY_SECRET = "rzp_test_paysaga", "rzp_test_secret_for_the_api"
 
 
 @pytest.fixture
 def server() -> Iterator[RazorpayApiServer]:
-    running = RazorpayApiServer(KEY_ID, KEY_SECRET)
-    yield running
-    running.close()
+    yield from running_razorpay(KEY_ID, KEY_SECRET)
 
 
 @pytest.fixture
