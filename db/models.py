@@ -64,6 +64,11 @@ class Product(Base):
 
 class Order(Base):
     __tablename__ = "orders"
+    __table_args__ = (
+        Index(
+            "ix_orders_window", "expires_at", postgresql_where=text("status = 'awaiting_payment'")
+        ),
+    )
     id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True, default=uuid.uuid4)
     customer_id: Mapped[str] = mapped_column(Text, index=True)
     status: Mapped[str] = mapped_column(
@@ -77,7 +82,8 @@ class Order(Base):
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
     paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    # The payment window: past it an unpaid order is cancelled by its lifecycle workflow.
+    # The payment window: past it an unpaid order is cancelled by the window keeper
+    # (`ix_orders_window` finds the due ones).
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     cancel_reason: Mapped[str | None] = mapped_column(
