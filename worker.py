@@ -27,6 +27,7 @@ from paysaga.temporal import (
     metrics_runtime,
 )
 from workflows.mail_relay import ensure_mail_relay
+from workflows.window_keeper import ensure_window_keeper
 
 log = logging.getLogger("paysaga.worker")
 
@@ -55,6 +56,7 @@ async def run_worker(settings: Settings) -> None:
         gateways=Gateways(settings.env, metrics),
     )
     await ensure_reconciliation_schedule(client, settings)
+    await ensure_window_keeper(client, settings.task_queue)
     if mail is not None:
         await ensure_mail_relay(client, settings.task_queue)
     else:

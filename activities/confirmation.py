@@ -43,7 +43,6 @@ from domain.payments import (
 )
 from domain.statuses import OrderStatus, PaymentStatus
 from observability.metrics import CONFIRMATION_SECONDS, CONFIRMATIONS
-from workflows.order_signals import tell_paid
 
 # An attempt the money may still arrive for: a failed Stripe PaymentIntent can succeed after the
 # customer changes card, and money for an attempt that timed out or was cancelled is stored (a
@@ -242,8 +241,8 @@ class ConfirmationActivities(ParkedMoneyActivities):
 
     @activity.defn
     async def mark_order_paid(self, inp: StoreInput) -> bool:
-        """UC-35 step 5. True if this call changed the order. Then the order's lifecycle is
-        told, so it ends with `OrderPlaced` (also when a retry finds the order paid already)."""
+        """UC-35 step 5. True if this call changed the order (`OrderPaid` and `OrderPlaced`
+        written with it)."""
         c = inp.confirmation
         try:
             async with refusing_bad_data(self.sessions) as s:
@@ -256,14 +255,7 @@ class ConfirmationActivities(ParkedMoneyActivities):
             CONFIRMATIONS.labels(PaymentState.PAID).inc()
             if c.received_at is not None:
                 CONFIRMATION_SECONDS.observe(max(0.0, time.time() - c.received_at))
-        await self._tell_order_paid(inp.order_id)
         return changed
-
-    async def _tell_order_paid(self, order_id: str) -> None:
-        """Signalled from here, not from the workflow: a workflow's external signal costs the
-        confirmation a second workflow task and the server a third of its work per payment."""
-        if self.client is not None:
-            await tell_paid(self.client, order_id)
 
     @activity.defn
     async def write_audit(self, records: list[AuditRecord]) -> None:

@@ -89,7 +89,7 @@ class ParkedMoneyActivities:
         mail_domain: str | None = None,
     ) -> None:
         self.sessions = sessions
-        self.client = client  # to start refunds and tell an order's lifecycle it is paid
+        self.client = client  # to start refunds
         self.mail_domain = mail_domain  # None: no mail relay, so no payer's mail
 
     @activity.defn

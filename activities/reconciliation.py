@@ -9,8 +9,6 @@ Safe to repair automatically:
   (a long backoff): it gets `retry`, as an admin would send it. One that is retrying on its
   own (an attempt running, or the next one due before the next sweep) is left alone, so the
   sweep adds nothing to its history.
-- an order whose lifecycle workflow did not start with it (Temporal was down at checkout): it
-  is started now, told `paid` if the order was paid meanwhile, so its window still closes.
 - a refund recorded `pending` with no workflow running to ask for it (Temporal was down when
   it was asked: an owner who gave up, an admin's stock withdrawal): its workflow is started
   now, as the request would have (idempotent: one already running is the same refund, and
@@ -27,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
@@ -48,8 +46,6 @@ from domain.statuses import CaseState, OrderStatus, PaymentStatus, RefundStatus
 from domain.workflow_names import CONFIRM_PAYMENT, PAYMENT_STATE, REFUND, UPDATES
 from observability.metrics import ESCALATIONS
 from workflows.confirmation_client import next_attempt_within, running_state
-from workflows.order_client import start_order_lifecycle
-from workflows.order_signals import tell_paid
 from workflows.refund_client import start_refund
 
 log = logging.getLogger("paysaga.reconciliation")
@@ -63,13 +59,15 @@ class ReconcileInput:
     unmatched_alert_seconds: int = 3600
     settle_seconds: int = 60  # younger stored-not-paid payments are a confirmation in flight
     every_seconds: int = 60  # the sweep's period: a step retried sooner is left to the server
-    # An order younger than this may still be having its lifecycle started by the API.
+    # A pending refund younger than this may still be having its workflow started.
     unstarted_after_seconds: int = 30
 
 
 @dataclass
 class ReconcileReport:
     orders_repaired: list[str] = field(default_factory=list)
+    # Always empty since the window keeper (no workflow per order to start); kept so the
+    # reports in recorded histories still decode.
     lifecycles_started: list[str] = field(default_factory=list)
     refunds_started: list[str] = field(default_factory=list)  # "provider:transaction_id"
     retried: list[str] = field(default_factory=list)
@@ -96,16 +94,11 @@ class ReconciliationActivities:
         report = ReconcileReport()
         info = activity.info()
         run = str(info.workflow_run_id)  # one retry per sweep run and confirmation
-        await self._unstarted_lifecycles(inp, report)
         await self._unstarted_refunds(inp, report)
         await self._stored_not_paid(inp, run, report)
         await self._stuck_workflows(inp, run, report)
         await self._stale_unmatched(inp, report)
         await self._escalate(inp, report)
-        if report.lifecycles_started:
-            log.warning(
-                "reconciliation: started %d order lifecycle(s)", len(report.lifecycles_started)
-            )
         if report.refunds_started:
             log.warning("reconciliation: started %d refund(s)", len(report.refunds_started))
         if report.orders_repaired or report.retried or report.stale_unmatched:
@@ -119,36 +112,6 @@ class ReconciliationActivities:
                 inp.unmatched_alert_seconds,
             )
         return report
-
-    async def _unstarted_lifecycles(self, inp: ReconcileInput, report: ReconcileReport) -> None:
-        async with self.sessions() as s:
-            rows = (
-                await s.execute(
-                    select(Order.id, Order.status, Order.expires_at)
-                    .where(
-                        Order.lifecycle_started.is_(False),
-                        Order.created_at
-                        < func.now() - timedelta(seconds=inp.unstarted_after_seconds),
-                    )
-                    .order_by(Order.created_at)
-                    .limit(500)
-                )
-            ).all()
-        for order_id, status, expires_at in rows:
-            if status in (OrderStatus.AWAITING_PAYMENT, OrderStatus.PAID):
-                paid = status == OrderStatus.PAID
-                try:
-                    if await start_order_lifecycle(
-                        self.client, inp.task_queue, str(order_id), expires_at, paid=paid
-                    ):
-                        report.lifecycles_started.append(str(order_id))
-                except RPCError as exc:  # this order waits for the next sweep; the rest go on
-                    log.warning("order %s: lifecycle not started: %s", order_id, exc)
-                    continue
-            async with self.sessions.begin() as s:
-                await s.execute(
-                    update(Order).where(Order.id == order_id).values(lifecycle_started=True)
-                )
 
     async def _unstarted_refunds(self, inp: ReconcileInput, report: ReconcileReport) -> None:
         """Pending refunds with no answer yet and no workflow running. Starting one twice is
@@ -262,7 +225,6 @@ class ReconciliationActivities:
             if state is None:
                 if await self._mark_paid(provider, transaction_id, order_id):
                     report.orders_repaired.append(str(order_id))
-                    await tell_paid(self.client, str(order_id))
             else:
                 await self._retry_if_waiting(inp, workflow_id, state, run, report)
 

@@ -9,8 +9,8 @@ customer is answered 503 with nothing reserved.
 Why the order is written before the intent, not after: the stock must be held by something
 the window and the invariants see (`stock_exact`, every order's `OrderCreated`), and a crash
 between the two steps must leave nothing held for ever. A crash leaves an order awaiting
-payment with a placeholder intent nobody can name: the sweep starts its lifecycle, its window
-closes it (`timeout`), and an intent made meanwhile was handed to nobody, so nobody pays it.
+payment with a placeholder intent nobody can name: the window keeper closes it when its
+window ends (`timeout`), and an intent made meanwhile was handed to nobody, so nobody pays it.
 """
 
 from __future__ import annotations
@@ -18,12 +18,10 @@ from __future__ import annotations
 import logging
 import uuid
 
-from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, InterfaceError
 
 from api.deps import Deps
 from api.errors import Conflict, Unavailable
-from db.models import Order
 from db.order_view import opened_view
 from db.orders import NewOrder, attach_intent, close_order
 from domain.statuses import CancelReason
@@ -85,21 +83,14 @@ async def open_payment(
 
 async def _checkout_failed(deps: Deps, order_id: uuid.UUID) -> None:
     """The compensation of a checkout whose intent was not made: its order cancelled as
-    `checkout_failed` (stock back, attempt cancelled, `OrderCancelled`, audited), once. Its
-    lifecycle is told only if the sweep started one meanwhile."""
+    `checkout_failed` (stock back, attempt cancelled, `OrderCancelled`, audited), once."""
     try:
         async with deps.sessions.begin() as s:
-            changed, _, _ = await close_order(
-                s, order_id, CancelReason.CHECKOUT_FAILED, CHECKOUT_ACTOR
-            )
-            started = await s.scalar(select(Order.lifecycle_started).where(Order.id == order_id))
+            await close_order(s, order_id, CancelReason.CHECKOUT_FAILED, CHECKOUT_ACTOR)
     except (DBAPIError, InterfaceError, OSError) as exc:
         log.warning(
             "order %s: not released after its checkout failed; its window will: %s", order_id, exc
         )
-        return
-    if changed and started:
-        await deps.tell_closed(order_id, CancelReason.CHECKOUT_FAILED)
 
 
 async def cancel_quietly(api: GatewayApi, intent_id: str) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -18,7 +17,6 @@ from gateways import Gateway, Gateways
 from observability.metrics import API_ESCALATIONS, API_GATEWAYS
 from paysaga.settings import Settings
 from paysaga.temporal import connect, gateway_metrics
-from workflows.order_signals import tell_closed
 
 log = logging.getLogger("paysaga.api")
 
@@ -51,14 +49,6 @@ class Deps:
                     except RuntimeError as exc:  # the SDK's "failed client connect"
                         raise Unavailable(f"workflow service unreachable: {exc}") from exc
         return self._client
-
-    async def tell_closed(self, order_id: uuid.UUID, reason: str) -> None:
-        """Tells an order's lifecycle it was cancelled (the cancel committed). Temporal down:
-        its timer finds the order cancelled and ends the same way, so it is only logged."""
-        try:
-            await tell_closed(await self.temporal(), str(order_id), reason)
-        except Unavailable as exc:
-            log.warning("order %s cancelled; lifecycle not told: %s", order_id, exc)
 
     def gateway(self, provider: str) -> Gateway:
         if provider not in self.gateways:

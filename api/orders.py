@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Response
 from pydantic import AfterValidator, EmailStr, Field, StringConstraints
-from sqlalchemy import select, update
-from sqlalchemy.exc import DBAPIError, InterfaceError
-from temporalio.service import RPCError
+from sqlalchemy import select
 
 from api.auth import Caller, CurrentCaller, DepsDep
 from api.checkout import cancel_quietly, open_payment, refusing, representable
@@ -44,7 +41,6 @@ from domain.statuses import OrderStatus, RefundStatus
 from domain.views import OrderView, PlacedOrderView
 from gateways import registry
 from gateways.api import CheckoutIntent, GatewayApi, GatewayRefused, GatewayUnavailable
-from workflows.order_client import start_order_lifecycle
 from workflows.refund_client import start_refund
 
 log = logging.getLogger("paysaga.orders")
@@ -78,7 +74,8 @@ class OrderIn(RequestBody):
 
 @router.post("/orders", status_code=201, responses=documented(429))
 async def place_order(body: OrderIn, caller: CurrentCaller, deps: DepsDep) -> PlacedOrderView:
-    """Reserves the stock and starts the order's lifecycle (`order-{id}`, the payment window).
+    """Reserves the stock and opens the order's payment window (`expires_at`), which the
+    window keeper closes (`workflows.window_keeper`): no workflow is started per order.
 
     Stock first (SEQ-BP-002): the customer's limits and the stock are checked and the stock
     reserved before any gateway is called, so a sold-out checkout (409) or a customer past a
@@ -87,9 +84,8 @@ async def place_order(body: OrderIn, caller: CurrentCaller, deps: DepsDep) -> Pl
     fails, the order is cancelled (`checkout_failed`, its stock released) and the answer is a
     503 with nothing reserved.
 
-    The row commits first, then the workflow starts: a workflow never acts on an order that
-    does not exist. If the start fails the order stands (it can be paid) and the next
-    reconciliation run starts its lifecycle (`lifecycle_started` is still false)."""
+    The window is the row itself: once it commits it is durable, and no second system has to
+    be told (so Temporal being down cannot leave an order without its window)."""
     items: dict[str, int] = {}
     for item in body.items:
         items[item.sku] = items.get(item.sku, 0) + item.quantity
@@ -119,7 +115,6 @@ async def place_order(body: OrderIn, caller: CurrentCaller, deps: DepsDep) -> Pl
     view, client_secret = placed.view, None
     if api is not None:
         view, client_secret = await open_payment(deps, api, new, view)
-    await _start_lifecycle(deps, placed.id, placed.expires_at)
     # Only in this answer: the browser's key to confirm the payment with Stripe.js.
     return view.with_client_secret(client_secret)
 
@@ -135,19 +130,6 @@ def _refused(exc: Exception) -> ApiError:
         refused.headers = {"Retry-After": "60"}
         return refused
     return Conflict(f"items are priced in different currencies: {exc}")
-
-
-async def _start_lifecycle(deps: Deps, order_id: uuid.UUID, expires_at: datetime) -> None:
-    try:
-        await start_order_lifecycle(
-            await deps.temporal(), deps.settings.task_queue, str(order_id), expires_at
-        )
-        async with deps.sessions.begin() as s:
-            await s.execute(
-                update(Order).where(Order.id == order_id).values(lifecycle_started=True)
-            )
-    except (RPCError, Unavailable, DBAPIError, InterfaceError, OSError) as exc:
-        log.warning("order %s: lifecycle not started, the sweep will: %s", order_id, exc)
 
 
 async def _view(deps: Deps, order_id: uuid.UUID) -> OrderView:
@@ -196,13 +178,11 @@ async def cancel_order(order_id: str, caller: CurrentCaller, deps: DepsDep) -> O
     reason = "customer" if caller.sub == owner else "admin"
     async with deps.sessions.begin() as s:
         actor = caller.sub if reason == "customer" else f"admin:{caller.sub}"
-        changed, status, _ = await close_order(s, key, reason, actor)
+        _, status, _ = await close_order(s, key, reason, actor)
     if status in (OrderStatus.PAID, OrderStatus.REFUNDED):
         raise Conflict(f"the order is {status}; a paid order is refunded, not cancelled")
     if status == OrderStatus.AWAITING_PAYMENT:  # not changed: its payment is stored already
         raise Conflict("a payment for this order has arrived and is being confirmed")
-    if changed:
-        await deps.tell_closed(key, reason)
     return await _view(deps, key)
 
 

@@ -60,8 +60,6 @@ async def withdraw_product_stock(
         raise Conflict(str(exc)) from exc
     if done is None:
         raise NotFound(f"no product {sku}")
-    for order_id in done.cancelled:
-        await deps.tell_closed(order_id, "admin")
     temporal = await deps.temporal()
     for _, asked in done.refunds:
         # Temporal down: the refund stays pending; POST /orders/{id}/refund (admin) starts it.

@@ -17,7 +17,11 @@ Rules (each violation names its rule):
   `OrderCancelled`.
 - `state_change_has_event`: every order has `OrderCreated`; paid (or refunded) `OrderPaid`;
   cancelled `OrderCancelled`; every stored payment `PaymentConfirmed`; every failed attempt
-  `PaymentFailed`; every paid order `OrderPlaced` or its lifecycle still running.
+  `PaymentFailed`; every paid order `OrderPlaced` (written with `OrderPaid`; an order paid
+  while a lifecycle from before the window keeper held it: or that lifecycle still running).
+- `window_held`: no order awaits payment more than `WINDOW_GRACE_SECONDS` past its window's
+  end without money stored for it (the window keeper closes it within a poll, or after its
+  gateway look-up).
 - `late_payment_has_case`: money stored for an order that was cancelled first is parked with
   a `late_payment` case (resolved once refunded, or settled by an admin), or its confirmation
   is still running.
@@ -142,6 +146,16 @@ UNPLACED = text(
     AND NOT EXISTS (SELECT 1 FROM events e WHERE e.order_id = o.id AND e.type = 'OrderPlaced')
     """
 )
+# A look-up at the gateway may take up to 90 s before the window closes; the rest is the poll.
+WINDOW_GRACE_SECONDS = 120
+WINDOW_NOT_HELD = text(
+    """
+    SELECT o.id, o.expires_at FROM orders o
+    WHERE o.status = 'awaiting_payment'
+    AND o.expires_at < now() - make_interval(secs => :grace)
+    AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.order_id = o.id AND p.status = 'paid')
+    """
+).bindparams(grace=WINDOW_GRACE_SECONDS)
 PLACED = text(
     "SELECT EXISTS (SELECT 1 FROM events WHERE order_id = :order_id AND type = 'OrderPlaced')"
 )
@@ -247,6 +261,10 @@ async def _database_rules(s: AsyncSession) -> list[Violation]:
         )
     for subject, problem in await s.execute(REFUNDS):
         found.append(Violation("refunds_exact", f"{subject}: {problem}"))
+    for order_id, expires_at in await s.execute(WINDOW_NOT_HELD):
+        found.append(
+            Violation("window_held", f"order {order_id} awaits payment; window ended {expires_at}")
+        )
     return found
 
 

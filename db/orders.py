@@ -239,7 +239,9 @@ async def mark_paid(
     s: AsyncSession, order_id: uuid.UUID, provider: str, transaction_id: str
 ) -> bool:
     """UC-35 step 5, the one place an order becomes paid: only once this transaction's paid
-    payment row exists, only from `awaiting_payment`, with its `OrderPaid` event.
+    payment row exists, only from `awaiting_payment`, with its `OrderPaid` event and then
+    `OrderPlaced` (SEQ-BP-002: confirmed for fulfilment), both in this transaction: nothing
+    is left for a workflow per order to do once the order is paid.
 
     True if this call changed the order, False if it was paid already; NotPayable otherwise.
     """
@@ -272,6 +274,7 @@ async def mark_paid(
             keys.event("OrderPaid", order_id),
             {"provider": provider, "transaction_id": transaction_id},
         )
+        await _emit_placed(s, order_id)
         return True
     status = await s.scalar(select(Order.status).where(Order.id == order_id))
     if status == OrderStatus.PAID:
@@ -388,11 +391,16 @@ async def release_stock(s: AsyncSession, order_id: uuid.UUID) -> list[tuple[str,
 
 
 async def mark_placed(s: AsyncSession, order_id: uuid.UUID) -> bool:
-    """`OrderPlaced`, after `OrderPaid`: the order is confirmed for fulfilment. Once."""
+    """`OrderPlaced` for a paid order, once (its key): what a lifecycle workflow started
+    before the window keeper still calls when it ends. `mark_paid` writes it itself now."""
     paid = await s.scalar(
         select(Order.id).where(Order.id == order_id, Order.status == OrderStatus.PAID)
     )
     if paid is None:
         return False
-    await journal.emit(s, "OrderPlaced", order_id, keys.event("OrderPlaced", order_id), {})
+    await _emit_placed(s, order_id)
     return True
+
+
+async def _emit_placed(s: AsyncSession, order_id: uuid.UUID) -> None:
+    await journal.emit(s, "OrderPlaced", order_id, keys.event("OrderPlaced", order_id), {})

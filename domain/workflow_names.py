@@ -20,6 +20,7 @@ ORDER_LIFECYCLE = "OrderLifecycle"
 REFUND = "Refund"
 RECONCILE = "Reconcile"
 MAIL_RELAY = "MailRelay"
+WINDOW_KEEPER = "WindowKeeper"
 
 # ConfirmPayment: each admin action is an update (for the API) and a signal (for the
 # Temporal UI and CLI) named for the action; the refund workflow signals `refunded`.
@@ -30,7 +31,8 @@ REFUSED = "ActionRefused"
 # ConfirmPayment's `state` (a ConfirmationState) and OrderLifecycle's (an OrderState value).
 STATE = "state"
 
-# OrderLifecycle's signals.
+# OrderLifecycle's signals (lifecycles started before the window keeper still receive none,
+# and end by their timer).
 PAID = "paid"
 CLOSED = "closed"
 

@@ -1,8 +1,8 @@
 """What must hold before paysaga serves: every search attribute its workflows write is
 registered on the namespace, and the database schema is at the code's revision. Found out
 here, at start (the worker refuses to start) and on every `/readyz` (503), never order by
-order: on a namespace without `OrderState` every lifecycle would fail to start, one warning
-per order, while readiness said 200.
+order: on a namespace without a search attribute every workflow that writes it would fail
+its task, one warning per payment, while readiness said 200.
 """
 
 from __future__ import annotations

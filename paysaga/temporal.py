@@ -24,6 +24,7 @@ from activities.notifications import MailConfig, NotificationActivities
 from activities.orders import OrderActivities
 from activities.reconciliation import ReconcileInput, ReconciliationActivities
 from activities.refunds import RefundActivities
+from activities.windows import PaymentWindow, Window, WindowActivities
 from db.escalations import CircuitWatch, Recipients
 from domain.workflow_names import ORDER_ID, ORDER_STATE, PAYMENT_STATE, TRANSACTION_ID
 from gateways import Gateways
@@ -36,16 +37,20 @@ from workflows.order_lifecycle import OrderLifecycleWorkflow
 from workflows.payment_confirmation import ConfirmPaymentWorkflow
 from workflows.reconciliation import ReconcileWorkflow, ensure_schedule
 from workflows.refund import RefundWorkflow
+from workflows.window_keeper import WindowKeeperWorkflow
 
 SEARCH_ATTRIBUTES = {
     key.name: "Keyword" for key in (PAYMENT_STATE, ORDER_ID, TRANSACTION_ID, ORDER_STATE)
 }
 WORKFLOWS = [
     ConfirmPaymentWorkflow,
+    # No longer started (the window keeper holds payment windows); registered so that the
+    # lifecycles running when a worker of this version takes over still finish.
     OrderLifecycleWorkflow,
     ReconcileWorkflow,
     MailRelayWorkflow,
     RefundWorkflow,
+    WindowKeeperWorkflow,
 ]
 
 
@@ -115,6 +120,13 @@ def build_worker(
     """
     if sandboxed:
         precompile_workflows()
+    orders = OrderActivities(sessions, client, gateways)
+    # Offline (no gateway with an API) there is nobody to ask before a window closes.
+    online = gateways is not None and any(gateway.api is not None for gateway in gateways)
+
+    def windows() -> list[Window]:
+        return [PaymentWindow(sessions, orders.look_up_payment if online else None)]
+
     return Worker(
         client,
         task_queue=task_queue,
@@ -123,7 +135,8 @@ def build_worker(
         activities=[
             *ConfirmationActivities(sessions, client, mail.domain if mail else None).all(),
             *CaptureActivities(gateways).all(),
-            *OrderActivities(sessions, client, gateways).all(),
+            *orders.all(),
+            WindowActivities(windows).keep_windows,
             *RefundActivities(sessions, gateways, client).all(),
             ReconciliationActivities(
                 sessions, client, mail.escalations if mail else None

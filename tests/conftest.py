@@ -25,6 +25,7 @@ from paysaga.temporal import build_worker, mail_config, replay_failures
 from tests.gateways.testpay import Testpay
 from tests.support.stack import BIN, Refuse, Stack, settings_for
 from workflows.mail_relay import ensure_mail_relay, relay_workflow_id
+from workflows.window_keeper import ensure_window_keeper, keeper_workflow_id
 
 TABLES = (
     "products, orders, order_items, payments, audit_log, security_events, "
@@ -111,9 +112,11 @@ async def stack(
             transport=httpx.ASGITransport(app=app), base_url="http://paysaga/api/v1"
         ) as http,
     ):
+        await ensure_window_keeper(client, task_queue)
         if mail is not None:
             await ensure_mail_relay(client, task_queue)
         yield Stack(http, client, sessions, task_queue, settings)
+        await client.get_workflow_handle(keeper_workflow_id(task_queue)).terminate()
         if mail is not None:
             await client.get_workflow_handle(relay_workflow_id(task_queue)).terminate()
         # Every integration test ends with the financial invariants holding.

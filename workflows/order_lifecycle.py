@@ -1,4 +1,8 @@
-"""The order lifecycle: `order-{order_id}`, started with the order by `POST /orders`.
+"""The order lifecycle: `order-{order_id}`, started with the order by `POST /orders` until
+the window keeper (`workflows.window_keeper`, issue 24) took the payment window over. No
+longer started; kept registered, unchanged, so that lifecycles running when a worker of the
+new version takes over finish (nobody signals them any more: each ends by its timer, finds
+its order's status in the database, and places a paid one once more, harmlessly, by key).
 
 It holds the payment window as a durable timer. Whichever comes first ends it:
 - `paid` (sent by the confirmation once the order is marked paid): `OrderPlaced`;

@@ -20,8 +20,8 @@ from tests.support.outcomes import (
     ONE_CONFIRMATION,
     assert_checkout_refused_with_nothing_reserved,
     effects,
-    lifecycle_result,
     product_stock,
+    window_outcome,
 )
 from tests.support.razorpay_server import RazorpayApiServer, running_razorpay
 from tests.support.signing import checkout_return
@@ -118,7 +118,7 @@ async def test_a_payment_whose_webhook_never_came_is_found_before_the_window_clo
 ) -> None:
     order = await stack.place_order("razorpay")
     payment_id = razorpay_api.pay(order["payment"]["intent_id"])  # no webhook, no return
-    assert await lifecycle_result(stack, order["id"]) == "paid"
+    assert await window_outcome(stack, order["id"]) == "paid"
     assert (await stack.order(order["id"]))["status"] == "paid"
     await stack.result(confirmation_workflow_id("razorpay", payment_id))
     assert await effects(stack.sessions, order["id"]) == ONE_CONFIRMATION

@@ -39,8 +39,8 @@ from tests.support.outcomes import (
     ONE_CONFIRMATION,
     assert_checkout_refused_with_nothing_reserved,
     effects,
-    lifecycle_result,
     product_stock,
+    window_outcome,
 )
 from tests.support.signing import SECRETS, stripe_failed_event, stripe_request
 from tests.support.stack import Stack
@@ -194,7 +194,7 @@ async def test_a_payment_whose_webhook_never_came_is_found_before_the_window_clo
     order = await checkout(stack, localstripe)
     intent_id = order["payment"]["intent_id"]
     assert await pay_with_card(localstripe, intent_id) == "succeeded"
-    assert await lifecycle_result(stack, order["id"]) == "paid"
+    assert await window_outcome(stack, order["id"]) == "paid"
     after = await stack.order(order["id"])
     assert after["status"] == "paid" and after["cancel_reason"] is None
     outcome = await stack.result(confirmation_workflow_id("stripe", intent_id))

@@ -16,10 +16,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.service import RPCError
 
 from db.models import Order, Product
 from tests.support.fault_stack import FaultStack, Sent
 from workflows.confirmation_audit import AUDIT_FALLBACK
+from workflows.window_keeper import keeper_workflow_id
 
 pytestmark = pytest.mark.faults
 
@@ -211,28 +213,36 @@ WINDOW_ENV = {
 @pytest.mark.parametrize("fault_env", [WINDOW_ENV])
 async def test_create_order__worker_killed__window_ends(fault_stack: FaultStack) -> None:
     """The integrity campaign's sequence (seed 1713084962): an order placed just before the
-    worker is SIGKILLed, whose window closes while no worker runs. Its timer fires into the
-    dead worker's sticky queue; once the server gives up on that queue and a worker is back,
-    the order is cancelled, its seat back on sale, its lifecycle `expired`. (The campaign's
+    worker is SIGKILLed, whose window closes while no worker runs. The window keeper's round
+    died with the worker; once its heartbeat times out and a worker is back, the server gives
+    the round to it, and the order is cancelled, its seat back on sale. (The campaign's
     comparison had caught it in between: its quiet wait was at fault, not the stack.)"""
     s = fault_stack
     (order,) = await s.place_orders(1)
-    handle = s.client.get_workflow_handle(f"order-{order['id']}")
+    keeper = s.client.get_workflow_handle(keeper_workflow_id(s.settings.task_queue))
 
-    async def timer_set() -> bool:
-        async for event in handle.fetch_history_events():
-            if event.HasField("timer_started_event_attributes"):
-                return True
-        return False
+    async def keeping() -> bool:
+        try:  # the worker starts the keeper once it is up
+            return bool((await keeper.describe()).raw_description.pending_activities)
+        except RPCError:
+            return False
 
-    await s.wait_until("the lifecycle's timer set", timer_set, limit=30)
+    await s.wait_until("the window keeper's round running", keeping, limit=30)
     s.kill_worker()
     await asyncio.sleep(8)  # past the 6 s window, with no worker
     async with s.sessions() as db:
         status = await db.scalar(select(Order.status).where(Order.id == uuid.UUID(order["id"])))
     assert status == "awaiting_payment"  # nothing ran to close it
     s.start_worker()
-    assert await asyncio.wait_for(handle.result(), timeout=120) == "expired"
+
+    async def closed() -> bool:
+        async with s.sessions() as db:
+            reason = await db.scalar(
+                select(Order.cancel_reason).where(Order.id == uuid.UUID(order["id"]))
+            )
+        return reason == "timeout"
+
+    await s.wait_until("the window closed by the new worker", closed, limit=120)
     async with s.sessions() as db:
         status = await db.scalar(select(Order.status).where(Order.id == uuid.UUID(order["id"])))
         stock = await db.scalar(select(Product.stock).where(Product.sku.like("SEAT-%")))

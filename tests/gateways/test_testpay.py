@@ -12,7 +12,7 @@ import pytest
 from domain.payments import confirmation_workflow_id, refund_workflow_id
 from gateways import registry
 from tests.gateways.testpay import LEDGER, NAME, event, sign
-from tests.support.outcomes import ONE_CONFIRMATION, effects, lifecycle_result
+from tests.support.outcomes import ONE_CONFIRMATION, effects, window_outcome
 from tests.support.stack import Stack
 
 SECRET = "testpay-webhook-secret"
@@ -82,7 +82,7 @@ async def test_checkout_return_confirms_what_the_gateway_reports(stack: Stack) -
 async def test_a_payment_whose_webhook_never_came_is_found_by_the_look_up(stack: Stack) -> None:
     order = await stack.place_order(NAME)
     payment_id = LEDGER.pay(order["payment"]["intent_id"])  # no webhook, no return
-    assert await lifecycle_result(stack, order["id"]) == "paid"
+    assert await window_outcome(stack, order["id"]) == "paid"
     assert (await stack.order(order["id"]))["status"] == "paid"
     await stack.result(confirmation_workflow_id(NAME, payment_id))
     assert await effects(stack.sessions, order["id"]) == ONE_CONFIRMATION

@@ -50,7 +50,6 @@ from db.models import AuditEntry, Event, Order, Payment, Product, Reconciliation
 from domain.payments import (
     ATTACHED,
     confirmation_workflow_id,
-    order_workflow_id,
     refund_workflow_id,
 )
 from tests.integrity.conftest import KEY_SECRET, WINDOW_SECONDS
@@ -893,8 +892,8 @@ class IntegrityMachine(RuleBasedStateMachine):
         return status
 
     async def _busy(self) -> list[str]:
-        """What is still in motion: a window past its end not yet closed, a lifecycle still
-        finishing, a confirmation not yet parked or done, a refund finishing."""
+        """What is still in motion: a window past its end not yet closed, a confirmation
+        not yet parked or done, a refund finishing."""
         busy: list[str] = []
         ids = [uuid.UUID(i) for i in self.m.orders]
         async with self.s.sessions() as s:
@@ -914,15 +913,6 @@ class IntegrityMachine(RuleBasedStateMachine):
                     select(Refund.provider, Refund.transaction_id, Refund.status)
                 )
             }
-        for o in self.m.orders.values():
-            status = statuses[o.id]
-            lifecycle = await self._status(order_workflow_id(o.id), final=True)
-            if lifecycle == WorkflowExecutionStatus.RUNNING and status != "awaiting_payment":
-                busy.append(f"lifecycle of {o.id} ({status}) finishing")
-            elif lifecycle not in (None, WorkflowExecutionStatus.RUNNING):
-                assert lifecycle == WorkflowExecutionStatus.COMPLETED, (
-                    f"lifecycle of {o.id}: {lifecycle}"
-                )
         for m in self.m.money.values():
             workflow_id = confirmation_workflow_id(m.provider, m.tx)
             status_ = await self._status(workflow_id, final=True)

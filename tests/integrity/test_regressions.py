@@ -27,7 +27,7 @@ from tests.integrity.model import (
 )
 from tests.integrity.test_integrity import Campaign, IntegrityMachine
 from tests.support.gateway_events import refund_notice, signed_confirmation
-from tests.support.outcomes import lifecycle_result
+from tests.support.outcomes import window_outcome
 from tests.support.signing import SECRETS, checkout_return
 from tests.support.stack import SHORT, Stack
 
@@ -42,7 +42,7 @@ async def cancel_audit(stack: Stack, order_id: str) -> list[tuple[str, str]]:
 async def test_create_order__window_ends(stack: Stack) -> None:
     """`OrderCancelled` was written without its audit entry when the window closed."""
     order = await stack.place_order("razorpay")
-    assert await lifecycle_result(stack, order["id"]) == "expired"
+    assert await window_outcome(stack, order["id"]) == "expired"
     assert await cancel_audit(stack, order["id"]) == [("order.cancelled", "system:payment_window")]
 
 
@@ -59,7 +59,7 @@ async def test_create_order__postgres_outage_paying_past_the_window(stack: Stack
     its automatic refund ran, but the order showed `refund: null` until the gateway answered.
     (The outage itself only delays the money here: the window closes first.)"""
     order = await stack.place_order("razorpay")
-    assert await lifecycle_result(stack, order["id"]) == "expired"
+    assert await window_outcome(stack, order["id"]) == "expired"
     tx = f"pay_{uuid.uuid4().hex[:14]}"
     answer = await stack.post("/webhooks/razorpay", signed_confirmation("razorpay", order, tx))
     assert answer.json() == {"result": "accepted"}

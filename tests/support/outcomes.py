@@ -13,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from db.models import AuditEntry, Event, Order, Payment, Product, Refund, Ticket
 from domain.payments import refund_workflow_id
 from tests.support.stack import Stack
-from workflows.order_client import handle as lifecycle
 
 
 async def count(sessions: async_sessionmaker[AsyncSession], model: Any, *where: Any) -> int:
@@ -95,8 +94,30 @@ async def assert_checkout_refused_with_nothing_reserved(stack: Stack, provider: 
         assert {kind: n for kind, n in events} == {"OrderCreated": 2, "OrderCancelled": 2}
 
 
-async def lifecycle_result(stack: Stack, order_id: str) -> str:
-    return await asyncio.wait_for(lifecycle(stack.client, order_id).result(), timeout=60)
+async def window_outcome(stack: Stack, order_id: str, limit: float = 60.0) -> str:
+    """How the order's payment window ended, once it has: `paid` (paid, or refunded since,
+    with its `OrderPlaced`), `expired` (closed by the window keeper) or `cancelled` (by the
+    customer, an admin or a failed checkout). Waits while it still awaits payment."""
+    oid = uuid.UUID(order_id)
+    deadline = asyncio.get_running_loop().time() + limit
+    while True:
+        async with stack.sessions() as s:
+            status, reason = (
+                await s.execute(select(Order.status, Order.cancel_reason).where(Order.id == oid))
+            ).one()
+            placed = await s.scalar(
+                select(func.count())
+                .select_from(Event)
+                .where(Event.order_id == oid, Event.type == "OrderPlaced")
+            )
+        if status in ("paid", "refunded"):
+            assert placed == 1, f"order {order_id} is {status} without its OrderPlaced"
+            return "paid"
+        if status == "cancelled":
+            assert placed == 0, f"order {order_id} is cancelled but was placed"
+            return "expired" if reason == "timeout" else "cancelled"
+        assert asyncio.get_running_loop().time() < deadline, f"order {order_id} still {status}"
+        await asyncio.sleep(0.1)
 
 
 async def refund_result(stack: Stack, provider: str, tx: str) -> str:
