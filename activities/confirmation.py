@@ -13,17 +13,24 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from sqlalchemy import Exists, exists, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute, aliased
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.confirmation_inputs import StoreInput, ValidateInput, Validation
+from activities.confirmation_inputs import (
+    MarkedPaid,
+    MarkPaidInput,
+    StoreInput,
+    ValidateInput,
+    Validation,
+)
 from activities.parked_money import ParkedMoneyActivities
 from activities.unprocessable import printable, refusing_bad_data
 from db import journal
@@ -47,6 +54,7 @@ from observability.metrics import CONFIRMATION_SECONDS, CONFIRMATIONS
 # An attempt the money may still arrive for: a failed Stripe PaymentIntent can succeed after the
 # customer changes card, and money for an attempt that timed out or was cancelled is stored (a
 # late payment, then parked with a case), never dropped.
+T = TypeVar("T")
 STORABLE = (
     PaymentStatus.PENDING,
     PaymentStatus.FAILED,
@@ -151,6 +159,22 @@ async def _match(s: AsyncSession, inp: ValidateInput) -> tuple[Validation, str |
     return Validation("matched", order_id=order_id, payment_id=payment.id), status
 
 
+async def _audited(s: AsyncSession, records: list[AuditRecord]) -> bool:
+    await journal.write_audit(s, records)
+    return True
+
+
+async def _beside(s: AsyncSession, step: str, work: Callable[[], Awaitable[T]]) -> T | None:
+    """`work` in a savepoint of the transaction: its result, or None (and nothing of it
+    kept) when the database refuses it; the transaction goes on either way."""
+    try:
+        async with s.begin_nested():
+            return await work()
+    except DBAPIError as exc:
+        activity.logger.warning("%s left to its own step: %s", step, str(exc)[:300])
+        return None
+
+
 def _authorization(c: Confirmation, v: Validation, status: str | None) -> Validation:
     """An authorization is captured only for an order awaiting payment that it matches.
     Anything else is left uncaptured, so the gateway voids it: never captured and then
@@ -251,11 +275,38 @@ class ConfirmationActivities(ParkedMoneyActivities):
             raise ApplicationError(
                 f"order {inp.order_id}: {exc}", type=NOT_PAYABLE, non_retryable=True
             ) from exc
+        self._count_paid(changed, c)
+        return changed
+
+    @activity.defn
+    async def mark_order_paid_and_ticket(self, inp: MarkPaidInput) -> MarkedPaid:
+        """UC-35 step 5, then 6 and 8 in its transaction when the database takes them: one
+        transaction and one step where the happy path had three (issue 24: each step is an
+        activation of the worker and a transaction of its own).
+
+        Step 5 decides, as in `mark_order_paid`. The audit entries (6) and the ticket's code
+        (8) go in a savepoint each, so neither can hold 5 back or roll it back: one the
+        database refuses (6a, 8a) is left to the workflow, which writes it as before, on
+        that step's own retries. All three are idempotent, so a retried call is harmless."""
+        c = inp.store.confirmation
+        order_id = uuid.UUID(inp.store.order_id)
+        try:
+            async with refusing_bad_data(self.sessions) as s:
+                changed = await mark_paid(s, order_id, c.provider, c.transaction_id)
+                audited = await _beside(s, "audit", lambda: _audited(s, inp.audit))
+                ticket = await _beside(s, "ticket", lambda: issue_code(s, order_id))
+        except NotPayable as exc:
+            raise ApplicationError(
+                f"order {order_id}: {exc}", type=NOT_PAYABLE, non_retryable=True
+            ) from exc
+        self._count_paid(changed, c)
+        return MarkedPaid(changed, audited is not None, ticket)
+
+    def _count_paid(self, changed: bool, c: Confirmation) -> None:
         if changed:  # once per order: a retry finds it paid and measures nothing
             CONFIRMATIONS.labels(PaymentState.PAID).inc()
             if c.received_at is not None:
                 CONFIRMATION_SECONDS.observe(max(0.0, time.time() - c.received_at))
-        return changed
 
     @activity.defn
     async def write_audit(self, records: list[AuditRecord]) -> None:
@@ -302,6 +353,7 @@ class ConfirmationActivities(ParkedMoneyActivities):
             self.record_refund,
             self.store_payment,
             self.mark_order_paid,
+            self.mark_order_paid_and_ticket,
             self.write_audit,
             self.issue_ticket,
         ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from domain.confirmation import AuditRecord
 from domain.payments import Confirmation
 
 
@@ -46,6 +47,22 @@ class StoreInput:
     confirmation: Confirmation
     order_id: str
     payment_id: int
+
+
+@dataclass(frozen=True)
+class MarkPaidInput:
+    """Step 5 with what follows it when the database takes it all at once: the audit
+    entries of step 6 and the ticket of step 8 (`mark_order_paid_and_ticket`)."""
+
+    store: StoreInput
+    audit: list[AuditRecord]
+
+
+@dataclass(frozen=True)
+class MarkedPaid:
+    changed: bool  # this call changed the order (False: a retry found it paid)
+    audited: bool  # the audit entries are written (False: the workflow's writer does it)
+    ticket_code: str | None  # issued (None: the workflow's ticket step does it)
 
 
 @dataclass(frozen=True)

@@ -40,12 +40,17 @@ AUDITED = {
 
 
 class CaptureStep(AuditTrail):
+    def leaving_task(self) -> None:
+        """The workflow's (`ConfirmPaymentWorkflow.leaving_task`)."""
+        raise NotImplementedError
+
     async def _capture(self) -> None:
         """2c: captures the authorization, once (a capture asked again after it went through
         is "already captured", which the API adapter counts as done)."""
         c, s = self._c, self._s
         if not c.needs_capture or s.captured:
             return
+        self.leaving_task()
         await workflow.execute_activity_method(
             CaptureActivities.capture_payment,
             c,

@@ -24,6 +24,7 @@ import asyncio
 from dataclasses import replace
 
 from temporalio import workflow
+from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -31,6 +32,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.confirmation_inputs import (
         CaseInput,
         CloseCasesInput,
+        MarkedPaid,
+        MarkPaidInput,
         RefundInput,
         StoreInput,
         ValidateInput,
@@ -65,6 +68,10 @@ HISTORY_BUDGET = 1_000
 # An admin's `refund` of parked money asks the gateway through the refund workflow; before
 # this patch it only recorded the decision (the histories recorded then replay unchanged).
 REFUND_AT_GATEWAY = "refund-at-gateway"
+# The happy path made lean (issue 24): steps 5, 6 and 8 in one activity where the database
+# takes them together, and `PaymentState` written once per workflow task instead of once per
+# step (the states in between were never visible: the task completes them all at once).
+LEAN_HAPPY_PATH = "lean-happy-path"
 
 # 4a and 5a: the steps whose escalation says `needs_reconciliation` and opens a case.
 VALIDATE = StepPolicy("validate", case=CaseKind.STORE_FAILED)
@@ -83,6 +90,7 @@ class ConfirmPaymentWorkflow(AdminRequests, CaptureStep):
         self._steps = StepRunner(inp.recovery or RecoveryTiming(), self)
         self._case_tasks: dict[str, asyncio.Task[None]] = {}
         self._writing = 0  # how many pending audit entries the writer has in flight
+        self._unwritten: list[SearchAttributeUpdate[str]] = []  # `_set_state(..., lean=True)`
 
     @workflow.run
     async def run(self, inp: ConfirmationRun) -> ConfirmationOutcome:
@@ -148,7 +156,7 @@ class ConfirmPaymentWorkflow(AdminRequests, CaptureStep):
             await self._park(v)
             return
         s.payment_id = v.payment_id
-        await self._set_state(PaymentState.VALIDATED, v.order_id)
+        await self._set_state(PaymentState.VALIDATED, v.order_id, lean=True)
         await self._capture()  # 2c: an authorization is captured before it is stored
         s.phase = Phase.STORE
 
@@ -163,7 +171,7 @@ class ConfirmPaymentWorkflow(AdminRequests, CaptureStep):
             self._store_input(),
         ):
             self._drop_requests()
-            await self._set_state(PaymentState.STORED)
+            await self._set_state(PaymentState.STORED, lean=True)
             s.phase = Phase.MARK_PAID
         else:
             reason = "the order's payment was taken by another transaction"
@@ -172,20 +180,35 @@ class ConfirmPaymentWorkflow(AdminRequests, CaptureStep):
     async def _mark_paid(self) -> None:
         c, s = self._c, self._s
         # 5: Paid/Confirmed, only once the payment row exists and only if the order still
-        # awaits payment (5a: waited out, the order ends paid once).
-        await self._steps.run(
-            MARK_PAID,  # 5a
-            ConfirmationActivities.mark_order_paid,
-            self._store_input(),
-        )
-        await self._set_state(PaymentState.PAID)
-        self._queue_audit(*self._confirmation_audit())
+        # awaits payment (5a: waited out, the order ends paid once). With it, where the
+        # database takes them, the audit entries (6) and the ticket (8); whichever it refuses
+        # (6a, 8a) is done below on that step's own retries, never holding 5 back.
+        done = MarkedPaid(changed=False, audited=False, ticket_code=None)
+        if workflow.patched(LEAN_HAPPY_PATH):
+            done = await self._steps.run(
+                MARK_PAID,  # 5a
+                ConfirmationActivities.mark_order_paid_and_ticket,
+                MarkPaidInput(self._store_input(), list(self._confirmation_audit())),
+            )
+        else:
+            await self._steps.run(
+                MARK_PAID,  # 5a
+                ConfirmationActivities.mark_order_paid,
+                self._store_input(),
+            )
+        await self._set_state(PaymentState.PAID, lean=True)
+        if not done.audited:
+            self._queue_audit(*self._confirmation_audit())
         if s.cases:
             await self._steps.record(
                 ConfirmationActivities.close_cases,
                 CloseCasesInput(c.provider, c.transaction_id, f"attached to order {s.order_id}"),
             )
-        s.phase = Phase.TICKET
+        if done.ticket_code is not None:
+            s.ticket_code = done.ticket_code
+            s.outcome, s.phase = PaymentState.PAID, Phase.DONE
+        else:
+            s.phase = Phase.TICKET
 
     async def _ticket(self) -> None:
         s = self._s
@@ -219,6 +242,7 @@ class ConfirmPaymentWorkflow(AdminRequests, CaptureStep):
         s = self._s
         s.history_suggested = s.history_suggested or workflow.info().is_continue_as_new_suggested()
         self._steps.stop()
+        self.leaving_task()  # the next run starts from the attributes this one wrote
         pending = [*tasks, *self._case_tasks.values()]
         for task in pending:
             task.cancel()
@@ -372,14 +396,29 @@ class ConfirmPaymentWorkflow(AdminRequests, CaptureStep):
         await self._set_state(PaymentState.REFUNDED)
         s.outcome, s.phase = PaymentState.REFUNDED, Phase.DONE
 
-    async def _set_state(self, state: PaymentState, order_id: str | None = None) -> None:
+    async def _set_state(
+        self, state: PaymentState, order_id: str | None = None, *, lean: bool = False
+    ) -> None:
+        """The state, and the search attributes operators filter on. `lean`: a state the
+        happy path passes through within one workflow task is written with the next write,
+        or before the workflow next waits on the server (`leaving_task`), not on its own."""
         s = self._s
         s.state = state
         updates = [PAYMENT_STATE.value_set(state.value)]
         if order_id is not None and order_id != s.order_id:
             s.order_id = order_id
             updates.append(ORDER_ID.value_set(order_id))
-        workflow.upsert_search_attributes(updates)
+        names = {u.key.name for u in updates}
+        self._unwritten = [u for u in self._unwritten if u.key.name not in names] + updates
+        if not (lean and workflow.patched(LEAN_HAPPY_PATH)):
+            self.leaving_task()
+
+    def leaving_task(self) -> None:
+        """Writes the attributes held back by a lean `_set_state`: before a step goes to
+        the server (the runner calls this), before continuing as new, and with any write."""
+        if self._unwritten:
+            workflow.upsert_search_attributes(self._unwritten)
+            self._unwritten = []
 
     @workflow.query(name=STATE)
     def state(self) -> ConfirmationState:

@@ -91,6 +91,10 @@ class Escalation(Protocol):
 
     def is_escalated(self, policy: StepPolicy) -> bool: ...
 
+    def leaving_task(self) -> None:
+        """The step is about to wait on the server (a regular activity): what the workflow
+        held back for the end of its task is written now."""
+
 
 def unmendable(err: BaseException) -> ApplicationError | None:
     """The non-retryable cause of a failure, if it is one, whether it arrives wrapped in an
@@ -139,6 +143,7 @@ class StepRunner:
                 return local[0]
             t = self._timing
             first_phase = min(t.first_phase, policy.first_phase_cap or t.first_phase)
+            self._escalation.leaving_task()
             try:
                 return await workflow.execute_activity_method(
                     activity,
@@ -179,6 +184,7 @@ class StepRunner:
         local = await self._locally(activity, arg)
         if local is not None:
             return local[0]
+        self._escalation.leaving_task()
         return await workflow.execute_activity_method(
             activity, arg, start_to_close_timeout=SHORT_DB_CALL, retry_policy=BOOKKEEPING_RETRY
         )
@@ -210,6 +216,7 @@ class StepRunner:
             maximum_interval=timedelta(seconds=max(t.slow_initial, t.slow_max)),
             non_retryable_error_types=NOT_RETRYABLE,
         )
+        self._escalation.leaving_task()
         while True:
             generation = self._generation
             issued = workflow.now()

@@ -30,13 +30,11 @@ from tests.support.stack import Stack, settings_for
 
 WEBHOOK_SPAN = "POST /api/v1/webhooks/stripe"
 CONFIRMATION = "ConfirmPayment"  # the workflow's registered name
-# The happy path's activities (UC-35 steps 2, 4, 5, 6, 8).
+# The happy path's activities: UC-35 steps 2, 4, then 5 with 6 and 8 in its transaction.
 ACTIVITIES = (
     "validate_confirmation",
     "store_payment",
-    "mark_order_paid",
-    "write_audit",
-    "issue_ticket",
+    "mark_order_paid_and_ticket",
 )
 
 
@@ -227,6 +225,6 @@ async def test_one_trace_from_webhook_through_workflow_and_activities(
             span = by_id[span.parent_id]
         return span
 
-    for name in (f"StartWorkflow:{CONFIRMATION}", "RunActivity:mark_order_paid"):
+    for name in (f"StartWorkflow:{CONFIRMATION}", "RunActivity:mark_order_paid_and_ticket"):
         (span,) = [s for s in trace if s.name == name]
         assert root_of(span) == webhooks[0]
