@@ -28,6 +28,7 @@ from activities.confirmation_inputs import (
     MarkedPaid,
     MarkPaidInput,
     StoreInput,
+    ValidatedStored,
     ValidateInput,
     Validation,
 )
@@ -159,6 +160,64 @@ async def _match(s: AsyncSession, inp: ValidateInput) -> tuple[Validation, str |
     return Validation("matched", order_id=order_id, payment_id=payment.id), status
 
 
+async def _store(s: AsyncSession, inp: StoreInput) -> bool:
+    """Step 4 in the caller's transaction: this gateway's attempt becomes paid with the
+    transaction (money attached from another gateway gets a row of its own), with its
+    `PaymentConfirmed`. True also when an earlier try stored it; False when the order's money
+    is another transaction's (an IntegrityError, raised, says the same at commit)."""
+    c = inp.confirmation
+    # This gateway's attempt, in one statement (the usual case).
+    stored = await s.scalar(
+        update(Payment)
+        .where(
+            Payment.id == inp.payment_id,
+            Payment.status.in_(STORABLE),
+            Payment.provider == c.provider,
+            ~_other_money(Payment.order_id, c),
+        )
+        .values(
+            status=PaymentStatus.PAID,
+            transaction_id=c.transaction_id,
+            confirmed_at=func.now(),
+        )
+        .returning(Payment.id)
+    )
+    if stored is None:
+        attempt = await s.get(Payment, inp.payment_id)
+        if (
+            attempt is not None
+            and attempt.provider != c.provider
+            and attempt.status in STORABLE
+            and not await s.scalar(select(_other_money(attempt.order_id, c)))
+        ):
+            stored = await _store_beside(s, attempt, c)
+    if stored is None:
+        # Stored by an earlier try of this step, or taken by another transaction.
+        return bool(
+            await s.scalar(
+                select(Payment.id).where(
+                    Payment.order_id == as_uuid(inp.order_id),
+                    Payment.status == PaymentStatus.PAID,
+                    Payment.provider == c.provider,
+                    Payment.transaction_id == c.transaction_id,
+                )
+            )
+        )
+    await journal.emit(
+        s,
+        "PaymentConfirmed",
+        inp.order_id,
+        keys.event("PaymentConfirmed", c.provider, c.transaction_id),
+        {
+            "provider": c.provider,
+            "transaction_id": c.transaction_id,
+            "amount": c.amount,
+            "currency": c.currency,
+        },
+    )
+    return True
+
+
 async def _audited(s: AsyncSession, records: list[AuditRecord]) -> bool:
     await journal.write_audit(s, records)
     return True
@@ -206,62 +265,30 @@ class ConfirmationActivities(ParkedMoneyActivities):
     @activity.defn
     async def store_payment(self, inp: StoreInput) -> bool:
         """UC-35 step 4. False: the order's payment was taken by another transaction."""
-        c = inp.confirmation
         try:
             async with refusing_bad_data(self.sessions) as s:
-                # This gateway's attempt, in one statement (the usual case).
-                stored = await s.scalar(
-                    update(Payment)
-                    .where(
-                        Payment.id == inp.payment_id,
-                        Payment.status.in_(STORABLE),
-                        Payment.provider == c.provider,
-                        ~_other_money(Payment.order_id, c),
-                    )
-                    .values(
-                        status=PaymentStatus.PAID,
-                        transaction_id=c.transaction_id,
-                        confirmed_at=func.now(),
-                    )
-                    .returning(Payment.id)
-                )
-                if stored is None:
-                    attempt = await s.get(Payment, inp.payment_id)
-                    if (
-                        attempt is not None
-                        and attempt.provider != c.provider
-                        and attempt.status in STORABLE
-                        and not await s.scalar(select(_other_money(attempt.order_id, c)))
-                    ):
-                        stored = await _store_beside(s, attempt, c)
-                if stored is None:
-                    # Stored by an earlier try of this step, or taken by another transaction.
-                    return bool(
-                        await s.scalar(
-                            select(Payment.id).where(
-                                Payment.order_id == as_uuid(inp.order_id),
-                                Payment.status == PaymentStatus.PAID,
-                                Payment.provider == c.provider,
-                                Payment.transaction_id == c.transaction_id,
-                            )
-                        )
-                    )
-                await journal.emit(
-                    s,
-                    "PaymentConfirmed",
-                    inp.order_id,
-                    keys.event("PaymentConfirmed", c.provider, c.transaction_id),
-                    {
-                        "provider": c.provider,
-                        "transaction_id": c.transaction_id,
-                        "amount": c.amount,
-                        "currency": c.currency,
-                    },
-                )
-                return True
+                return await _store(s, inp)
         except IntegrityError:
             # The one-paid-payment-per-order or (provider, transaction_id) key refused it.
             return False
+
+    @activity.defn
+    async def validate_and_store(self, inp: ValidateInput) -> ValidatedStored:
+        """UC-35 steps 2 and 4 in one transaction, for money that needs no capture between
+        them (issue 24: one step of the worker where the happy path had two). `stored` is
+        None when the confirmation does not match (then nothing is written); False when the
+        order's payment was taken by another transaction."""
+        v = Validation(CaseKind.UNMATCHED)
+        try:
+            async with refusing_bad_data(self.sessions) as s:
+                v, _ = await _match(s, inp)
+                if v.outcome != "matched":
+                    return ValidatedStored(v, None)
+                assert v.order_id is not None and v.payment_id is not None
+                stored = await _store(s, StoreInput(inp.confirmation, v.order_id, v.payment_id))
+                return ValidatedStored(v, stored)
+        except IntegrityError:
+            return ValidatedStored(v, False)
 
     @activity.defn
     async def mark_order_paid(self, inp: StoreInput) -> bool:
@@ -352,6 +379,7 @@ class ConfirmationActivities(ParkedMoneyActivities):
             self.ask_refund,
             self.record_refund,
             self.store_payment,
+            self.validate_and_store,
             self.mark_order_paid,
             self.mark_order_paid_and_ticket,
             self.write_audit,

@@ -50,6 +50,15 @@ class StoreInput:
 
 
 @dataclass(frozen=True)
+class ValidatedStored:
+    """Steps 2 and 4 at once (`validate_and_store`): `stored` None when the confirmation
+    does not match its order (nothing written), False when the order's money is another's."""
+
+    validation: Validation
+    stored: bool | None
+
+
+@dataclass(frozen=True)
 class MarkPaidInput:
     """Step 5 with what follows it when the database takes it all at once: the audit
     entries of step 6 and the ticket of step 8 (`mark_order_paid_and_ticket`)."""

@@ -34,15 +34,11 @@ with workflow.unsafe.imports_passed_through():
         CloseCasesInput,
         MarkedPaid,
         MarkPaidInput,
-        RefundInput,
         StoreInput,
         ValidateInput,
         Validation,
     )
-    from domain import keys
     from domain.confirmation import (
-        AdminAction,
-        AuditRecord,
         ConfirmationRun,
         ConfirmationState,
         Phase,
@@ -50,7 +46,6 @@ with workflow.unsafe.imports_passed_through():
     from domain.payments import (
         CAPTURE_REFUSED,
         NOT_PAYABLE,
-        AdminRequest,
         CaseKind,
         ConfirmationOutcome,
         PaymentState,
@@ -58,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.workflow_names import CONFIRM_PAYMENT, ORDER_ID, PAYMENT_STATE, STATE
     from workflows.confirmation_capture import CaptureStep
+    from workflows.confirmation_parked import ParkedMoney
     from workflows.confirmation_requests import AdminRequests
     from workflows.steps import StepPolicy, StepRunner, unmendable
 
@@ -65,9 +61,6 @@ with workflow.unsafe.imports_passed_through():
 # before, so a burst of signals inside one workflow task cannot carry it past the hint, and a
 # worker that must replay a run from its start (after a restart) replays a short one.
 HISTORY_BUDGET = 1_000
-# An admin's `refund` of parked money asks the gateway through the refund workflow; before
-# this patch it only recorded the decision (the histories recorded then replay unchanged).
-REFUND_AT_GATEWAY = "refund-at-gateway"
 # The happy path made lean (issue 24): steps 5, 6 and 8 in one activity where the database
 # takes them together, and `PaymentState` written once per workflow task instead of once per
 # step (the states in between were never visible: the task completes them all at once).
@@ -81,7 +74,7 @@ CASE_STEPS = (VALIDATE, STORE, MARK_PAID)
 
 
 @workflow.defn(name=CONFIRM_PAYMENT)
-class ConfirmPaymentWorkflow(AdminRequests, CaptureStep):
+class ConfirmPaymentWorkflow(AdminRequests, CaptureStep, ParkedMoney):
     @workflow.init
     def __init__(self, inp: ConfirmationRun) -> None:
         self._inp = inp
@@ -91,9 +84,13 @@ class ConfirmPaymentWorkflow(AdminRequests, CaptureStep):
         self._case_tasks: dict[str, asyncio.Task[None]] = {}
         self._writing = 0  # how many pending audit entries the writer has in flight
         self._unwritten: list[SearchAttributeUpdate[str]] = []  # `_set_state(..., lean=True)`
+        self._lean = False  # LEAN_HAPPY_PATH, decided once as the run starts
 
     @workflow.run
     async def run(self, inp: ConfirmationRun) -> ConfirmationOutcome:
+        # Asked first, before any command: a patch first asked after a local activity's
+        # result replayed as not taken under load (a nondeterminism error in CI).
+        self._lean = workflow.patched(LEAN_HAPPY_PATH)
         s = self._s
         saga = asyncio.create_task(self._saga())
         # 6: the audit trail is written beside the saga, never in its way (6a).
@@ -143,6 +140,9 @@ class ConfirmPaymentWorkflow(AdminRequests, CaptureStep):
 
     async def _validate(self) -> None:
         c, s = self._c, self._s
+        if not c.needs_capture and self._lean:
+            if await self._validate_and_store():
+                return
         # 2: authenticity was checked at the edge; here the order, intent and amount.
         v = await self._steps.run(
             VALIDATE,  # 2 (4a while the database is down)
@@ -160,16 +160,41 @@ class ConfirmPaymentWorkflow(AdminRequests, CaptureStep):
         await self._capture()  # 2c: an authorization is captured before it is stored
         s.phase = Phase.STORE
 
+    async def _validate_and_store(self) -> bool:
+        """2 and 4 in one local step where nothing comes between them (no capture), with the
+        same outcomes as `_validate` then `_store`. False when the database did not take it:
+        then the two steps run one at a time, each failing its own way (4a), so a case
+        opened for a payment that cannot be stored names its order."""
+        c, s = self._c, self._s
+        local = await self._steps.locally(
+            ConfirmationActivities.validate_and_store, ValidateInput(c, s.attach_to)
+        )
+        if local is None:
+            return False
+        (done,) = local
+        v = done.validation
+        if done.stored is None:  # 2a, 2b, or money for an order paid or cancelled already
+            await self._park(v)
+            return True
+        s.payment_id = v.payment_id
+        await self._set_state(PaymentState.VALIDATED, v.order_id, lean=True)
+        await self._stored(done.stored)
+        return True
+
     async def _store(self) -> None:
-        s = self._s
         # 3a: the workflow id admits one run per payment; behind it the database keys
         # (provider, transaction_id) and one-paid-payment-per-order decide.
         # 4: store the payment (4a: waited out).
-        if await self._steps.run(
+        stored = await self._steps.run(
             STORE,  # 4a
             ConfirmationActivities.store_payment,
             self._store_input(),
-        ):
+        )
+        await self._stored(stored)
+
+    async def _stored(self, stored: bool) -> None:
+        s = self._s
+        if stored:
             self._drop_requests()
             await self._set_state(PaymentState.STORED, lean=True)
             s.phase = Phase.MARK_PAID
@@ -184,7 +209,7 @@ class ConfirmPaymentWorkflow(AdminRequests, CaptureStep):
         # database takes them, the audit entries (6) and the ticket (8); whichever it refuses
         # (6a, 8a) is done below on that step's own retries, never holding 5 back.
         done = MarkedPaid(changed=False, audited=False, ticket_code=None)
-        if workflow.patched(LEAN_HAPPY_PATH):
+        if self._lean:
             done = await self._steps.run(
                 MARK_PAID,  # 5a
                 ConfirmationActivities.mark_order_paid_and_ticket,
@@ -297,105 +322,6 @@ class ConfirmPaymentWorkflow(AdminRequests, CaptureStep):
             await self._set_state(s.resume_state)
             s.resume_state = None
 
-    # -- parked money and admin decisions ----------------------------------------------------
-
-    async def _park(self, v: Validation) -> None:
-        s = self._s
-        self._audit_not_captured(v)
-        await self._steps.record(ConfirmationActivities.open_case, CaseInput(self._c, v))
-        if v.outcome not in s.cases:
-            s.cases.append(v.outcome)
-        parked_as = {
-            CaseKind.UNMATCHED: PaymentState.UNMATCHED,
-            CaseKind.AMOUNT_MISMATCH: PaymentState.AMOUNT_MISMATCH,
-        }.get(CaseKind(v.outcome), PaymentState.NEEDS_RECONCILIATION)
-        await self._set_state(parked_as, v.order_id)
-        s.parked_as, s.phase = v.outcome, Phase.PARKED
-
-    async def _decide(self) -> None:
-        """Parked: the next admin request decides what happens to the money. It stays queued
-        until it has acted, so a continue-as-new meanwhile carries it into the next run."""
-        s = self._s
-        await workflow.wait_condition(
-            lambda: bool(s.pending_requests) or s.refunded_note is not None
-        )
-        if s.refunded_note is not None:
-            await self._settle_refunded(s.refunded_note)
-            self._drop_requests()
-            return
-        queued = s.pending_requests[0]
-        request = queued.request
-        if queued.action == AdminAction.REFUND:
-            await self._refund(request)
-        elif queued.action == AdminAction.RESOLVE:
-            await self._resolve(request)
-        else:
-            # attach: validate against the admin's order; retry: validate afresh (the order
-            # may have been created, or fixed, since).
-            s.attach_to = request.order_id if queued.action == AdminAction.ATTACH else None
-            s.phase = Phase.VALIDATE
-        s.pending_requests.remove(queued)
-        if s.phase == Phase.DONE:
-            self._drop_requests()
-
-    async def _resolve(self, request: AdminRequest) -> None:
-        c, s = self._c, self._s
-        await self._steps.record(
-            ConfirmationActivities.close_cases,
-            CloseCasesInput(
-                c.provider, c.transaction_id, f"resolved by {request.admin}: {request.note or ''}"
-            ),
-        )
-        await self._set_state(PaymentState.RESOLVED)
-        s.outcome, s.phase = PaymentState.RESOLVED, Phase.DONE
-
-    async def _refund(self, request: AdminRequest) -> None:
-        c, s = self._c, self._s
-        reason = request.reason or ""
-        if workflow.patched(REFUND_AT_GATEWAY):
-            # The money goes back through the gateway: the refund workflow asks it (online)
-            # or waits for the operator's refund notice (offline). This stays parked until
-            # that workflow says `refunded`; a failed refund opens a `refund_failed` case.
-            await self._steps.record(
-                ConfirmationActivities.ask_refund,
-                RefundInput(c, s.order_id, request.admin, reason),
-            )
-            s.refund_asked = True
-            await self._set_state(PaymentState.REFUND_PENDING)
-            return
-        reference = await self._steps.record(
-            ConfirmationActivities.record_refund,
-            RefundInput(c, s.order_id, request.admin, reason),
-        )
-        self._queue_audit(
-            AuditRecord(
-                s.order_id,
-                request.admin,
-                "payment.refunded",
-                keys.payment_refunded(c.provider, c.transaction_id),
-                {
-                    "provider": c.provider,
-                    "transaction_id": c.transaction_id,
-                    "amount": c.amount,
-                    "currency": c.currency,
-                    "reason": reason,
-                    "refund_reference": reference,
-                },
-            )
-        )
-        await self._set_state(PaymentState.REFUNDED)
-        s.outcome, s.phase = PaymentState.REFUNDED, Phase.DONE
-
-    async def _settle_refunded(self, note: str) -> None:
-        """The refund workflow sent the parked money back: the cases close, and this ends."""
-        c, s = self._c, self._s
-        await self._steps.record(
-            ConfirmationActivities.close_cases,
-            CloseCasesInput(c.provider, c.transaction_id, note),
-        )
-        await self._set_state(PaymentState.REFUNDED)
-        s.outcome, s.phase = PaymentState.REFUNDED, Phase.DONE
-
     async def _set_state(
         self, state: PaymentState, order_id: str | None = None, *, lean: bool = False
     ) -> None:
@@ -410,7 +336,7 @@ class ConfirmPaymentWorkflow(AdminRequests, CaptureStep):
             updates.append(ORDER_ID.value_set(order_id))
         names = {u.key.name for u in updates}
         self._unwritten = [u for u in self._unwritten if u.key.name not in names] + updates
-        if not (lean and workflow.patched(LEAN_HAPPY_PATH)):
+        if not (lean and self._lean):
             self.leaving_task()
 
     def leaving_task(self) -> None:

@@ -138,7 +138,7 @@ class StepRunner:
     async def run(self, policy: StepPolicy, activity: Activity[In, Out], arg: In) -> Out:
         """Runs one step until it succeeds; raises only what no retry can mend."""
         if not self._escalation.is_escalated(policy):  # a continued run resumes escalated
-            local = await self._locally(activity, arg)
+            local = await self.locally(activity, arg)
             if local is not None:
                 return local[0]
             t = self._timing
@@ -181,7 +181,7 @@ class StepRunner:
 
     async def record(self, activity: Activity[In, Out], arg: In) -> Out:
         """Bookkeeping: a local attempt first, then server retries until the database takes it."""
-        local = await self._locally(activity, arg)
+        local = await self.locally(activity, arg)
         if local is not None:
             return local[0]
         self._escalation.leaving_task()
@@ -189,7 +189,7 @@ class StepRunner:
             activity, arg, start_to_close_timeout=SHORT_DB_CALL, retry_policy=BOOKKEEPING_RETRY
         )
 
-    async def _locally(self, activity: Activity[In, Out], arg: In) -> tuple[Out] | None:
+    async def locally(self, activity: Activity[In, Out], arg: In) -> tuple[Out] | None:
         """(result,), or None once the local attempts are spent.
 
         Bounded by attempts, not by a schedule-to-close timeout: with temporalio 1.35 a

@@ -30,10 +30,9 @@ from tests.support.stack import Stack, settings_for
 
 WEBHOOK_SPAN = "POST /api/v1/webhooks/stripe"
 CONFIRMATION = "ConfirmPayment"  # the workflow's registered name
-# The happy path's activities: UC-35 steps 2, 4, then 5 with 6 and 8 in its transaction.
+# The happy path's activities: UC-35 steps 2 with 4, then 5 with 6 and 8, two transactions.
 ACTIVITIES = (
-    "validate_confirmation",
-    "store_payment",
+    "validate_and_store",
     "mark_order_paid_and_ticket",
 )
 

@@ -108,7 +108,7 @@ class Captures(FlakyStore):
 
 
 # Scenarios whose confirmation is an authorization, to be captured.
-AUTHORIZATIONS = {"authorized_captured"}
+AUTHORIZATIONS = {"authorized_captured", "lean_authorized_captured"}
 
 SCENARIOS: dict[str, tuple[Callable[[], FakeActivities], Drive]] = {
     "paid": (lambda: FlakyStore(failures=0), nothing),
@@ -119,6 +119,12 @@ SCENARIOS: dict[str, tuple[Callable[[], FakeActivities], Drive]] = {
     "store_escalated_then_retried": (lambda: FlakyStore(failures=14), retry_while_escalated),
     "continued_as_new": (FakeActivities, flood_then_attach),
     "authorized_captured": (Captures, nothing),
+    # Recorded with the lean happy path (issue 24): steps 2 and 4 together, then 5, 6 and 8.
+    "lean_paid": (lambda: FlakyStore(failures=0), nothing),
+    "lean_authorized_captured": (Captures, nothing),
+    "lean_parked_then_attached": (FakeActivities, attach),
+    "lean_store_escalated_then_recovered": (lambda: FlakyStore(failures=12), nothing),
+    "lean_store_escalated_then_retried": (lambda: FlakyStore(failures=14), retry_while_escalated),
 }
 
 
