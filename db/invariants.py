@@ -19,9 +19,9 @@ Rules (each violation names its rule):
   cancelled `OrderCancelled`; every stored payment `PaymentConfirmed`; every failed attempt
   `PaymentFailed`; every paid order `OrderPlaced` (written with `OrderPaid`; an order paid
   while a lifecycle from before the window keeper held it: or that lifecycle still running).
-- `window_held`: no order awaits payment more than `WINDOW_GRACE_SECONDS` past its window's
-  end without money stored for it (the window keeper closes it within a poll, or after its
-  gateway look-up).
+- `window_held`: no order awaits payment more than `WINDOW_GRACE_SECONDS` (in
+  `db.order_invariants`) past its window's end without money stored for it (the window
+  keeper closes it within a poll, or after its gateway look-up).
 - `late_payment_has_case`: money stored for an order that was cancelled first is parked with
   a `late_payment` case (resolved once refunded, or settled by an admin), or its confirmation
   is still running.
@@ -42,21 +42,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
+from db.order_invariants import UNPLACED, Violation, unplaced, window_rules
 from domain import keys
 from domain.confirmation import ConfirmationState
-from domain.payments import confirmation_workflow_id, order_workflow_id
+from domain.payments import confirmation_workflow_id
 from domain.statuses import CaseState, OrderStatus
 from domain.workflow_names import CONFIRM_PAYMENT, PAYMENT_STATE, STATE, TRANSACTION_ID
-
-
-@dataclass(frozen=True)
-class Violation:
-    rule: str
-    detail: str
-
-    def __str__(self) -> str:
-        return f"{self.rule}: {self.detail}"
-
 
 PAID_ORDER_PAYMENT = text(
     """
@@ -140,25 +131,6 @@ MISSING_EVENTS = text(
         AND e.payload->>'intent_id' = p.intent_id)
     """
 )
-UNPLACED = text(
-    """
-    SELECT o.id FROM orders o WHERE o.status = 'paid'
-    AND NOT EXISTS (SELECT 1 FROM events e WHERE e.order_id = o.id AND e.type = 'OrderPlaced')
-    """
-)
-# A look-up at the gateway may take up to 90 s before the window closes; the rest is the poll.
-WINDOW_GRACE_SECONDS = 120
-WINDOW_NOT_HELD = text(
-    """
-    SELECT o.id, o.expires_at FROM orders o
-    WHERE o.status = 'awaiting_payment'
-    AND o.expires_at < now() - make_interval(secs => :grace)
-    AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.order_id = o.id AND p.status = 'paid')
-    """
-).bindparams(grace=WINDOW_GRACE_SECONDS)
-PLACED = text(
-    "SELECT EXISTS (SELECT 1 FROM events WHERE order_id = :order_id AND type = 'OrderPlaced')"
-)
 LATE_PAYMENTS = text(
     """
     SELECT p.provider, p.transaction_id, p.order_id, p.status FROM payments p
@@ -223,7 +195,7 @@ async def check_invariants(
         unsettled = await _unsettled(s)
     found += await _stored_not_paid(client, unsettled.stored_not_paid)
     found += await _unaudited(client, unsettled.unaudited)
-    found += await _unplaced(sessions, client, unsettled.unplaced)
+    found += await unplaced(sessions, client, unsettled.unplaced, _status)
     found += await _late_payments(client, unsettled.late)
     found += await _parked_have_cases(client, task_queue, unsettled.cases)
     return found
@@ -261,10 +233,7 @@ async def _database_rules(s: AsyncSession) -> list[Violation]:
         )
     for subject, problem in await s.execute(REFUNDS):
         found.append(Violation("refunds_exact", f"{subject}: {problem}"))
-    for order_id, expires_at in await s.execute(WINDOW_NOT_HELD):
-        found.append(
-            Violation("window_held", f"order {order_id} awaits payment; window ended {expires_at}")
-        )
+    found += await window_rules(s)
     return found
 
 
@@ -319,25 +288,6 @@ async def _unaudited(
     return found
 
 
-async def _unplaced(
-    sessions: async_sessionmaker[AsyncSession], client: Client | None, unplaced: list[Any]
-) -> list[Violation]:
-    found: list[Violation] = []
-    for order_id in unplaced:
-        lifecycle = await _status(client, order_workflow_id(str(order_id)))
-        # Read after the lifecycle's status: one that completed since the query above has
-        # committed its OrderPlaced by now, and is not a violation.
-        if lifecycle != WorkflowExecutionStatus.RUNNING and not await _placed(sessions, order_id):
-            found.append(
-                Violation(
-                    "state_change_has_event",
-                    f"order {order_id} is paid without OrderPlaced; its lifecycle is "
-                    f"{lifecycle.name.lower() if lifecycle else 'missing'}",
-                )
-            )
-    return found
-
-
 async def _late_payments(
     client: Client | None, rows: list[Row[str, str, Any, str]]
 ) -> list[Violation]:
@@ -367,11 +317,6 @@ async def _running_state(client: Client | None, workflow_id: str) -> Confirmatio
     except RPCError:
         return None
     return state
-
-
-async def _placed(sessions: async_sessionmaker[AsyncSession], order_id: object) -> bool:
-    async with sessions() as s:
-        return bool(await s.scalar(PLACED, {"order_id": order_id}))
 
 
 async def _status(client: Client | None, workflow_id: str) -> WorkflowExecutionStatus | None:
