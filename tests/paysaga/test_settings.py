@@ -31,6 +31,7 @@ EVERY: dict[str, tuple[str, str, object]] = {
     "PAYSAGA_JWT_SECRET": ("j" * 32, "jwt_secret", None),
     "PAYSAGA_PAYMENT_WINDOW_SECONDS": ("60", "payment_window_seconds", 60),
     "PAYSAGA_REFUND_WINDOW_SECONDS": ("0", "refund_window_seconds", 0),
+    "PAYSAGA_VENDOR_ACCEPT_SECONDS": ("120", "vendor_accept_seconds", 120),
     "PAYSAGA_MAX_HELD_PER_CUSTOMER": ("7", "max_held_per_customer", 7),
     "PAYSAGA_ORDERS_PER_MINUTE": ("3", "orders_per_minute", 3),
     "PAYSAGA_METRICS_TOKEN": ("scrape-token", "metrics_token", None),

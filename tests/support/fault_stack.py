@@ -91,6 +91,17 @@ class FaultStack:
         cli = [sys.executable, "-m", "paysaga.cli", "worker"]
         self.worker = start_process(cli, self.env, self.worker_log)
 
+    async def worker_polling(self, limit: float = 60) -> None:
+        """Until the worker polls its task queue: a test that stops Temporal before then
+        would see a worker that never started (it exits when Temporal cannot be reached at
+        start, as a supervisor restarting it expects), not the outage it meant to make."""
+        start = time.monotonic()
+        while b"worker polling task queue" not in self.worker_log.read_bytes():
+            assert self.worker is not None and self.worker.poll() is None, "worker exited"
+            if time.monotonic() - start > limit:
+                raise AssertionError(f"worker not polling in {limit:.0f} s")
+            await asyncio.sleep(0.1)
+
     def kill_worker(self) -> None:
         assert self.worker is not None
         self.worker.send_signal(signal.SIGKILL)
@@ -282,6 +293,7 @@ async def open_stack(directory: Path, env_overrides: dict[str, str]) -> AsyncIte
                 http,
             )
             stack.start_worker()
+            await stack.worker_polling()
             yield stack
     finally:
         if stack is not None:
