@@ -1,10 +1,19 @@
-"""Bearer JWTs (HS256, PAYSAGA_JWT_SECRET): `sub` is the customer id, admins carry role=admin."""
+"""Bearer JWTs (HS256, PAYSAGA_JWT_SECRET): `sub` is the customer id (the vendor id for
+vendors), admins carry role=admin, vendors role=vendor.
+
+Three kinds of caller, each with its own routes: customers (their orders), vendors (their
+orders to accept, `api.vendor`), admins (everything). A vendor's token is not a customer's:
+on a customer's route it is refused (403), so a vendor id can never pass for a customer id
+that happens to be spelled the same. WebSockets, which have no dependency-injected request,
+authenticate with `caller_of` (the stream tells "invalid" from "not a vendor")."""
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Annotated, Any
 
 import jwt
@@ -16,22 +25,54 @@ from api.errors import Forbidden, Unauthorized
 log = logging.getLogger("paysaga.auth")
 
 
+class Role(StrEnum):
+    """The token's `role` claim; a token without one (or with any other) is a customer's."""
+
+    CUSTOMER = "customer"
+    ADMIN = "admin"
+    VENDOR = "vendor"
+
+
 @dataclass(frozen=True)
 class Caller:
     sub: str
-    is_admin: bool
+    role: Role = Role.CUSTOMER
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == Role.ADMIN
+
+    @property
+    def actor(self) -> str:
+        """How the audit trail names this caller when it acts as its role."""
+        return self.sub if self.role == Role.CUSTOMER else f"{self.role}:{self.sub}"
 
 
 DEFAULT_TTL = 24 * 3600
+# A vendor id is written into actors (`vendor:acme`) and matched against products' vendor.
+VENDOR_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
-def make_token(secret: str, sub: str, *, admin: bool = False, ttl: int = DEFAULT_TTL) -> str:
+def make_token(
+    secret: str,
+    sub: str,
+    *,
+    admin: bool = False,
+    vendor: bool = False,
+    ttl: int = DEFAULT_TTL,
+) -> str:
     """A bearer token; `exp` is always set (the API refuses tokens without one)."""
+    if admin and vendor:
+        raise ValueError("a token is an admin's or a vendor's, not both")
     if reserved(sub):
         raise ValueError(f"{sub!r}: a customer id cannot start with {', '.join(RESERVED_PREFIXES)}")
+    if vendor and not VENDOR_ID.match(sub):
+        raise ValueError(f"{sub!r}: a vendor id is 1-64 letters, digits, '.', '_' or '-'")
     claims: dict[str, str | int] = {"sub": sub, "exp": int(time.time()) + ttl}
     if admin:
-        claims["role"] = "admin"
+        claims["role"] = Role.ADMIN
+    elif vendor:
+        claims["role"] = Role.VENDOR
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
@@ -74,7 +115,26 @@ def bearer(header: str) -> str | None:
     return token if scheme.lower() == "bearer" and token else None
 
 
-async def current_caller(request: Request, deps: Annotated[Deps, Depends(get_deps)]) -> Caller:
+def _caller(claims: dict[str, Any]) -> Caller:
+    role = claims.get("role")
+    return Caller(sub=claims["sub"], role=Role(role) if role in tuple(Role) else Role.CUSTOMER)
+
+
+def caller_of(secret: str | None, token: str) -> Caller | None:
+    """Who a bearer token is (None: not a valid token), for what has no request to inject
+    into: the vendor stream closes with 4401 on None and 4403 unless `role` is a vendor."""
+    claims = verify_token(secret, token)
+    return None if claims is None else _caller(claims)
+
+
+def vendor_of(secret: str | None, token: str) -> str | None:
+    """The vendor id of a valid vendor token, else None (see `caller_of` to tell why)."""
+    caller = caller_of(secret, token)
+    return caller.sub if caller is not None and caller.role == Role.VENDOR else None
+
+
+async def authenticated(request: Request, deps: Annotated[Deps, Depends(get_deps)]) -> Caller:
+    """Any valid token's caller, whatever its role."""
     # Verified by the edge (api.limits) before the body was read; decoded here only for a
     # route the edge does not guard.
     claims: dict[str, Any] | None = getattr(request.state, "claims", None)
@@ -83,16 +143,30 @@ async def current_caller(request: Request, deps: Annotated[Deps, Depends(get_dep
         claims = None if token is None else verify_token(deps.settings.jwt_secret, token)
     if claims is None:
         raise Unauthorized(REFUSED)
-    sub = claims["sub"]
-    return Caller(sub=sub, is_admin=claims.get("role") == "admin")
+    return _caller(claims)
 
 
-async def admin_caller(caller: Annotated[Caller, Depends(current_caller)]) -> Caller:
+async def current_caller(caller: Annotated[Caller, Depends(authenticated)]) -> Caller:
+    """A customer, or an admin acting for one: the customer's routes. Not a vendor."""
+    if caller.role == Role.VENDOR:
+        raise Forbidden("a vendor token cannot act as a customer")
+    return caller
+
+
+async def admin_caller(caller: Annotated[Caller, Depends(authenticated)]) -> Caller:
     if not caller.is_admin:
         raise Forbidden("admin role required")
     return caller
 
 
+async def vendor_caller(caller: Annotated[Caller, Depends(authenticated)]) -> Caller:
+    """A vendor (its own orders) or an admin (every vendor's)."""
+    if caller.role not in (Role.VENDOR, Role.ADMIN):
+        raise Forbidden("vendor role required")
+    return caller
+
+
 CurrentCaller = Annotated[Caller, Depends(current_caller)]
 AdminCaller = Annotated[Caller, Depends(admin_caller)]
+VendorCaller = Annotated[Caller, Depends(vendor_caller)]
 DepsDep = Annotated[Deps, Depends(get_deps)]

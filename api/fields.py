@@ -19,3 +19,7 @@ Name = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterVali
 Sku = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 MinorUnits = Annotated[int, Field(strict=True, ge=0, le=10**15)]
+# A vendor's id (`sub` of its tokens, `vendor:{id}` in the audit trail): as `api.auth` mints it.
+VendorId = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+]

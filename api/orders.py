@@ -27,16 +27,11 @@ from api.errors import (
 from api.fields import Name, Sku, storable
 from api.schemas import RequestBody
 from db.attempts import AttemptRefused, new_attempt, payable
+from db.catalog import MixedCurrencies, MixedVendors, OutOfStock
 from db.holds import HoldLimit, Limits, TooManyOrders
 from db.models import Order, Payment
 from db.order_view import order_view
-from db.orders import (
-    MixedCurrencies,
-    NewOrder,
-    OutOfStock,
-    close_order,
-    create_order,
-)
+from db.orders import NewOrder, close_order, create_order
 from db.refunds import RefundRefused, request_refund
 from db.tickets import NotPaid, ticket_pdf
 from domain.payments import ATTACHED, RefundRun
@@ -108,13 +103,14 @@ async def place_order(body: OrderIn, caller: CurrentCaller, deps: DepsDep) -> Pl
         attendee_email=str(body.attendee.email) if body.attendee else None,
         window_seconds=deps.settings.payment_window_seconds,
         limits=Limits(deps.settings.max_held_per_customer, deps.settings.orders_per_minute),
+        accept_seconds=deps.settings.vendor_accept_seconds,
     )
     try:
         async with deps.sessions.begin() as s:
             placed = await create_order(s, new)
             if api is not None:  # raises: all rolled back
                 representable(new.provider, placed.view.amount, placed.view.currency)
-    except (OutOfStock, MixedCurrencies, HoldLimit, TooManyOrders) as exc:
+    except (OutOfStock, MixedCurrencies, MixedVendors, HoldLimit, TooManyOrders) as exc:
         raise _refused(exc) from exc
     view, client_secret = placed.view, None
     if api is not None:
@@ -134,6 +130,8 @@ def _refused(exc: Exception) -> ApiError:
         refused = TooManyRequests(str(exc), error="rate_limit", limit=exc.limit)
         refused.headers = {"Retry-After": "60"}
         return refused
+    if isinstance(exc, MixedVendors):  # issue 28: one order, one vendor
+        return Conflict(f"items of more than one vendor: {exc}", error="mixed_vendors")
     return Conflict(f"items are priced in different currencies: {exc}")
 
 

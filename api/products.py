@@ -6,11 +6,11 @@ import logging
 from typing import Annotated
 
 from fastapi import APIRouter
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
 from api.auth import AdminCaller, DepsDep
 from api.errors import Conflict, NotFound
-from api.fields import Currency, MinorUnits, Name, Sku, storable
+from api.fields import Currency, MinorUnits, Name, Sku, VendorId, storable
 from api.schemas import Product, RequestBody, Withdrawn
 from db.orders import create_product
 from db.stock import UNFULFILLABLE, WithdrawRefused, withdraw_stock
@@ -27,6 +27,14 @@ class ProductIn(RequestBody):
     unit_amount: MinorUnits
     currency: Currency
     stock: Annotated[int, Field(strict=True, ge=0)]
+    vendor: VendorId | None = None  # whose vendor tokens see and answer its orders
+    requires_acceptance: Annotated[bool, Field(strict=True)] = False
+
+    @model_validator(mode="after")
+    def _someone_accepts(self) -> ProductIn:
+        if self.requires_acceptance and self.vendor is None:
+            raise ValueError("requires_acceptance needs a vendor to accept")
+        return self
 
 
 @router.post("/admin/products", status_code=201)

@@ -51,6 +51,8 @@ class Product(Answer):
     unit_amount: int
     currency: str
     stock: int
+    vendor: str | None
+    requires_acceptance: bool
 
 
 class Withdrawn(Answer):

@@ -59,6 +59,12 @@ class Product(Base):
     to_withdraw: Mapped[int] = mapped_column(
         Integer, CheckConstraint("to_withdraw >= 0"), server_default=text("0")
     )
+    # The vendor whose tokens see and answer this product's orders (None: the organizer's
+    # own), and whether a paid order of it waits for that vendor's acceptance.
+    vendor: Mapped[str | None] = mapped_column(Text)
+    requires_acceptance: Mapped[bool] = mapped_column(
+        Boolean, server_default=text("false"), default=False
+    )
     created_at: Mapped[datetime] = _now()
 
 
@@ -68,6 +74,12 @@ class Order(Base):
         Index(
             "ix_orders_window", "expires_at", postgresql_where=text("status = 'awaiting_payment'")
         ),
+        Index(
+            "ix_orders_acceptance",
+            "accept_by",
+            postgresql_where=text("fulfilment = 'pending_vendor_acceptance'"),
+        ),
+        Index("ix_orders_vendor", "vendor", "created_at"),
     )
     id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True, default=uuid.uuid4)
     customer_id: Mapped[str] = mapped_column(Text, index=True)
@@ -93,6 +105,24 @@ class Order(Base):
             "('timeout', 'customer', 'admin', 'checkout_failed')"
         ),
     )
+    # SEQ-BP-002's vendor acceptance (`db.fulfilment`). `vendor`: the one vendor of the
+    # order's products. `accept_seconds`: set when placed if a product needs acceptance, the
+    # time the vendor will have once it is paid (None: no acceptance). Paid, it is
+    # `pending_vendor_acceptance` until `accept_by` (`ix_orders_acceptance` finds the due
+    # ones), then `accepted` or `rejected` with its reason (`timeout`: the window ended).
+    vendor: Mapped[str | None] = mapped_column(Text)
+    accept_seconds: Mapped[int | None] = mapped_column(
+        Integer, CheckConstraint("accept_seconds >= 0", name="ck_orders_accept_seconds")
+    )
+    fulfilment: Mapped[str | None] = mapped_column(
+        Text,
+        CheckConstraint(
+            "fulfilment IN ('pending_vendor_acceptance', 'accepted', 'rejected')",
+            name="ck_orders_fulfilment",
+        ),
+    )
+    accept_by: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reject_reason: Mapped[str | None] = mapped_column(Text)
     # Set once `order-{id}` is started; the reconciliation sweep starts any left unstarted.
     lifecycle_started: Mapped[bool] = mapped_column(
         Boolean, server_default=text("false"), default=False

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Order, OrderItem, Payment, Refund, Ticket
-from domain.statuses import OrderStatus, PaymentStatus, RefundStatus
+from domain.statuses import FulfilmentStatus, OrderStatus, PaymentStatus, RefundStatus
 from domain.views import AttendeeView, ItemView, OrderView, PaymentView, RefundView, TicketView
 
 
@@ -129,4 +129,8 @@ def _view(
         cancelled_at=cancelled_at,
         cancel_reason=cancel_reason,
         refund=refund,
+        vendor=order.vendor,
+        fulfilment=FulfilmentStatus(order.fulfilment) if order.fulfilment else None,
+        accept_by=order.accept_by,
+        reject_reason=order.reject_reason,
     )

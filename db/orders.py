@@ -21,6 +21,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import journal
+from db.catalog import acceptance_on_payment, reserve
 from db.holds import Limits, check_limits
 from db.models import Order, OrderItem, Payment, Product
 from db.order_view import placed_view
@@ -30,24 +31,12 @@ from domain.statuses import CancelReason, OrderStatus, PaymentStatus
 from domain.views import OrderView
 
 
-class OutOfStock(Exception):
-    """Unknown skus, or not enough stock: every one of them (SEQ-BP-002), nothing reserved."""
-
-    def __init__(self, skus: list[str]) -> None:
-        super().__init__(", ".join(skus))
-        self.skus = skus
-
-
 class NotPayable(Exception):
     """The order is neither awaiting payment nor paid (cancelled, refunded)."""
 
     def __init__(self, status: str | None) -> None:
         super().__init__(f"order is {status or 'missing'}, cannot be marked paid")
         self.status = status
-
-
-class MixedCurrencies(Exception):
-    pass
 
 
 @dataclass(frozen=True)
@@ -62,6 +51,7 @@ class NewOrder:
     attendee_email: str | None
     window_seconds: int = 900  # PAYSAGA_PAYMENT_WINDOW_SECONDS
     limits: Limits | None = None  # what one customer may hold and place (None: unlimited)
+    accept_seconds: int = 900  # PAYSAGA_VENDOR_ACCEPT_SECONDS, if a product needs acceptance
 
 
 async def create_product(s: AsyncSession, values: dict[str, Any]) -> bool:
@@ -75,10 +65,6 @@ async def create_product(s: AsyncSession, values: dict[str, Any]) -> bool:
     return created is not None
 
 
-# One reserved line of an order: sku, quantity, name, unit amount, currency.
-_Line = tuple[str, int, str, int, str]
-
-
 class Placed(NamedTuple):
     """A new order: its id, the end of its payment window, and how it reads (built from what
     was just written, so the checkout's answer costs no query)."""
@@ -89,8 +75,9 @@ class Placed(NamedTuple):
 
 
 async def create_order(s: AsyncSession, new: NewOrder) -> Placed:
-    """Reserves stock for every item or none (the caller's transaction rolls back on raise),
-    within what the customer may hold (HoldLimit, TooManyOrders).
+    """Reserves stock for every item or none (the caller's transaction rolls back on raise:
+    `db.catalog`'s OutOfStock, MixedCurrencies, MixedVendors), within what the customer may
+    hold (HoldLimit, TooManyOrders).
 
     Online (`new.intent_id` None) the first attempt's intent id is a placeholder until
     `attach_intent`, and the attendee is recorded only then: a checkout whose gateway failed
@@ -102,8 +89,8 @@ async def create_order(s: AsyncSession, new: NewOrder) -> Placed:
     expires_at = now + timedelta(seconds=new.window_seconds)
     if new.limits is not None:
         await check_limits(s, new.customer_id, sum(new.items.values()), new.limits)
-    lines = await _reserve(s, new.items)
-    amount, currency = _priced(lines)
+    reserved = await reserve(s, new.items)
+    amount, currency = reserved.amount, reserved.currency
     # Plain inserts, not the unit of work: the checkout is the hottest write path, and the
     # ORM's flush bookkeeping was a tenth of the API's CPU under eight checkouts at once.
     order = Order(
@@ -117,11 +104,10 @@ async def create_order(s: AsyncSession, new: NewOrder) -> Placed:
         expires_at=expires_at,
         created_at=now,
         updated_at=now,
+        vendor=reserved.vendor,
+        accept_seconds=new.accept_seconds if reserved.needs_acceptance else None,
     )
-    items = [
-        OrderItem(order_id=order_id, sku=sku, name=name, quantity=q, unit_amount=unit)
-        for sku, q, name, unit, _ in lines
-    ]
+    items = reserved.order_items(order_id)
     payment = Payment(
         order_id=order_id,
         provider=new.provider,
@@ -152,41 +138,6 @@ def _columns(row: Order | OrderItem | Payment) -> dict[str, Any]:
         for column in row.__table__.columns
         if column.key in row.__dict__
     }
-
-
-async def _reserve(s: AsyncSession, items: dict[str, int]) -> list[_Line]:
-    """Takes every item's quantity off its product's stock; OutOfStock names every sku that
-    is unknown or short (the caller's transaction then rolls back what was taken)."""
-    lines: list[_Line] = []
-    unavailable = []
-    # Sorted, so two orders for the same skus lock rows in the same order (no deadlock).
-    for sku in sorted(items):
-        quantity = items[sku]
-        row = (
-            await s.execute(
-                update(Product)
-                .where(Product.sku == sku, Product.stock >= quantity)
-                .values(stock=Product.stock - quantity)
-                .returning(Product.name, Product.unit_amount, Product.currency)
-            )
-        ).one_or_none()
-        if row is None:
-            unavailable.append(sku)  # go on: the answer names every unavailable sku
-        else:
-            lines.append((sku, quantity, row.name, row.unit_amount, row.currency))
-    if unavailable:
-        raise OutOfStock(unavailable)
-    return lines
-
-
-def _priced(lines: list[_Line]) -> tuple[int, str]:
-    """The reserved lines' total, in their one currency."""
-    currencies = {line[4] for line in lines}
-    if len(currencies) != 1:
-        raise MixedCurrencies(sorted(currencies))
-    currency = currencies.pop()
-    amount = sum(quantity * unit for _, quantity, _, unit, _ in lines)
-    return amount, currency
 
 
 # The first attempt's intent id while the gateway is making the real one: no gateway's id has
@@ -255,6 +206,7 @@ async def mark_paid(
         update(Order)
         .where(Order.id == order_id, Order.status == OrderStatus.AWAITING_PAYMENT, payment_stored)
         .values(status=OrderStatus.PAID, paid_at=func.now(), updated_at=func.now())
+        .values(**acceptance_on_payment())  # issue 28: a vendor's acceptance window opens
         .returning(Order.id)
     )
     if changed is not None:

@@ -16,7 +16,13 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
 from domain.confirmation import AdminDecision, ConfirmationState
-from domain.statuses import CaseState, OrderStatus, PaymentStatus, RefundStatus
+from domain.statuses import (
+    CaseState,
+    FulfilmentStatus,
+    OrderStatus,
+    PaymentStatus,
+    RefundStatus,
+)
 
 
 def _iso(value: datetime) -> str:
@@ -111,6 +117,14 @@ class OrderView(View):
     cancelled_at: Timestamp | None
     cancel_reason: str | None
     refund: RefundView | None
+    # SEQ-BP-002: the one vendor of its products (None: the organizer's own), and, for an
+    # order that needs the vendor's acceptance, where that stands once paid (else None):
+    # pending until `accept_by`, then accepted or rejected (`reject_reason`: the vendor's,
+    # or `timeout`), a rejection refunding the order in full.
+    vendor: str | None
+    fulfilment: FulfilmentStatus | None
+    accept_by: Timestamp | None
+    reject_reason: str | None
 
     def with_client_secret(self, client_secret: str | None) -> PlacedOrderView:
         """The answer to a checkout (`POST /orders`, or a new attempt): this order, its payment

@@ -46,7 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="apply database migrations")
     token = sub.add_parser("token", help="mint a bearer token with PAYSAGA_JWT_SECRET")
     token.add_argument("sub")
-    token.add_argument("--admin", action="store_true")
+    role = token.add_mutually_exclusive_group()
+    role.add_argument("--admin", action="store_true")
+    role.add_argument("--vendor", action="store_true", help="SUB is the vendor id")
     token.add_argument(
         "--ttl", type=int, default=24 * 3600, help="seconds until it expires (default a day)"
     )
@@ -128,8 +130,12 @@ def _token(settings: Settings, args: argparse.Namespace) -> None:
     if not settings.jwt_secret:
         raise SystemExit("PAYSAGA_JWT_SECRET is not set (a running `paysaga dev` provides it)")
     try:
-        print(make_token(settings.jwt_secret, args.sub, admin=args.admin, ttl=args.ttl))
-    except ValueError as exc:  # a reserved actor prefix
+        print(
+            make_token(
+                settings.jwt_secret, args.sub, admin=args.admin, vendor=args.vendor, ttl=args.ttl
+            )
+        )
+    except ValueError as exc:  # a reserved actor prefix, or not a vendor id
         raise SystemExit(f"paysaga: {exc}") from exc
 
 

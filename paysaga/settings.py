@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     orders_per_minute: Annotated[int, Field(ge=1)] | None = None  # unset: no rate limit
     metrics_token: str | None = None  # the API's /metrics then answers only this bearer
     refund_window_seconds: Seconds = 1209600
+    # A vendor's time to accept a paid order that needs it; unanswered, it is rejected
+    # (`timeout`) and refunded (`db.fulfilment`).
+    vendor_accept_seconds: Seconds = 900
     retry_first_phase_seconds: Timing = 300
     retry_fast_max_seconds: Timing = 10
     retry_slow_initial_seconds: Timing = 30
