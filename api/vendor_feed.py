@@ -192,9 +192,10 @@ class VendorFeed:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        if self._listener is not None:
-            await self._listener.close(timeout=2)
+        if (listener := self._listener) is not None:
             self._listener = None
+            listener.remove_termination_listener(self._on_lost)  # a stop, not a loss
+            await listener.close(timeout=2)
 
     # --- connections ----------------------------------------------------------------------
     def subscribe(self, vendor: str) -> Subscriber:
@@ -216,6 +217,9 @@ class VendorFeed:
             STREAM_CONNECTIONS.dec()
         if not mine:
             self._subscribers.pop(subscriber.vendor, None)
+
+    def subscribers(self, vendor: str) -> list[Subscriber]:
+        return list(self._subscribers.get(vendor, ()))
 
     def connections(self, vendor: str) -> int:
         return len(self._subscribers.get(vendor, ()))

@@ -25,7 +25,7 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
-from api.auth import bearer, verify_token
+from api.auth import Role, bearer, verify_token
 from api.vendor_feed import (
     STREAM_MESSAGES,
     STREAM_TROUBLE,
@@ -45,7 +45,6 @@ AUTH_SECONDS = 5.0
 REPLAY_PAGE = 100
 UNAUTHENTICATED, NOT_A_VENDOR, BAD_CURSOR, NOT_READING, OVER_CAP = 4401, 4403, 4400, 4408, 4429
 NOT_READY = 1013  # "try again later"
-VENDOR_ROLE = "vendor"
 
 
 class NotReading(Exception):
@@ -59,7 +58,7 @@ async def vendor_stream(ws: WebSocket) -> None:
     if claims is None:
         await _close(ws, UNAUTHENTICATED, "a vendor's bearer token is required")
         return
-    if claims.get("role") != VENDOR_ROLE:
+    if claims.get("role") != Role.VENDOR:
         await _close(ws, NOT_A_VENDOR, "not a vendor's token")
         return
     feed: VendorFeed = ws.app.state.vendor_feed

@@ -11,8 +11,8 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +54,10 @@ async def serving(app: FastAPI) -> AsyncIterator[str]:
         await serving
 
 
-@contextmanager
-def api_process(env: Mapping[str, str], log: Path) -> Iterator[str]:
-    """`paysaga api` as its own process (as deployed), on its own port: its base URL."""
+@asynccontextmanager
+async def api_process(env: Mapping[str, str], log: Path) -> AsyncIterator[str]:
+    """`paysaga api` as its own process (as deployed), on its own port: its base URL. It is
+    awaited in a thread: this loop runs the worker (and maybe another API) meanwhile."""
     port = free_port()
     proc = start_process(
         [sys.executable, "-m", "paysaga.cli", "api"],
@@ -64,10 +65,11 @@ def api_process(env: Mapping[str, str], log: Path) -> Iterator[str]:
         log,
     )
     try:
-        wait_http(f"http://127.0.0.1:{port}/healthz", timeout=60, children={"api": proc})
-        yield f"http://127.0.0.1:{port}"
+        url = f"http://127.0.0.1:{port}"
+        await asyncio.to_thread(wait_http, f"{url}/healthz", 60, {"api": proc})
+        yield url
     finally:
-        stop_process(proc)
+        await asyncio.to_thread(stop_process, proc)
 
 
 class Stream:
