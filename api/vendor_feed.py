@@ -226,6 +226,7 @@ class VendorFeed:
 
     # --- following the feed ---------------------------------------------------------------
     async def _run(self) -> None:
+        failures = 0
         while True:
             try:
                 if self._cursor is None:
@@ -235,11 +236,14 @@ class VendorFeed:
                 self._wake.clear()  # before the read: a NOTIFY during it wakes the next one
                 await self._read_to_end()
                 await self._sleep()
+                failures = 0
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("vendor stream: reading the event feed failed; trying again")
-                await asyncio.sleep(ERROR_PAUSE)
+            except Exception as exc:
+                # The database down: the streams stay open and catch up once it is back.
+                failures += 1
+                log.warning("vendor stream: reading the event feed failed (%r); again", exc)
+                await asyncio.sleep(min(ERROR_PAUSE * 2 ** min(failures, 4), 10.0))
 
     async def _read_to_end(self) -> None:
         assert self._cursor is not None

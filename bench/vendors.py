@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import psutil
+from sqlalchemy import text
 from websockets.asyncio.client import ClientConnection, connect
 
 from api.auth import make_token
@@ -39,6 +40,7 @@ from bench.loadgen import post, razorpay_body
 from bench.progress import Progress
 from bench.stack import SECRET, Stack, dev_stack
 from bench.workload import percentiles
+from db.session import make_engine
 
 IDLE_SECONDS = 10.0  # the connections open, nothing happening: what following costs idle
 ARRIVAL_WAIT = 30.0  # after the last webhook, at most this long for the last new_order
@@ -155,11 +157,26 @@ class Run:
             self.errors.append(f"webhook {status}")
 
 
+def postgres(stack: Stack) -> list[psutil.Process]:
+    """The stack's PostgreSQL server and its backends (polling costs it queries too)."""
+    for proc in psutil.process_iter(["cmdline"]):
+        if str(stack.pgdata) in " ".join(proc.info["cmdline"] or []):
+            return [proc, *proc.children()]
+    return []
+
+
 def cpu_seconds(stack: Stack) -> dict[str, float]:
     seconds = {}
     for name, proc in (("api", stack.api), ("worker", stack.worker)):
         times = psutil.Process(proc.pid).cpu_times()
         seconds[name] = times.user + times.system
+    seconds["postgres"] = 0.0
+    for server in postgres(stack):
+        try:
+            used = server.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        seconds["postgres"] += used.user + used.system
     return seconds
 
 
@@ -174,6 +191,7 @@ async def measure(run: Run) -> dict[str, Any]:
     stack = run.stack
     async with httpx.AsyncClient(base_url=stack.api_url, timeout=60) as http:
         await run.setup(http)
+    run.progress.advance(1)
     ws_url = stack.api_url.replace("http://", "ws://") + "/vendor/stream"
     connections = []
     for v in range(run.vendors):
@@ -188,6 +206,7 @@ async def measure(run: Run) -> dict[str, Any]:
         before = cpu_seconds(stack)
         await asyncio.sleep(IDLE_SECONDS)
         idle = cpu_share(before, cpu_seconds(stack), IDLE_SECONDS)
+        run.progress.advance(1)
         before, began = cpu_seconds(stack), time.monotonic()
         await run.pay_all()
         deadline = time.monotonic() + ARRIVAL_WAIT
@@ -195,12 +214,14 @@ async def measure(run: Run) -> dict[str, Any]:
             run.progress.show(f"new_order received: {len(run.arrived)} of {len(run.sent)}")
             await asyncio.sleep(0.2)
         busy = cpu_share(before, cpu_seconds(stack), time.monotonic() - began)
+        run.progress.advance(1)
     finally:
         for reader in readers:
             reader.cancel()
         for ws in connections:
             await ws.close()
     latencies = [run.arrived[o] - t for o, t in run.sent.items() if o in run.arrived]
+    placed = await placed_at(stack, list(run.arrived))
     return {
         "vendors": run.vendors,
         "rate": run.rate,
@@ -212,14 +233,35 @@ async def measure(run: Run) -> dict[str, Any]:
         "duplicates": run.duplicates,
         "errors": run.errors[:20],
         "latency_ms": percentiles(latencies),
+        # The two halves: the saga (webhook -> OrderPlaced written), the stream (-> received).
+        "to_placed_ms": percentiles([placed[o] - run.sent[o] for o in placed]),
+        "stream_ms": percentiles([run.arrived[o] - placed[o] for o in placed]),
         "cpu_idle_pct": idle,
         "cpu_run_pct": busy,
     }
 
 
+async def placed_at(stack: Stack, order_ids: list[str]) -> dict[str, float]:
+    """When each order's `OrderPlaced` was written (its transaction's start: the bench's
+    clock and PostgreSQL's are this machine's)."""
+    engine = make_engine(stack.database_url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                text(
+                    "SELECT order_id, extract(epoch FROM created_at) FROM events "
+                    "WHERE type = 'OrderPlaced' AND order_id = ANY(:ids)"
+                ),
+                {"ids": [uuid.UUID(o) for o in order_ids]},
+            )
+            return {str(order_id): float(at) for order_id, at in rows}
+    finally:
+        await engine.dispose()
+
+
 def markdown(report: dict[str, Any]) -> str:
     r = report["results"]
-    lat = r["latency_ms"]
+    lat, saga, feed = r["latency_ms"], r["to_placed_ms"], r["stream_ms"]
     return "\n".join(
         [
             f"# paysaga vendor stream, {report['started']} ({r['vendors']} vendors, {r['wake']})",
@@ -231,6 +273,8 @@ def markdown(report: dict[str, Any]) -> str:
             "| webhook -> new_order, ms | p50 | p95 | p99 | max |",
             "|---|---|---|---|---|",
             f"| {r['received']} of {r['webhooks']} received | {lat['p50']} | {lat['p95']} | **{lat['p99']}** | {lat['max']} |",
+            f"| of which webhook -> OrderPlaced written | {saga['p50']} | {saga['p95']} | {saga['p99']} | {saga['max']} |",
+            f"| of which OrderPlaced written -> new_order | {feed['p50']} | {feed['p95']} | {feed['p99']} | {feed['max']} |",
             "",
             f"- Missing: {len(r['missing'])}; duplicates: {r['duplicates']}; errors: {len(r['errors'])} {r['errors'][:3]}",
             f"- CPU, % of one core: idle with the connections open {r['cpu_idle_pct']}; during the run {r['cpu_run_pct']}",
@@ -243,7 +287,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 def main(vendors: int, rate: float, seconds: float, wake: str, out: Path) -> None:
     started = datetime.now(UTC)
-    progress = Progress(1.0)
+    progress = Progress(3)  # setup, idle, the run
     root = Path(tempfile.mkdtemp(prefix="paysaga-vendors-"))
     try:
         with dev_stack(root, extra={"PAYSAGA_VENDOR_STREAM_WAKE": wake}) as stack:
