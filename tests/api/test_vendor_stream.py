@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from sqlalchemy import text
 
 from api.app import create_app
 from api.auth import make_token
-from api.vendor_feed import VendorFeed
+from api.vendor_feed import NotReady, VendorFeed
 from tests.support.signing import SECRETS
 from tests.support.stack import Stack
 from tests.support.vendor_stream import (
@@ -221,11 +222,15 @@ async def test_the_follower_survives_losing_its_listener(
         arrived, message = await s.next()
         check_new_order(message, order, "acme")
         assert arrived - sent < WITHIN
-        for _ in range(100):  # it listens again within its reconnect delay
-            if await listeners(stack) == 1:
-                break
-            await asyncio.sleep(0.1)
-        assert await listeners(stack) == 1
+        await listening(stack, 1, within=10)  # again, after its reconnect delay
+
+
+async def listening(stack: Stack, n: int, within: float = 2) -> None:
+    for _ in range(int(within / 0.1)):
+        if await listeners(stack) == n:
+            return
+        await asyncio.sleep(0.1)
+    assert await listeners(stack) == n
 
 
 async def listeners(stack: Stack) -> int:
@@ -238,3 +243,20 @@ async def listeners(stack: Stack) -> int:
             )
         )
     return int(found or 0)
+
+
+async def test_the_follower_starts_and_stops_with_the_app(stack: Stack) -> None:
+    """Started by the app's lifespan, stopped by it: open streams are told the server is
+    going away (1012), and the follower's LISTEN connection is closed."""
+    app = create_app(stack.settings, temporal=stack.client)
+    feed = feed_of(app)
+    with pytest.raises(NotReady):  # not before the app starts
+        feed.subscribe("acme")
+    async with AsyncExitStack() as outlives_the_server:
+        async with serving(app) as url:
+            assert await listeners(stack) == 1
+            s = await outlives_the_server.enter_async_context(stream(url, vendor_token("acme")))
+            await connected(app, "acme", 1)
+        assert await s.closed(within=5) == 1012
+    await listening(stack, 0)
+    assert feed.connections("acme") == 0
