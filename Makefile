@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 # (ruff's S105 is waived there for the same reason).
 PRODUCT := api workflows activities db gateways domain paysaga tickets mail observability worker.py
 
-.PHONY: install dev test lint lock audit bench bench-quick bench-drop integrity clean
+.PHONY: install dev test lint lock audit bench bench-quick bench-drop bench-vendors integrity clean
 
 install: $(VENV)/.installed
 
@@ -67,6 +67,16 @@ bench-quick: install
 
 bench-drop: install
 	$(BIN)/paysaga bench --drop $(DROP) --drop-seconds $(DROP_SECONDS)
+
+# Webhook -> new_order latency on the vendors' live stream (issue 28) with VENDORS connections
+# open, webhooks at RATE/s (half capacity: the last quick bench measured 30/s) for
+# VENDOR_SECONDS; WAKE=poll runs the stream's follower polling instead of woken by NOTIFY.
+VENDORS ?= 100
+RATE ?= 15
+VENDOR_SECONDS ?= 30
+WAKE ?= notify
+bench-vendors: install
+	$(BIN)/paysaga bench --vendors $(VENDORS) --rate $(RATE) --seconds $(VENDOR_SECONDS) --wake $(WAKE)
 
 # The model-based integrity campaign (issue 12): `make integrity RUNS=200` runs 200 examples
 # (STEPS steps each at most) against the real stack with faults, in SHARDS processes side by

@@ -10,11 +10,22 @@ from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
 from temporalio.client import Client
 
-from api import admin, events, health, orders, payments, products, webhooks
+from api import (
+    admin,
+    events,
+    health,
+    orders,
+    payments,
+    products,
+    vendor_page,
+    vendor_stream,
+    webhooks,
+)
 from api.deps import Deps
 from api.errors import documented, install_error_handlers
 from api.limits import BodyLimit
 from api.timing import RequestTimer
+from api.vendor_feed import StreamConfig, VendorFeed
 from db.session import make_engine, make_sessionmaker
 from observability.tracing import temporal_interceptor, tracer_provider
 from paysaga.settings import Settings
@@ -36,9 +47,17 @@ def create_app(
     if tracing is None and temporal is None:
         tracing = owned = tracer_provider("paysaga-api", os.environ)
 
+    sessions = make_sessionmaker(engine)
+    # The vendors' live streams: this process's follower of the event feed.
+    feed = VendorFeed(
+        sessions, settings.require_database_url(), StreamConfig.from_env(settings.env)
+    )
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await feed.start()
         yield
+        await feed.stop()
         await engine.dispose()
         if owned is not None:
             owned.shutdown()  # exports what is still buffered
@@ -50,10 +69,11 @@ def create_app(
     )
     app.state.deps = deps = Deps(
         settings=settings,
-        sessions=make_sessionmaker(engine),
+        sessions=sessions,
         _client=temporal,
         interceptors=temporal_interceptor(tracing),
     )
+    app.state.vendor_feed = feed
     install_error_handlers(app)
     app.add_middleware(BodyLimit)
     app.add_middleware(RequestTimer)  # outermost: it times the 401s and 413s at the edge too
@@ -65,8 +85,11 @@ def create_app(
         (admin.router, documented(400, 401, 403, 404, 409, 413, 503)),
         (events.router, documented(400, 401, 403, 413, 503)),
         (health.router, documented(413, 503)),
+        (vendor_stream.router, {}),
+        (vendor_page.router, {}),
     ):
         app.include_router(router, prefix=PREFIX, responses=errors)
+    app.include_router(vendor_page.root)  # /vendor: the page's short address
     app.include_router(health.router)  # /healthz, /readyz, /metrics at the root too, for probes
     if tracing is not None:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor

@@ -21,6 +21,7 @@ TOO_LARGE = f"body over {MAX_BODY // 1024} KiB"
 
 
 PUBLIC = ("/api/v1/webhooks/", "/api/v1/healthz", "/api/v1/readyz", "/api/v1/metrics")
+OPEN_PAGES = ("/api/v1/vendor",)  # exact paths: a page anyone may fetch (its data needs a token)
 
 
 class BodyLimit:
@@ -34,7 +35,7 @@ class BodyLimit:
             return
         headers = dict(scope.get("headers") or [])
         path: str = scope.get("path", "")
-        if path.startswith("/api/v1/") and not path.startswith(PUBLIC):
+        if path.startswith("/api/v1/") and not path.startswith(PUBLIC) and path not in OPEN_PAGES:
             token = bearer(headers.get(b"authorization", b"").decode("latin-1"))
             secret = scope["app"].state.deps.settings.jwt_secret
             claims = None if token is None else verify_token(secret, token)

@@ -44,8 +44,29 @@ def main(argv: list[str] | None = None) -> None:
         metavar="S",
         help="the drop's customers arrive over S seconds (60; N/S at the capacity rate)",
     )
+    parser.add_argument(
+        "--vendors",
+        type=int,
+        metavar="N",
+        help="webhook -> new_order latency with N vendors' stream connections open (bench.vendors)",
+    )
+    parser.add_argument(
+        "--rate", type=float, default=15.0, help="--vendors: webhooks per second (15: half of 30/s)"
+    )
+    parser.add_argument("--seconds", type=float, default=30.0, help="--vendors: for how long")
+    parser.add_argument(
+        "--wake",
+        choices=("notify", "poll"),
+        default="notify",
+        help="--vendors: the follower's wake",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    if args.vendors is not None:
+        from bench.vendors import main as vendors_main
+
+        vendors_main(args.vendors, args.rate, args.seconds, args.wake, args.out)
+        return
     if args.drop is not None:
         from bench.drop import main as drop_main
 

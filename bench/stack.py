@@ -38,9 +38,11 @@ SMTP = ("PAYSAGA_SMTP_HOST", "PAYSAGA_SMTP_PORT", "PAYSAGA_SMTP_FROM")
 
 
 @contextmanager
-def dev_stack(root: Path, smtp: tuple[str, int] | None = None) -> Iterator[Stack]:
+def dev_stack(
+    root: Path, smtp: tuple[str, int] | None = None, extra: dict[str, str] | None = None
+) -> Iterator[Stack]:
     """`smtp`: the mail server the worker sends to; None: mail off (the relay does not run),
-    whatever the environment says."""
+    whatever the environment says. `extra`: more PAYSAGA_* settings for the worker and API."""
     with ExitStack() as stack:
         pg = EmbeddedPostgres(root / "pg")
         pg.start()
@@ -53,18 +55,22 @@ def dev_stack(root: Path, smtp: tuple[str, int] | None = None) -> Iterator[Stack
         temporal = spawn(stack, args, dict(os.environ), root / "temporal.log")
         wait_for_port("127.0.0.1", port, 60, temporal)
         api_port = free_port()
-        env = dict(os.environ) | {
-            "PAYSAGA_DATABASE_URL": url,
-            "PAYSAGA_TEMPORAL_ADDRESS": f"127.0.0.1:{port}",
-            "PAYSAGA_API_PORT": str(api_port),
-            "PAYSAGA_JWT_SECRET": "bench-jwt-secret-0123456789abcdef0123456789",
-            "PAYSAGA_RAZORPAY_WEBHOOK_SECRETS": SECRET,
-            # Longer than the whole run: no bench order expires while it waits its turn.
-            "PAYSAGA_PAYMENT_WINDOW_SECONDS": "7200",
-            # The load comes from a handful of customers: no per-customer limit applies.
-            "PAYSAGA_MAX_HELD_PER_CUSTOMER": "1000000000",
-            "PAYSAGA_ORDERS_PER_MINUTE": "1000000000",
-        }
+        env = (
+            dict(os.environ)
+            | {
+                "PAYSAGA_DATABASE_URL": url,
+                "PAYSAGA_TEMPORAL_ADDRESS": f"127.0.0.1:{port}",
+                "PAYSAGA_API_PORT": str(api_port),
+                "PAYSAGA_JWT_SECRET": "bench-jwt-secret-0123456789abcdef0123456789",
+                "PAYSAGA_RAZORPAY_WEBHOOK_SECRETS": SECRET,
+                # Longer than the whole run: no bench order expires while it waits its turn.
+                "PAYSAGA_PAYMENT_WINDOW_SECONDS": "7200",
+                # The load comes from a handful of customers: no per-customer limit applies.
+                "PAYSAGA_MAX_HELD_PER_CUSTOMER": "1000000000",
+                "PAYSAGA_ORDERS_PER_MINUTE": "1000000000",
+            }
+            | (extra or {})
+        )
         for key in SMTP:
             env.pop(key, None)
         if smtp is not None:

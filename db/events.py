@@ -11,10 +11,11 @@ The price: an event waits to be shown while any transaction older than its own i
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.views import EventPage, EventView
@@ -80,6 +81,11 @@ async def read(s: AsyncSession, after: Cursor, limit: int) -> list[Item]:
     rows = (
         await s.execute(PAGE, {"txid": after.txid, "event_id": after.event_id, "limit": limit})
     ).all()
+    return as_items(rows)
+
+
+def as_items(rows: Sequence[Row[Any]]) -> list[Item]:
+    """Rows of `events` (id, type, order_id, payload, created_at, txid as text, dedupe_key)."""
     return [
         Item(
             EventView(

@@ -60,6 +60,10 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--drop-seconds", type=float, metavar="S", help="the drop's arrivals spread over S s"
     )
+    bench.add_argument("--vendors", type=int, metavar="N", help="vendor stream latency, N open")
+    bench.add_argument("--rate", type=float, help="--vendors: webhooks per second")
+    bench.add_argument("--seconds", type=float, help="--vendors: for how long")
+    bench.add_argument("--wake", choices=("notify", "poll"), help="--vendors: the follower's wake")
     from paysaga.admin_cli import add_admin_parser
 
     add_admin_parser(sub)
@@ -102,10 +106,11 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> None:
 def _bench(settings: Settings, args: argparse.Namespace) -> None:
     from bench.run import main as bench_main
 
-    drop = [] if args.drop is None else ["--drop", str(args.drop)]
-    if args.drop_seconds is not None:
-        drop += ["--drop-seconds", str(args.drop_seconds)]
-    bench_main(["--quick"] * args.quick + drop)
+    passed = []
+    for name in ("drop", "drop_seconds", "vendors", "rate", "seconds", "wake"):
+        if getattr(args, name) is not None:
+            passed += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
+    bench_main(["--quick"] * args.quick + passed)
 
 
 def _admin(settings: Settings, args: argparse.Namespace) -> None:
