@@ -33,6 +33,7 @@ from db.orders import NotPayable, mark_paid
 from db.tickets import issue_code
 from domain import keys
 from domain.confirmation import AuditRecord
+from domain.fulfilment import FulfilmentSeen
 from domain.payments import (
     ATTACHED,
     NOT_PAYABLE,
@@ -149,7 +150,10 @@ async def _match(s: AsyncSession, inp: ValidateInput) -> tuple[Validation, str |
     # and marking the order paid decides (`mark_paid`), parking it as a late payment.
     mine = payment.status == PaymentStatus.PAID and payment.transaction_id == c.transaction_id
     status = OrderStatus.AWAITING_PAYMENT if mine else order.status
-    return Validation("matched", order_id=order_id, payment_id=payment.id), status
+    matched = Validation(
+        "matched", order_id=order_id, payment_id=payment.id, accept_seconds=order.accept_seconds
+    )
+    return matched, status
 
 
 def _authorization(c: Confirmation, v: Validation, status: str | None) -> Validation:
@@ -293,6 +297,18 @@ class ConfirmationActivities(ParkedMoneyActivities):
                         await journal.write_audit(s, [escaped])
 
     @activity.defn
+    async def fulfilment_of(self, order_id: str) -> FulfilmentSeen:
+        """SEQ-BP-002: where the order's acceptance stands, for a workflow whose `fulfilment`
+        signal did not come by the end of the window (the signal is sent best effort)."""
+        async with self.sessions() as s:
+            row = (
+                await s.execute(
+                    select(Order.fulfilment, Order.accept_by).where(Order.id == uuid.UUID(order_id))
+                )
+            ).one()
+        return FulfilmentSeen(row.fulfilment, row.accept_by and row.accept_by.isoformat())
+
+    @activity.defn
     async def issue_ticket(self, order_id: str) -> str:
         """UC-35 step 8: one ticket per order with an unguessable code. Its PDF is made where
         it is first needed (the confirmation mail, a download) and stored once
@@ -312,4 +328,5 @@ class ConfirmationActivities(ParkedMoneyActivities):
             self.mark_order_paid,
             self.write_audit,
             self.issue_ticket,
+            self.fulfilment_of,
         ]

@@ -24,6 +24,8 @@ class Validation:
     reason: str = ""
     expected_amount: int | None = None
     expected_currency: str | None = None
+    # Matched to an order that waits for its vendor's acceptance once paid: that window.
+    accept_seconds: int | None = None
 
 
 @dataclass(frozen=True)
