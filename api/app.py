@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
 from temporalio.client import Client
 
-from api import admin, events, health, orders, payments, products, webhooks
+from api import admin, events, health, orders, payments, products, vendor, webhooks
 from api.deps import Deps
 from api.errors import documented, install_error_handlers
 from api.limits import BodyLimit
@@ -64,6 +64,7 @@ def create_app(
         (webhooks.routes(deps.gateways), documented(400, 401, 413, 415, 503)),
         (admin.router, documented(400, 401, 403, 404, 409, 413, 503)),
         (events.router, documented(400, 401, 403, 413, 503)),
+        (vendor.router, documented(400, 401, 403, 404, 409, 413, 503)),
         (health.router, documented(413, 503)),
     ):
         app.include_router(router, prefix=PREFIX, responses=errors)
