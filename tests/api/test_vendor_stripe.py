@@ -85,8 +85,7 @@ async def test_an_unanswered_order_is_refunded_in_full_through_stripe(
     order, intent_id = await paid_by_card(stack, localstripe)
     await asyncio.sleep(1.2)  # past its window of one second
     keeper = AcceptanceWindow(stack.sessions, stack.client, stack.task_queue)
-    assert await keeper.close_due() == 1
+    await keeper.close_due()  # the keeper's poll (its own, if it runs, may come first)
     await keeper.drain()
-    assert keeper.closed == 1
-    assert (await stack.order(order["id"]))["reject_reason"] == "timeout"
+    assert (await until_fulfilment(stack, order["id"], "rejected"))["reject_reason"] == "timeout"
     await refunded_in_full(stack, localstripe, order, intent_id, "system:vendor_window")
