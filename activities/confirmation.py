@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import Exists, exists, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute, aliased
 from temporalio import activity
@@ -35,12 +34,15 @@ from activities.confirmation_inputs import (
 from activities.parked_money import ParkedMoneyActivities
 from activities.unprocessable import printable, refusing_bad_data
 from db import journal
+from db.fulfilment import fulfilment_seen
 from db.journal import as_uuid
 from db.models import Order, Payment
 from db.orders import NotPayable, mark_paid
+from db.session import in_savepoint
 from db.tickets import issue_code
 from domain import keys
 from domain.confirmation import AuditRecord
+from domain.fulfilment import FulfilmentSeen
 from domain.payments import (
     ATTACHED,
     NOT_PAYABLE,
@@ -55,7 +57,6 @@ from observability.metrics import CONFIRMATION_SECONDS, CONFIRMATIONS
 # An attempt the money may still arrive for: a failed Stripe PaymentIntent can succeed after the
 # customer changes card, and money for an attempt that timed out or was cancelled is stored (a
 # late payment, then parked with a case), never dropped.
-T = TypeVar("T")
 STORABLE = (
     PaymentStatus.PENDING,
     PaymentStatus.FAILED,
@@ -157,7 +158,10 @@ async def _match(s: AsyncSession, inp: ValidateInput) -> tuple[Validation, str |
     # and marking the order paid decides (`mark_paid`), parking it as a late payment.
     mine = payment.status == PaymentStatus.PAID and payment.transaction_id == c.transaction_id
     status = OrderStatus.AWAITING_PAYMENT if mine else order.status
-    return Validation("matched", order_id=order_id, payment_id=payment.id), status
+    matched = Validation(
+        "matched", order_id=order_id, payment_id=payment.id, accept_seconds=order.accept_seconds
+    )
+    return matched, status
 
 
 async def _store(s: AsyncSession, inp: StoreInput) -> bool:
@@ -221,17 +225,6 @@ async def _store(s: AsyncSession, inp: StoreInput) -> bool:
 async def _audited(s: AsyncSession, records: list[AuditRecord]) -> bool:
     await journal.write_audit(s, records)
     return True
-
-
-async def _beside(s: AsyncSession, step: str, work: Callable[[], Awaitable[T]]) -> T | None:
-    """`work` in a savepoint of the transaction: its result, or None (and nothing of it
-    kept) when the database refuses it; the transaction goes on either way."""
-    try:
-        async with s.begin_nested():
-            return await work()
-    except DBAPIError as exc:
-        activity.logger.warning("%s left to its own step: %s", step, str(exc)[:300])
-        return None
 
 
 def _authorization(c: Confirmation, v: Validation, status: str | None) -> Validation:
@@ -320,8 +313,12 @@ class ConfirmationActivities(ParkedMoneyActivities):
         try:
             async with refusing_bad_data(self.sessions) as s:
                 changed = await mark_paid(s, order_id, c.provider, c.transaction_id)
-                audited = await _beside(s, "audit", lambda: _audited(s, inp.audit))
-                ticket = await _beside(s, "ticket", lambda: issue_code(s, order_id))
+                audited = await in_savepoint(s, "audit", lambda: _audited(s, inp.audit))
+                ticket = (
+                    await in_savepoint(s, "ticket", lambda: issue_code(s, order_id))
+                    if inp.ticket
+                    else None
+                )
         except NotPayable as exc:
             raise ApplicationError(
                 f"order {order_id}: {exc}", type=NOT_PAYABLE, non_retryable=True
@@ -363,6 +360,13 @@ class ConfirmationActivities(ParkedMoneyActivities):
                         await journal.write_audit(s, [escaped])
 
     @activity.defn
+    async def fulfilment_of(self, order_id: str) -> FulfilmentSeen:
+        """SEQ-BP-002: where the order's acceptance stands, for a workflow whose `fulfilment`
+        signal did not come by the end of the window (the signal is sent best effort)."""
+        async with self.sessions() as s:
+            return await fulfilment_seen(s, uuid.UUID(order_id))
+
+    @activity.defn
     async def issue_ticket(self, order_id: str) -> str:
         """UC-35 step 8: one ticket per order with an unguessable code. Its PDF is made where
         it is first needed (the confirmation mail, a download) and stored once
@@ -384,4 +388,5 @@ class ConfirmationActivities(ParkedMoneyActivities):
             self.mark_order_paid_and_ticket,
             self.write_audit,
             self.issue_ticket,
+            self.fulfilment_of,
         ]

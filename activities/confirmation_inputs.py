@@ -25,6 +25,8 @@ class Validation:
     reason: str = ""
     expected_amount: int | None = None
     expected_currency: str | None = None
+    # Matched to an order that waits for its vendor's acceptance once paid: that window.
+    accept_seconds: int | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,9 @@ class MarkPaidInput:
 
     store: StoreInput
     audit: list[AuditRecord]
+    # False for an order that waits for its vendor's acceptance: its ticket comes once
+    # accepted (issue 28), not with the payment.
+    ticket: bool = True
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,10 @@ into the outbox (`db.outbox`), nothing else: no rendering, no sending, so it kee
 any rush.
 
 Events drive the attendee mails: `OrderPaid` (the ticket), `PaymentFailed` (how to try
-again), `OrderCancelled` (any reason), `PaymentRefunded`, `RefundFailed`. The follower reads
+again), `OrderCancelled` (any reason), `PaymentRefunded`, `RefundFailed`. An order that
+needs its vendor's acceptance (SEQ-BP-002) gets its ticket on `VendorAccepted` instead of
+`OrderPaid`, and on `VendorRejected` a mail saying its money is coming back (the refund's
+own mail follows when it is done); no ticket, so nothing to take to the door. The follower reads
 the feed with its own cursor (`feed_cursors`, name `mail`) in the order `GET /events` gives,
 so no event is skipped and none is read twice; a page's mails and the cursor past it are
 written in one transaction, and a mail's dedupe key (kind and event) makes a page read again
@@ -42,6 +45,10 @@ def mail_kind(event: dict[str, Any]) -> str | None:
             return "refund_done"
         case "RefundFailed":
             return "refund_failed"
+        case "VendorAccepted":
+            return "payment_confirmed"
+        case "VendorRejected":
+            return "vendor_rejected"
     return None
 
 
@@ -55,11 +62,19 @@ async def follow(s: AsyncSession, mail_domain: str) -> tuple[int, int]:
         return 0, 0
     wanted = [(kind, item) for item in found if (kind := mail_kind(item.event)) is not None]
     ids = {uuid.UUID(item.event["order_id"]) for _, item in wanted if item.event["order_id"]}
-    found_orders = await s.execute(select(Order.id, Order.attendee_email).where(Order.id.in_(ids)))
-    addresses = {order_id: email for order_id, email in found_orders}
+    found_orders = await s.execute(
+        select(Order.id, Order.attendee_email, Order.accept_seconds).where(Order.id.in_(ids))
+    )
+    addresses, accepting = {}, set()
+    for order_id, email, accept_seconds in found_orders:
+        addresses[order_id] = email
+        if accept_seconds is not None:
+            accepting.add(order_id)
     written = 0
     for kind, item in wanted:
         order_id = item.event["order_id"] and uuid.UUID(item.event["order_id"])
+        if item.event["type"] == "OrderPaid" and order_id in accepting:
+            continue  # its ticket waits for the vendor's acceptance (`VendorAccepted`)
         recipient = addresses.get(order_id) if order_id else None
         if not recipient:
             NOTIFICATIONS.labels(kind, NotificationStatus.SKIPPED).inc()  # nobody to tell

@@ -17,6 +17,7 @@ from api import (
     orders,
     payments,
     products,
+    vendor,
     vendor_page,
     vendor_stream,
     webhooks,
@@ -77,6 +78,15 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(BodyLimit)
     app.add_middleware(RequestTimer)  # outermost: it times the 401s and 413s at the edge too
+    _routes(app, deps)
+    if tracing is not None:
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        FastAPIInstrumentor.instrument_app(app, tracer_provider=tracing)
+    return app
+
+
+def _routes(app: FastAPI, deps: Deps) -> None:
     for router, errors in (
         (products.router, documented(400, 401, 403, 404, 409, 413, 503)),
         (orders.router, documented(400, 401, 403, 404, 409, 413, 503)),
@@ -84,6 +94,7 @@ def create_app(
         (webhooks.routes(deps.gateways), documented(400, 401, 413, 415, 503)),
         (admin.router, documented(400, 401, 403, 404, 409, 413, 503)),
         (events.router, documented(400, 401, 403, 413, 503)),
+        (vendor.router, documented(400, 401, 403, 404, 409, 413, 503)),
         (health.router, documented(413, 503)),
         (vendor_stream.router, {}),
         (vendor_page.router, {}),
@@ -91,8 +102,3 @@ def create_app(
         app.include_router(router, prefix=PREFIX, responses=errors)
     app.include_router(vendor_page.root)  # /vendor: the page's short address
     app.include_router(health.router)  # /healthz, /readyz, /metrics at the root too, for probes
-    if tracing is not None:
-        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-
-        FastAPIInstrumentor.instrument_app(app, tracer_provider=tracing)
-    return app

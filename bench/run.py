@@ -32,36 +32,7 @@ from bench.stack import dev_stack
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="paysaga bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="short runs: under 5 minutes")
-    parser.add_argument(
-        "--drop", type=int, metavar="N", help="a ticket drop: N customers buy within a minute"
-    )
-    parser.add_argument(
-        "--drop-seconds",
-        type=float,
-        default=60.0,
-        metavar="S",
-        help="the drop's customers arrive over S seconds (60; N/S at the capacity rate)",
-    )
-    parser.add_argument(
-        "--vendors",
-        type=int,
-        metavar="N",
-        help="webhook -> new_order latency with N vendors' stream connections open (bench.vendors)",
-    )
-    parser.add_argument(
-        "--rate", type=float, default=15.0, help="--vendors: webhooks per second (15: half of 30/s)"
-    )
-    parser.add_argument("--seconds", type=float, default=30.0, help="--vendors: for how long")
-    parser.add_argument(
-        "--wake",
-        choices=("notify", "poll"),
-        default="notify",
-        help="--vendors: the follower's wake",
-    )
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
     if args.vendors is not None:
         from bench.vendors import main as vendors_main
 
@@ -101,6 +72,39 @@ def main(argv: list[str] | None = None) -> None:
     (args.out / f"{stamp}.md").write_text(markdown(report))
     print(markdown(report))
     print(f"wrote {args.out / stamp}.json, .md, .png ({report['seconds']} s)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="paysaga bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="short runs: under 5 minutes")
+    parser.add_argument(
+        "--drop", type=int, metavar="N", help="a ticket drop: N customers buy within a minute"
+    )
+    parser.add_argument(
+        "--drop-seconds",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="the drop's customers arrive over S seconds (60; N/S at the capacity rate)",
+    )
+    parser.add_argument(
+        "--vendors",
+        type=int,
+        metavar="N",
+        help="webhook -> new_order latency with N vendors' stream connections open (bench.vendors)",
+    )
+    parser.add_argument(
+        "--rate", type=float, default=15.0, help="--vendors: webhooks per second (15: half of 30/s)"
+    )
+    parser.add_argument("--seconds", type=float, default=30.0, help="--vendors: for how long")
+    parser.add_argument(
+        "--wake",
+        choices=("notify", "poll"),
+        default="notify",
+        help="--vendors: the follower's wake",
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    return parser
 
 
 def expected_work(plan: Plan) -> float:

@@ -1,23 +1,17 @@
 """What a checkout takes from the products: their stock, reserved for every item or none, the
-price, and the order's one vendor (issue 28); and the acceptance window a payment opens.
-
-Imported by `db.orders` (checkout and `mark_paid`), so it imports nothing of `db` but the
-models. The vendor and whether the order needs acceptance come from the rows the reservation
-already returns, and the window is part of `mark_paid`'s one conditional update: vendors cost
-the hot path no query.
+price, and the order's one vendor and whether it needs that vendor's acceptance (issue 28),
+read from the rows the reservation returns anyway (no query more on the hot path).
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import case, func, literal, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import Order, OrderItem, Product
-from domain.statuses import FulfilmentStatus
+from db.models import OrderItem, Product
 
 
 class OutOfStock(Exception):
@@ -101,7 +95,7 @@ async def reserve(s: AsyncSession, items: dict[str, int]) -> Reserved:
         if row is None:
             unavailable.append(sku)  # go on: the answer names every unavailable sku
         else:
-            lines.append(Line(sku, quantity, *row.tuple()))
+            lines.append(Line(sku, quantity, *row))
     if unavailable:
         raise OutOfStock(unavailable)
     amount, currency = _priced(lines)
@@ -125,15 +119,3 @@ def _one_vendor(lines: list[Line]) -> str | None:
     if len(vendors) > 1:
         raise MixedVendors(sorted(v or "(no vendor)" for v in vendors))
     return vendors.pop()
-
-
-def acceptance_on_payment() -> dict[str, Any]:
-    """What `mark_paid`'s update sets beside the status: an order placed with an acceptance
-    window (`accept_seconds`) becomes `pending_vendor_acceptance` until now plus that window;
-    for any other order both stay NULL."""
-    pending = literal(FulfilmentStatus.PENDING_VENDOR_ACCEPTANCE.value)
-    return {
-        "fulfilment": case((Order.accept_seconds.is_not(None), pending), else_=None),
-        # NULL seconds make a NULL interval, so a NULL deadline.
-        "accept_by": func.now() + func.make_interval(0, 0, 0, 0, 0, 0, Order.accept_seconds),
-    }

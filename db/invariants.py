@@ -29,6 +29,8 @@ Rules (each violation names its rule):
   amount and currency (of parked money never stored: of what its case says was paid), and a
   `refunded` order has a succeeded refund, its payment `refunded`
   and a `PaymentRefunded` event.
+- `vendor_acceptance` (issue 28): a paid order that needs acceptance is pending within its
+  window, accepted, or rejected with its refund under way or done (`db.vendor_invariants`).
 The Temporal parts are scoped to one task queue, so a shared server is checked per stack.
 """
 
@@ -43,6 +45,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from db.order_invariants import UNPLACED, Violation, unplaced, window_rules
+from db.vendor_invariants import vendor_acceptance as accepting
 from domain import keys
 from domain.confirmation import ConfirmationState
 from domain.payments import confirmation_workflow_id
@@ -234,6 +237,7 @@ async def _database_rules(s: AsyncSession) -> list[Violation]:
     for subject, problem in await s.execute(REFUNDS):
         found.append(Violation("refunds_exact", f"{subject}: {problem}"))
     found += await window_rules(s)
+    found += [Violation("vendor_acceptance", f"order {o}: {p}") for o, p in await accepting(s)]
     return found
 
 

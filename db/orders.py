@@ -21,7 +21,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import journal
-from db.catalog import acceptance_on_payment, reserve
+from db.acceptance import acceptance_on_payment, acceptance_opened
+from db.catalog import reserve
 from db.holds import Limits, check_limits
 from db.models import Order, OrderItem, Payment, Product
 from db.order_view import placed_view
@@ -204,13 +205,17 @@ async def mark_paid(
             Payment.transaction_id == transaction_id,
         )
     )
-    changed = await s.scalar(
-        update(Order)
-        .where(Order.id == order_id, Order.status == OrderStatus.AWAITING_PAYMENT, payment_stored)
-        .values(status=OrderStatus.PAID, paid_at=func.now(), updated_at=func.now())
-        .values(**acceptance_on_payment())  # issue 28: a vendor's acceptance window opens
-        .returning(Order.id)
-    )
+    changed = (
+        await s.execute(
+            update(Order)
+            .where(
+                Order.id == order_id, Order.status == OrderStatus.AWAITING_PAYMENT, payment_stored
+            )
+            .values(status=OrderStatus.PAID, paid_at=func.now(), updated_at=func.now())
+            .values(**acceptance_on_payment())  # issue 28: a vendor's acceptance window opens
+            .returning(Order.id, Order.accept_by)
+        )
+    ).one_or_none()
     if changed is not None:
         # A newer attempt still open (the customer retried, then the older intent succeeded
         # after all) can no longer take money for this order.
@@ -227,6 +232,10 @@ async def mark_paid(
             {"provider": provider, "transaction_id": transaction_id},
         )
         await _emit_placed(s, order_id)
+        # Issue 28 (kept apart): an order that needs its vendor's acceptance now waits for
+        # it; the transition's audit entry is written with it.
+        if changed.accept_by is not None:
+            await acceptance_opened(s, order_id, changed.accept_by)
         return True
     status = await s.scalar(select(Order.status).where(Order.id == order_id))
     if status == OrderStatus.PAID:

@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+log = logging.getLogger("paysaga.db")
+T = TypeVar("T")
 
 
 def make_engine(
@@ -30,3 +43,14 @@ def make_engine(
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker:  # type: ignore[type-arg]
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def in_savepoint(s: AsyncSession, step: str, work: Callable[[], Awaitable[T]]) -> T | None:
+    """`work` in a savepoint of the transaction: its result, or None (and nothing of it
+    kept) when the database refuses it; the transaction goes on either way."""
+    try:
+        async with s.begin_nested():
+            return await work()
+    except DBAPIError as exc:
+        log.warning("%s left to its own step: %s", step, str(exc)[:300])
+        return None

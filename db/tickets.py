@@ -16,13 +16,18 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.models import Order, OrderItem, Payment, Ticket
-from domain.statuses import OrderStatus, PaymentStatus
+from domain.statuses import FulfilmentStatus, OrderStatus, PaymentStatus
 from tickets.pdf import TicketDocument, TicketLine
 from tickets.pool import render
 
 
 class NotPaid(Exception):
-    """The order is not paid (yet, or any more): it has no valid ticket."""
+    """The order is not paid (yet, or any more), or its vendor has not accepted it (yet, or
+    rejected it): it has no valid ticket."""
+
+
+# SEQ-BP-002 (issue 28): an order that waits for its vendor has its ticket once accepted.
+NO_TICKET_YET = (FulfilmentStatus.PENDING_VENDOR_ACCEPTANCE, FulfilmentStatus.REJECTED)
 
 
 async def issue_code(s: AsyncSession, order_id: uuid.UUID) -> str:
@@ -38,7 +43,12 @@ async def issue_code(s: AsyncSession, order_id: uuid.UUID) -> str:
 
 async def _document(s: AsyncSession, order_id: uuid.UUID, organizer: str) -> TicketDocument:
     order = await s.get(Order, order_id)
-    if order is None or order.status != OrderStatus.PAID or order.paid_at is None:
+    if (
+        order is None
+        or order.status != OrderStatus.PAID
+        or order.paid_at is None
+        or order.fulfilment in NO_TICKET_YET
+    ):
         raise NotPaid(f"order {order_id} is {order.status if order else 'unknown'}")
     items = (
         await s.scalars(
@@ -80,12 +90,12 @@ async def ticket_pdf(
     async with sessions.begin() as s:
         row = (
             await s.execute(
-                select(Order.status, Ticket.code, Ticket.pdf)
+                select(Order.status, Order.fulfilment, Ticket.code, Ticket.pdf)
                 .outerjoin(Ticket, Ticket.order_id == Order.id)
                 .where(Order.id == order_id)
             )
         ).one_or_none()
-        if row is None or row.status != OrderStatus.PAID:
+        if row is None or row.status != OrderStatus.PAID or row.fulfilment in NO_TICKET_YET:
             raise NotPaid(f"order {order_id} is {row.status if row else 'unknown'}")
         if row.pdf is not None:
             return TicketFile(row.code, row.pdf)

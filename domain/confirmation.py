@@ -31,6 +31,7 @@ class Phase(StrEnum):
     STORE = "store"  # 4
     PARKED = "parked"  # 2a, 2b, already paid, late: money waits for an admin
     MARK_PAID = "mark_paid"  # 5
+    VENDOR = "vendor"  # SEQ-BP-002: paid, waiting for the vendor's acceptance
     TICKET = "ticket"  # 8
     DONE = "done"
 
@@ -119,6 +120,11 @@ class ConfirmationState:
     refund_asked: bool = False
     refunded_note: str | None = None
     captured: bool = False  # this run (or an earlier one) captured the authorization
+    # SEQ-BP-002 (issue 28): the order's acceptance window, if it needs its vendor's
+    # acceptance (from step 2), when that window ends, and the answer once known.
+    accept_seconds: int | None = None
+    accept_by: str | None = None  # ISO 8601
+    fulfilment: str | None = None
     runs: int = 1  # this run's number: 1 + the continue-as-new count
     history_suggested: bool = False  # did any run reach the server's continue-as-new hint
 

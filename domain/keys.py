@@ -35,3 +35,8 @@ def event(type_: str, *parts: object) -> str:
 
 def amount_mismatch(provider: str, transaction_id: str) -> str:
     return f"amount_mismatch:{provider}:{transaction_id}"
+
+
+def fulfilment_changed(order_id: str, to: str) -> str:
+    """A vendor acceptance's transitions: to pending (paid), accepted, rejected; once each."""
+    return f"order.fulfilment_changed:{order_id}:{to}"

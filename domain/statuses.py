@@ -51,6 +51,10 @@ class FulfilmentStatus(StrEnum):
     REJECTED = "rejected"
 
 
+# A rejection's reason when the vendor's window ended unanswered (else the vendor's words).
+VENDOR_TIMEOUT = "timeout"
+
+
 class NotificationStatus(StrEnum):
     """A mail in the outbox: `failed` was given up (refused for good, or deferred past its
     limit); `skipped` was no longer true when its turn came."""

@@ -139,6 +139,13 @@ class PlacedOrderView(OrderView):
     payment: CheckoutPaymentView | None
 
 
+class VendorOrderPage(View):
+    """A vendor's orders, newest first (`GET /vendor/orders`)."""
+
+    orders: list[OrderView]
+    next: str | None  # pass back as `after` for the older ones; None: no more
+
+
 # --- operators ----------------------------------------------------------------------------
 
 

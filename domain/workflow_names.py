@@ -36,6 +36,10 @@ STATE = "state"
 PAID = "paid"
 CLOSED = "closed"
 
+# ConfirmPayment, for an order that waits for its vendor: the vendor's (or the window's)
+# answer, a VendorAnswer (issue 28).
+FULFILMENT = "fulfilment"
+
 # Refund: the gateway's answer (a RefundNotice), and what it has received so far.
 GATEWAY_ANSWER = "gateway_answer"
 ANSWERS = "answers"

@@ -15,6 +15,7 @@ from email.utils import format_datetime, formataddr
 from typing import Any
 
 from domain.money import format_money
+from domain.statuses import VENDOR_TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,19 @@ def _refund_failed(o: MailOrder, data: dict[str, Any], organizer: str, url: str)
     ]
 
 
+def _vendor_rejected(o: MailOrder, data: dict[str, Any], organizer: str, url: str) -> Wording:
+    """SEQ-BP-002: the vendor did not accept the paid order (or did not answer in time)."""
+    ref, total = _short(o.id), format_money(o.amount, o.currency)
+    timed_out = data.get("reason") == VENDOR_TIMEOUT
+    why = "did not confirm it in time" if timed_out else "could not accept it"
+    return f"{organizer}: your order {ref} could not be accepted", [
+        f"we are sorry: the seller of order {ref} {why}, so the order will not be fulfilled.",
+        "",
+        f"Your payment of {total} is being refunded to you in full; you need do nothing.",
+        "We will write again once the refund is done.",
+    ]
+
+
 def _not_applied(o: MailOrder, data: dict[str, Any], organizer: str, url: str) -> Wording:
     """Money that came in and was not applied to the order: what happens to it next."""
     ref, received = _short(o.id), _refund_amount(o, data)
@@ -179,6 +193,7 @@ _KINDS = {
     "refund_done": _refunded,
     "refund_failed": _refund_failed,
     "money_not_applied": _not_applied,
+    "vendor_rejected": _vendor_rejected,
 }
 
 

@@ -20,6 +20,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.capture import CaptureActivities
 from activities.confirmation import ConfirmationActivities
+from activities.fulfilment import AcceptanceWindow
 from activities.notifications import MailConfig, NotificationActivities
 from activities.orders import OrderActivities
 from activities.reconciliation import ReconcileInput, ReconciliationActivities
@@ -125,7 +126,10 @@ def build_worker(
     online = gateways is not None and any(gateway.api is not None for gateway in gateways)
 
     def windows() -> list[Window]:
-        return [PaymentWindow(sessions, orders.look_up_payment if online else None)]
+        return [
+            PaymentWindow(sessions, orders.look_up_payment if online else None),
+            AcceptanceWindow(sessions, client),  # issue 28: the vendor's time to accept
+        ]
 
     return Worker(
         client,

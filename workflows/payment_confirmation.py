@@ -1,7 +1,8 @@
 """UC-35 as one saga: `payment-{provider}-{transaction_id}`.
 
 Read `_advance` top to bottom and it is the use case: 2 validate (2c: an authorization is
-captured, `workflows.confirmation_capture`), 3 idempotency, 4 store, 5 mark paid, 8 ticket,
+captured, `workflows.confirmation_capture`), 3 idempotency, 4 store, 5 mark paid (then, for an
+order that needs it, SEQ-BP-002's vendor acceptance, `workflows.confirmation_vendor`), 8 ticket,
 with 6 (the audit trail, `workflows.confirmation_audit`) written beside it; extensions 2a
 (mismatch), 2b (no order) and 3a (duplicates) are named where they happen.
 Money that cannot be applied is parked here, with an open reconciliation case, until an admin
@@ -55,6 +56,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.confirmation_capture import CaptureStep
     from workflows.confirmation_parked import ParkedMoney
     from workflows.confirmation_requests import AdminRequests
+    from workflows.confirmation_vendor import VendorAcceptance
     from workflows.steps import StepPolicy, StepRunner, unmendable
 
 # The server suggests continue-as-new at 4,096 events (its default); a run continues well
@@ -74,7 +76,7 @@ CASE_STEPS = (VALIDATE, STORE, MARK_PAID)
 
 
 @workflow.defn(name=CONFIRM_PAYMENT)
-class ConfirmPaymentWorkflow(AdminRequests, CaptureStep, ParkedMoney):
+class ConfirmPaymentWorkflow(AdminRequests, CaptureStep, ParkedMoney, VendorAcceptance):
     @workflow.init
     def __init__(self, inp: ConfirmationRun) -> None:
         self._inp = inp
@@ -135,6 +137,8 @@ class ConfirmPaymentWorkflow(AdminRequests, CaptureStep, ParkedMoney):
             await self._decide()
         elif phase == Phase.MARK_PAID:
             await self._mark_paid()  # 5, 5a
+        elif phase == Phase.VENDOR:
+            await self._await_vendor()  # SEQ-BP-002: the vendor accepts, or not
         elif phase == Phase.TICKET:
             await self._ticket()  # 8, 8a
 
@@ -155,7 +159,7 @@ class ConfirmPaymentWorkflow(AdminRequests, CaptureStep, ParkedMoney):
             # authorization for such an order is left uncaptured, on the audit trail too.
             await self._park(v)
             return
-        s.payment_id = v.payment_id
+        s.payment_id, s.accept_seconds = v.payment_id, v.accept_seconds
         await self._set_state(PaymentState.VALIDATED, v.order_id, lean=True)
         await self._capture()  # 2c: an authorization is captured before it is stored
         s.phase = Phase.STORE
@@ -176,7 +180,7 @@ class ConfirmPaymentWorkflow(AdminRequests, CaptureStep, ParkedMoney):
         if done.stored is None:  # 2a, 2b, or money for an order paid or cancelled already
             await self._park(v)
             return True
-        s.payment_id = v.payment_id
+        s.payment_id, s.accept_seconds = v.payment_id, v.accept_seconds
         await self._set_state(PaymentState.VALIDATED, v.order_id, lean=True)
         await self._stored(done.stored)
         return True
@@ -213,7 +217,11 @@ class ConfirmPaymentWorkflow(AdminRequests, CaptureStep, ParkedMoney):
             done = await self._steps.run(
                 MARK_PAID,  # 5a
                 ConfirmationActivities.mark_order_paid_and_ticket,
-                MarkPaidInput(self._store_input(), list(self._confirmation_audit())),
+                MarkPaidInput(
+                    self._store_input(),
+                    list(self._confirmation_audit()),
+                    ticket=s.accept_seconds is None,
+                ),
             )
         else:
             await self._steps.run(
@@ -229,7 +237,9 @@ class ConfirmPaymentWorkflow(AdminRequests, CaptureStep, ParkedMoney):
                 ConfirmationActivities.close_cases,
                 CloseCasesInput(c.provider, c.transaction_id, f"attached to order {s.order_id}"),
             )
-        if done.ticket_code is not None:
+        if self._waits_for_vendor():
+            s.phase = Phase.VENDOR  # its ticket once accepted (none was issued with step 5)
+        elif done.ticket_code is not None:
             s.ticket_code = done.ticket_code
             s.outcome, s.phase = PaymentState.PAID, Phase.DONE
         else:

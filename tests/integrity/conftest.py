@@ -20,6 +20,9 @@ from tests.support.razorpay_server import RazorpayApiServer
 
 KEY_ID, KEY_SECRET = "rzp_test_integrity", "rzp_key_secret_for_integrity_returns"
 WINDOW_SECONDS = int(os.environ.get("PAYSAGA_INTEGRITY_WINDOW_SECONDS", "10"))
+# A vendor's time to accept (issue 28): long enough that accept and reject are drawn before
+# most windows end, short enough that many end within a campaign.
+ACCEPT_SECONDS = int(os.environ.get("PAYSAGA_INTEGRITY_ACCEPT_SECONDS", "20"))
 
 
 @pytest.fixture(scope="session")
@@ -33,13 +36,15 @@ def razorpay_api() -> Iterator[RazorpayApiServer]:
 @pytest.fixture
 def fault_env(razorpay_api: RazorpayApiServer) -> dict[str, str]:
     """The fault tests' timing (first phase 8 s, a slow loop of 2 to 4 s), a payment window
-    short enough to expire within a campaign, and Razorpay online."""
+    and a vendor's acceptance window short enough to end within a campaign, and Razorpay
+    online."""
     return {
         "PAYSAGA_RETRY_FIRST_PHASE_SECONDS": "8",
         "PAYSAGA_RETRY_FAST_MAX_SECONDS": "1",
         "PAYSAGA_RETRY_SLOW_INITIAL_SECONDS": "2",
         "PAYSAGA_RETRY_SLOW_MAX_SECONDS": "4",
         "PAYSAGA_PAYMENT_WINDOW_SECONDS": str(WINDOW_SECONDS),
+        "PAYSAGA_VENDOR_ACCEPT_SECONDS": str(ACCEPT_SECONDS),
         "PAYSAGA_RAZORPAY_KEY_ID": KEY_ID,
         "PAYSAGA_RAZORPAY_KEY_SECRET": KEY_SECRET,
         "PAYSAGA_RAZORPAY_API_BASE": razorpay_api.url,

@@ -74,6 +74,12 @@ class OrderModel:
     attempt_pending: set[bool] = field(default_factory=lambda: {True})
     money: set[str] = field(default_factory=set)  # txs of its own amount that may pay it
     spent_intents: set[str] = field(default_factory=set)  # Stripe: an intent is one tx
+    # Issue 28 (`tests.integrity.vendor_rules`): an order of the vendor's product, which
+    # waits for the vendor's acceptance once paid: where that stands (None: not paid), and
+    # when its window ends (epoch seconds, as last read).
+    vendor: bool = False
+    fulfilment: set[str | None] = field(default_factory=lambda: {None})
+    accept_by: float | None = None
 
     def left(self, now: float | None = None) -> float:
         return self.expires_at - (time.time() if now is None else now)

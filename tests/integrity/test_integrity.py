@@ -80,6 +80,7 @@ from tests.integrity.model import (
 from tests.integrity.model import (
     Product as ProductModel,
 )
+from tests.integrity.vendor_rules import VendorRules, vendor_journal, waits_for_vendor
 from tests.support.fault_stack import FaultStack, open_stack
 from tests.support.gateway_events import failed, refund_notice, signed_confirmation
 from tests.support.razorpay_server import RazorpayApiServer
@@ -211,7 +212,7 @@ def pick(items: list[T], i: int) -> T | None:
     return items[i % len(items)] if items else None
 
 
-class IntegrityMachine(RuleBasedStateMachine):
+class IntegrityMachine(VendorRules, RuleBasedStateMachine):
     world: ClassVar[World]
     campaign: ClassVar[Campaign]
     CASE_PAGE: ClassVar[int] = 500  # the API's largest page of open cases
@@ -346,8 +347,8 @@ class IntegrityMachine(RuleBasedStateMachine):
     def create_order(self, provider: str, sku_i: int) -> None:
         self.step(f"create_order:{provider}", self._create_order(provider, sku_i))
 
-    async def _create_order(self, provider: str, sku_i: int) -> None:
-        sku = sorted(self.m.products)[sku_i]  # two products, made first
+    async def _create_order(self, provider: str, sku_i: int, sku: str | None = None) -> None:
+        sku = sku or sorted(self.m.products)[sku_i]  # two products, made first
         available = self.m.available(sku)
         body = {"items": [{"sku": sku, "quantity": 1}], "provider": provider}
         created = await self.call("POST", "/orders", owner(), body)
@@ -927,7 +928,7 @@ class IntegrityMachine(RuleBasedStateMachine):
                     and not state.stuck
                     and not state.pending_audit
                     and state.refunded_note is None
-                ):
+                ) and not await self._waits_quietly(state, m):
                     busy.append(f"{workflow_id} {state.state} ({state.phase})")
             else:
                 assert status_ == WorkflowExecutionStatus.COMPLETED, f"{workflow_id}: {status_}"
@@ -947,7 +948,7 @@ class IntegrityMachine(RuleBasedStateMachine):
         for o in self.m.orders.values():
             if statuses[o.id] == "awaiting_payment" and o.expires_at - NEAR_SECONDS < end:
                 busy.append(f"order {o.id} awaiting at its window's end")
-        return busy
+        return busy + await self._vendor_busy()
 
     def _windows_closed(self, before: float, after: float) -> None:
         """Time passes in the model too: an order nobody paid whose window ended before the
@@ -972,6 +973,7 @@ class IntegrityMachine(RuleBasedStateMachine):
             assert answer.status_code == 200, answer.text
             views[o.id] = answer.json()
         self._windows_closed(self._read_from, time.time())
+        self._vendor_windows_closed(views)  # issue 28
         for m in self.m.money.values():
             problems += await self._compare_money(m, views)
         for o in self.m.orders.values():
@@ -1009,7 +1011,7 @@ class IntegrityMachine(RuleBasedStateMachine):
                 p.append(f"order {o.id} ({status}) holds {x['transaction_id']}, not late money")
         if status in ("paid", "refunded") and len(held) != 1:
             p.append(f"order {o.id} is {status} with {len(held)} paid payments")
-        if status == "paid" and view["ticket"] is None:
+        if status == "paid" and view["ticket"] is None and view["fulfilment"] in (None, "accepted"):
             p.append(f"order {o.id} paid without a ticket")
         if status in ("awaiting_payment", "cancelled") and view["ticket"] is not None:
             p.append(f"order {o.id} ({status}) has a ticket")
@@ -1025,6 +1027,7 @@ class IntegrityMachine(RuleBasedStateMachine):
             p.append(f"order {o.id}: attempt {attempt['status']}, model {o.attempt_pending}")
         o.attempt_pending = {pending}
         p += await self._journal(o, view, held)
+        p += self._compare_fulfilment(o, view)  # issue 28
         return p
 
     async def _journal(
@@ -1070,7 +1073,7 @@ class IntegrityMachine(RuleBasedStateMachine):
             p.append(f"order {o.id} cancelled without an audit entry: {sorted(audit)}")
         if status == "refunded" and audit["refund.succeeded"] != 1:
             p.append(f"order {o.id} refunded with {audit['refund.succeeded']} refund audits")
-        return p
+        return p + vendor_journal(view, events, audit)
 
     async def _compare_money(self, m: Money, views: dict[str, dict[str, Any]]) -> list[str]:
         p: list[str] = []
@@ -1125,6 +1128,10 @@ class IntegrityMachine(RuleBasedStateMachine):
             fate = RESOLVED
         elif running and state == "refund_pending" and refund is not None:
             fate = REFUND_PENDING
+        elif running and state == "paid" and payment is not None and payment[0] == payment[3]:
+            # Issue 28: applied, its confirmation waiting for the order's vendor (the order
+            # compared says whether it may).
+            fate = APPLIED if payment[0] == "paid" else APPLIED_REFUNDED
         elif running and payment is not None and (payment[0], payment[3]) == ("paid", "cancelled"):
             if "late_payment" in open_kinds:
                 fate = LATE
@@ -1209,6 +1216,8 @@ class IntegrityMachine(RuleBasedStateMachine):
                         st_ = await s.scalar(select(Order.status).where(Order.id == order_id))
                         return None if st_ == "awaiting_payment" else f"order is {st_}"
                     _, provider, tx = w_id.split("-", 2)
+                    if kind == "ConfirmPayment" and await waits_for_vendor(s, provider, tx):
+                        return None  # on its own timer until the vendor's window ends
                     if kind == "Refund":
                         rs = await s.scalar(
                             select(Refund.status).where(

@@ -88,7 +88,7 @@ class FakeActivities:
         """Steps 5, 6 and 8 at once, as the database takes them on the happy path."""
         self.effects.add(("mark_paid", inp.store.order_id))
         self.audit |= {e.dedupe_key: e.action for e in inp.audit}
-        return MarkedPaid(True, True, f"ticket-for-{inp.store.order_id}")
+        return MarkedPaid(True, True, f"ticket-for-{inp.store.order_id}" if inp.ticket else None)
 
     @activity.defn(name="write_audit")
     async def write_audit(self, entries: list[AuditRecord]) -> None:
