@@ -43,6 +43,10 @@ class VendorAcceptance:
     _s: ConfirmationState
     _steps: StepRunner
 
+    def leaving_task(self) -> None:
+        """The workflow's (`ConfirmPaymentWorkflow.leaving_task`)."""
+        raise NotImplementedError
+
     @workflow.signal(name=FULFILMENT)
     def fulfilment(self, answer: VendorAnswer) -> None:
         """The vendor's or the window's decision, after it committed: the first one counts
@@ -60,6 +64,9 @@ class VendorAcceptance:
         if s.accept_by is None:  # first time here (a continued run carries it)
             s.accept_by = (workflow.now() + timedelta(seconds=s.accept_seconds)).isoformat()
             self._order_state(FulfilmentStatus.PENDING_VENDOR_ACCEPTANCE)
+        # The wait may be long: `PaymentState` (paid), held back by the lean step 5 for the
+        # end of the task, is written before it, so the UI shows it meanwhile.
+        self.leaving_task()
         checks = 0
         while s.fulfilment is None:
             until = datetime.fromisoformat(s.accept_by) + GRACE
