@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import OrderItem, Product
@@ -69,38 +69,55 @@ class Reserved:
         ]
 
 
-async def reserve(s: AsyncSession, items: dict[str, int]) -> Reserved:
-    """Takes every item's quantity off its product's stock; OutOfStock names every sku that
-    is unknown or short, MixedCurrencies and MixedVendors refuse what one order cannot hold
-    (the caller's transaction then rolls back what was taken)."""
-    lines: list[Line] = []
-    unavailable = []
-    # Sorted, so two orders for the same skus lock rows in the same order (no deadlock).
-    for sku in sorted(items):
-        quantity = items[sku]
-        row = (
-            await s.execute(
-                update(Product)
-                .where(Product.sku == sku, Product.stock >= quantity)
-                .values(stock=Product.stock - quantity)
-                .returning(
-                    Product.name,
-                    Product.unit_amount,
-                    Product.currency,
-                    Product.vendor,
-                    Product.requires_acceptance,
-                )
-            )
-        ).one_or_none()
-        if row is None:
-            unavailable.append(sku)  # go on: the answer names every unavailable sku
-        else:
-            lines.append(Line(sku, quantity, *row))
+async def price(s: AsyncSession, items: dict[str, int]) -> Reserved:
+    """What the items cost and who sells them, read without a lock (a product's price,
+    currency and vendor never change). OutOfStock names every sku that is unknown or short
+    now; MixedCurrencies and MixedVendors refuse what one order cannot hold. Nothing is taken
+    yet: `take_stock` does that, last."""
+    rows = {
+        row.sku: row
+        for row in await s.execute(
+            select(
+                Product.sku,
+                Product.stock,
+                Product.name,
+                Product.unit_amount,
+                Product.currency,
+                Product.vendor,
+                Product.requires_acceptance,
+            ).where(Product.sku.in_(items))
+        )
+    }
+    unavailable = [sku for sku in sorted(items) if sku not in rows or rows[sku].stock < items[sku]]
     if unavailable:
         raise OutOfStock(unavailable)
+    lines = [
+        Line(sku, items[sku], r.name, r.unit_amount, r.currency, r.vendor, r.requires_acceptance)
+        for sku, r in sorted((sku, rows[sku]) for sku in items)
+    ]
     amount, currency = _priced(lines)
     vendor = _one_vendor(lines)
     return Reserved(lines, amount, currency, vendor, any(i.requires_acceptance for i in lines))
+
+
+async def take_stock(s: AsyncSession, items: dict[str, int]) -> None:
+    """Takes every item's quantity off its product's stock, or raises OutOfStock naming the
+    skus that were short (the caller's transaction rolls back what was taken). The checkout's
+    last statement: in a drop every checkout updates the same product row, whose lock is held
+    until commit, so everything else the order writes comes before it."""
+    short = []
+    # Sorted, so two orders for the same skus lock rows in the same order (no deadlock).
+    for sku in sorted(items):
+        taken = await s.scalar(
+            update(Product)
+            .where(Product.sku == sku, Product.stock >= items[sku])
+            .values(stock=Product.stock - items[sku])
+            .returning(Product.sku)
+        )
+        if taken is None:
+            short.append(sku)
+    if short:
+        raise OutOfStock(short)
 
 
 def _priced(lines: list[Line]) -> tuple[int, str]:

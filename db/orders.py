@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import journal
 from db.acceptance import acceptance_on_payment, acceptance_opened
-from db.catalog import reserve
+from db.catalog import price, take_stock
 from db.holds import Limits, check_limits
 from db.models import Order, OrderItem, Payment, Product
 from db.order_view import placed_view
@@ -90,7 +90,7 @@ async def create_order(s: AsyncSession, new: NewOrder) -> Placed:
     expires_at = now + timedelta(seconds=new.window_seconds)
     if new.limits is not None:
         await check_limits(s, new.customer_id, sum(new.items.values()), new.limits)
-    reserved = await reserve(s, new.items)
+    reserved = await price(s, new.items)
     amount, currency = reserved.amount, reserved.currency
     # Plain inserts, not the unit of work: the checkout is the hottest write path, and the
     # ORM's flush bookkeeping was a tenth of the API's CPU under eight checkouts at once.
@@ -129,6 +129,7 @@ async def create_order(s: AsyncSession, new: NewOrder) -> Placed:
         keys.event("OrderCreated", order_id),
         {"amount": amount, "currency": currency, "customer_id": new.customer_id},
     )
+    await take_stock(s, new.items)  # last: see there
     return Placed(order_id, expires_at, view)
 
 
