@@ -24,13 +24,14 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.confirmation_inputs import (
+    ConfirmedAtOnce,
     MarkedPaid,
     MarkPaidInput,
     StoreInput,
-    ValidatedStored,
     ValidateInput,
     Validation,
 )
+from activities.confirmation_paid import paid_at_once, write_trail
 from activities.parked_money import ParkedMoneyActivities
 from activities.unprocessable import printable, refusing_bad_data
 from db import journal
@@ -222,11 +223,6 @@ async def _store(s: AsyncSession, inp: StoreInput) -> bool:
     return True
 
 
-async def _audited(s: AsyncSession, records: list[AuditRecord]) -> bool:
-    await journal.write_audit(s, records)
-    return True
-
-
 def _authorization(c: Confirmation, v: Validation, status: str | None) -> Validation:
     """An authorization is captured only for an order awaiting payment that it matches.
     Anything else is left uncaptured, so the gateway voids it: never captured and then
@@ -266,22 +262,31 @@ class ConfirmationActivities(ParkedMoneyActivities):
             return False
 
     @activity.defn
-    async def validate_and_store(self, inp: ValidateInput) -> ValidatedStored:
-        """UC-35 steps 2 and 4 in one transaction, for money that needs no capture between
-        them (issue 24: one step of the worker where the happy path had two). `stored` is
-        None when the confirmation does not match (then nothing is written); False when the
-        order's payment was taken by another transaction."""
-        v = Validation(CaseKind.UNMATCHED)
+    async def confirm_at_once(self, inp: ValidateInput) -> ConfirmedAtOnce:
+        """UC-35 steps 2, 4 and 5, with 6 and 8, in one transaction, for money that needs no
+        capture between them (issue 24: one step of the worker where the happy path had
+        five). Each outcome is the one the steps taken one at a time would have: `stored`
+        None when the confirmation does not match (nothing written), False when the order's
+        payment was taken by another transaction; `marked` None when the order can no longer
+        be paid (the payment stays stored, and the workflow's own step 5 parks it). The audit
+        entries and the ticket go in a savepoint each, as in `mark_order_paid_and_ticket`;
+        an order that waits for its vendor gets no ticket yet (issue 28)."""
+        c = inp.confirmation
+        v, marked = Validation(CaseKind.UNMATCHED), None
         try:
             async with refusing_bad_data(self.sessions) as s:
                 v, _ = await _match(s, inp)
                 if v.outcome != "matched":
-                    return ValidatedStored(v, None)
+                    return ConfirmedAtOnce(v, None)
                 assert v.order_id is not None and v.payment_id is not None
-                stored = await _store(s, StoreInput(inp.confirmation, v.order_id, v.payment_id))
-                return ValidatedStored(v, stored)
+                if not await _store(s, StoreInput(c, v.order_id, v.payment_id)):
+                    return ConfirmedAtOnce(v, False)
+                marked = await paid_at_once(s, c, v)
         except IntegrityError:
-            return ValidatedStored(v, False)
+            return ConfirmedAtOnce(v, False)
+        if marked is not None:
+            self._count_paid(marked.changed, c)
+        return ConfirmedAtOnce(v, True, marked)
 
     @activity.defn
     async def mark_order_paid(self, inp: StoreInput) -> bool:
@@ -313,7 +318,7 @@ class ConfirmationActivities(ParkedMoneyActivities):
         try:
             async with refusing_bad_data(self.sessions) as s:
                 changed = await mark_paid(s, order_id, c.provider, c.transaction_id)
-                audited = await in_savepoint(s, "audit", lambda: _audited(s, inp.audit))
+                audited = await in_savepoint(s, "audit", lambda: write_trail(s, inp.audit))
                 ticket = (
                     await in_savepoint(s, "ticket", lambda: issue_code(s, order_id))
                     if inp.ticket
@@ -383,7 +388,7 @@ class ConfirmationActivities(ParkedMoneyActivities):
             self.ask_refund,
             self.record_refund,
             self.store_payment,
-            self.validate_and_store,
+            self.confirm_at_once,
             self.mark_order_paid,
             self.mark_order_paid_and_ticket,
             self.write_audit,

@@ -52,12 +52,14 @@ class StoreInput:
 
 
 @dataclass(frozen=True)
-class ValidatedStored:
-    """Steps 2 and 4 at once (`validate_and_store`): `stored` None when the confirmation
-    does not match its order (nothing written), False when the order's money is another's."""
+class ConfirmedAtOnce:
+    """Steps 2, 4 and 5 (with 6 and 8) at once (`confirm_at_once`): `stored` None when the
+    confirmation does not match its order (nothing written), False when the order's money is
+    another's; `marked` None unless step 5 went through with them."""
 
     validation: Validation
     stored: bool | None
+    marked: MarkedPaid | None = None
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ log = logging.getLogger("paysaga.windows")
 # An order's look-up at its gateway before its window closes, as `OrderActivities`' does it.
 LookUp = Callable[[str], Awaitable[str]]
 LOOK_UP_SECONDS = 90.0  # the gateway's call plus up to a minute for the confirmation it starts
+DRAIN_HEARTBEAT_SECONDS = 2.0  # well within the round's heartbeat timeout (10 s)
 
 
 class Window(Protocol):
@@ -167,6 +168,11 @@ class WindowActivities:
             for window in windows:
                 await window.drain(cancel=True)
             raise
-        for window in windows:
-            await window.drain()
+        # A close may still take a while (a gateway look-up: up to LOOK_UP_SECONDS): the round
+        # keeps heartbeating meanwhile, or the server would start another beside it.
+        draining = asyncio.ensure_future(asyncio.gather(*(w.drain() for w in windows)))
+        while not draining.done():
+            activity.heartbeat()
+            await asyncio.wait({draining}, timeout=DRAIN_HEARTBEAT_SECONDS)
+        await draining
         return found

@@ -38,9 +38,11 @@ WINDOW = "system:vendor_window"
 class NotPending(Exception):
     """The order is not waiting for its vendor (any more): a 409 with why."""
 
-    def __init__(self, fulfilment: str | None, status: str | None) -> None:
+    def __init__(self, fulfilment: str | None, status: str | None, ended: bool = False) -> None:
         if fulfilment is None:
             why = "the order does not wait for a vendor's acceptance"
+        elif fulfilment == PENDING and ended:
+            why = "the time to accept the order has ended; it is being rejected and refunded"
         elif fulfilment == PENDING:
             why = f"the order is {status}; only a paid order can be accepted"
         else:
@@ -71,6 +73,9 @@ async def accept(s: AsyncSession, order_id: uuid.UUID, actor: str) -> Decided:
                 Order.id == order_id,
                 Order.fulfilment == PENDING,
                 Order.status == OrderStatus.PAID,
+                # Not after the window's end, even while the keeper has yet to close it:
+                # the order is then the window's, whose rejection refunds it.
+                Order.accept_by > func.now(),
             )
             .values(fulfilment=FulfilmentStatus.ACCEPTED, updated_at=func.now())
             .returning(Order.vendor)
@@ -143,9 +148,13 @@ async def _record(
 
 async def _not_pending(s: AsyncSession, order_id: uuid.UUID) -> NotPending:
     row = (
-        await s.execute(select(Order.fulfilment, Order.status).where(Order.id == order_id))
+        await s.execute(
+            select(Order.fulfilment, Order.status, Order.accept_by <= func.now()).where(
+                Order.id == order_id
+            )
+        )
     ).one_or_none()
-    return NotPending(row.fulfilment, row.status) if row else NotPending(None, None)
+    return NotPending(*row) if row else NotPending(None, None)
 
 
 async def _payment_of(s: AsyncSession, order_id: uuid.UUID) -> tuple[str | None, str | None]:

@@ -54,6 +54,28 @@ class AuditRecord:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
+def confirmation_records(c: Confirmation, order_id: str) -> tuple[AuditRecord, AuditRecord]:
+    """Steps 6's entries for a confirmation applied to its order: the payment confirmed by
+    its gateway, and the order's status change (written by the saga, or with step 5)."""
+    source = {"provider": c.provider, "transaction_id": c.transaction_id}
+    return (
+        AuditRecord(
+            order_id,
+            f"gateway:{c.provider}",
+            "payment.confirmed",
+            keys.payment_confirmed(c.provider, c.transaction_id),
+            source
+            | {
+                "amount": c.amount,
+                "currency": c.currency,
+                "event_id": c.event_id,
+                "event_type": c.event_type,
+            },
+        ),
+        order_paid_record(order_id, c.provider, c.transaction_id, "paysaga"),
+    )
+
+
 def order_paid_record(
     order_id: str, provider: str, transaction_id: str, actor: str, **extra: object
 ) -> AuditRecord:
@@ -173,3 +195,7 @@ class ConfirmationRun:
     confirmation: Confirmation
     recovery: RecoveryTiming | None = None
     carried: ConfirmationState | None = None
+    # The lean happy path (issue 24): set by every start since; a run recorded before has
+    # no such field and replays the steps one at a time. An input, not `workflow.patched`:
+    # a patch costs every run a marker and a visibility write (TemporalChangeVersion).
+    lean: bool = False

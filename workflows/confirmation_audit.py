@@ -15,8 +15,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.confirmation import ConfirmationActivities
-    from domain import keys
-    from domain.confirmation import AuditRecord, ConfirmationState, Phase, order_paid_record
+    from domain.confirmation import AuditRecord, ConfirmationState, Phase, confirmation_records
     from domain.payments import Confirmation
     from workflows.steps import StepPolicy, StepRunner
 
@@ -75,22 +74,5 @@ class AuditTrail:
             )
 
     def _confirmation_audit(self) -> tuple[AuditRecord, AuditRecord]:
-        c, order_id = self._c, self._s.order_id
-        assert order_id is not None
-        source = {"provider": c.provider, "transaction_id": c.transaction_id}
-        return (
-            AuditRecord(
-                order_id,
-                f"gateway:{c.provider}",
-                "payment.confirmed",
-                keys.payment_confirmed(c.provider, c.transaction_id),
-                source
-                | {
-                    "amount": c.amount,
-                    "currency": c.currency,
-                    "event_id": c.event_id,
-                    "event_type": c.event_type,
-                },
-            ),
-            order_paid_record(order_id, c.provider, c.transaction_id, "paysaga"),
-        )
+        assert self._s.order_id is not None
+        return confirmation_records(self._c, self._s.order_id)

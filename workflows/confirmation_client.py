@@ -67,7 +67,7 @@ async def start_confirmation(
     try:
         await client.start_workflow(
             CONFIRM_PAYMENT,
-            ConfirmationRun(c, recovery),
+            ConfirmationRun(c, recovery, lean=True),
             id=confirmation_workflow_id(c.provider, c.transaction_id),
             task_queue=task_queue,
             # A completed confirmation is never run again; a running one is not started twice.

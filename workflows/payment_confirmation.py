@@ -63,10 +63,10 @@ with workflow.unsafe.imports_passed_through():
 # before, so a burst of signals inside one workflow task cannot carry it past the hint, and a
 # worker that must replay a run from its start (after a restart) replays a short one.
 HISTORY_BUDGET = 1_000
-# The happy path made lean (issue 24): steps 5, 6 and 8 in one activity where the database
-# takes them together, and `PaymentState` written once per workflow task instead of once per
-# step (the states in between were never visible: the task completes them all at once).
-LEAN_HAPPY_PATH = "lean-happy-path"
+# The lean happy path (issue 24, `ConfirmationRun.lean`): steps 2 to 8 in one local activity
+# where the database takes them together, and `PaymentState` written once per workflow task
+# instead of once per step (the states in between were never visible: the task completes
+# them all at once).
 
 # 4a and 5a: the steps whose escalation says `needs_reconciliation` and opens a case.
 VALIDATE = StepPolicy("validate", case=CaseKind.STORE_FAILED)
@@ -86,13 +86,10 @@ class ConfirmPaymentWorkflow(AdminRequests, CaptureStep, ParkedMoney, VendorAcce
         self._case_tasks: dict[str, asyncio.Task[None]] = {}
         self._writing = 0  # how many pending audit entries the writer has in flight
         self._unwritten: list[SearchAttributeUpdate[str]] = []  # `_set_state(..., lean=True)`
-        self._lean = False  # LEAN_HAPPY_PATH, decided once as the run starts
+        self._lean = inp.lean  # a continue-as-new carries it with the input
 
     @workflow.run
     async def run(self, inp: ConfirmationRun) -> ConfirmationOutcome:
-        # Asked first, before any command: a patch first asked after a local activity's
-        # result replayed as not taken under load (a nondeterminism error in CI).
-        self._lean = workflow.patched(LEAN_HAPPY_PATH)
         s = self._s
         saga = asyncio.create_task(self._saga())
         # 6: the audit trail is written beside the saga, never in its way (6a).
@@ -100,6 +97,8 @@ class ConfirmPaymentWorkflow(AdminRequests, CaptureStep, ParkedMoney, VendorAcce
         await workflow.wait_condition(lambda: saga.done() or self._history_full())
         if saga.done():
             saga.result()  # a bug surfaces here, failing the run visibly in the UI
+            if s.pending_audit:  # the trail is behind: the saga's last state shows meanwhile
+                self.leaving_task()
             await workflow.wait_condition(lambda: audit.done() or self._history_full())
         if not audit.done():
             await self._continue_as_new(saga, audit)
@@ -165,13 +164,13 @@ class ConfirmPaymentWorkflow(AdminRequests, CaptureStep, ParkedMoney, VendorAcce
         s.phase = Phase.STORE
 
     async def _validate_and_store(self) -> bool:
-        """2 and 4 in one local step where nothing comes between them (no capture), with the
-        same outcomes as `_validate` then `_store`. False when the database did not take it:
-        then the two steps run one at a time, each failing its own way (4a), so a case
-        opened for a payment that cannot be stored names its order."""
+        """2, 4 and 5 (with 6 and 8) in one local step where nothing comes between them (no
+        capture), with the same outcomes as the steps one at a time. False when the database
+        did not take it: then the steps run one at a time, each failing its own way (4a, 5a),
+        so a case opened for a payment that cannot be stored names its order."""
         c, s = self._c, self._s
         local = await self._steps.locally(
-            ConfirmationActivities.validate_and_store, ValidateInput(c, s.attach_to)
+            ConfirmationActivities.confirm_at_once, ValidateInput(c, s.attach_to)
         )
         if local is None:
             return False
@@ -183,6 +182,8 @@ class ConfirmPaymentWorkflow(AdminRequests, CaptureStep, ParkedMoney, VendorAcce
         s.payment_id, s.accept_seconds = v.payment_id, v.accept_seconds
         await self._set_state(PaymentState.VALIDATED, v.order_id, lean=True)
         await self._stored(done.stored)
+        if done.marked is not None and s.phase == Phase.MARK_PAID:
+            await self._marked(done.marked)  # else step 5 on its own decides (late: parked)
         return True
 
     async def _store(self) -> None:
@@ -207,7 +208,7 @@ class ConfirmPaymentWorkflow(AdminRequests, CaptureStep, ParkedMoney, VendorAcce
             await self._park(Validation(CaseKind.ALREADY_PAID, s.order_id, reason=reason))
 
     async def _mark_paid(self) -> None:
-        c, s = self._c, self._s
+        s = self._s
         # 5: Paid/Confirmed, only once the payment row exists and only if the order still
         # awaits payment (5a: waited out, the order ends paid once). With it, where the
         # database takes them, the audit entries (6) and the ticket (8); whichever it refuses
@@ -229,6 +230,11 @@ class ConfirmPaymentWorkflow(AdminRequests, CaptureStep, ParkedMoney, VendorAcce
                 ConfirmationActivities.mark_order_paid,
                 self._store_input(),
             )
+        await self._marked(done)
+
+    async def _marked(self, done: MarkedPaid) -> None:
+        """After step 5: what of 6 and 8 went with it, and what follows."""
+        c, s = self._c, self._s
         await self._set_state(PaymentState.PAID, lean=True)
         if not done.audited:
             self._queue_audit(*self._confirmation_audit())

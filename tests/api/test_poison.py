@@ -83,7 +83,7 @@ async def test_poison_past_the_edge_parks_as_an_unprocessable_case(stack: Stack)
     workflow_id = f"payment-razorpay-forged-{uuid.uuid4().hex[:8]}"
     await stack.client.start_workflow(
         ConfirmPaymentWorkflow.run,
-        ConfirmationRun(poison),
+        ConfirmationRun(poison, lean=True),
         id=workflow_id,
         task_queue=stack.task_queue,
     )

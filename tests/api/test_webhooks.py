@@ -275,7 +275,8 @@ async def test_database_key_decides_after_workflow_retention(stack: Stack) -> No
                 order["currency"],
                 "evt_replayed",
                 "payment.captured",
-            )
+            ),
+            lean=True,
         ),
         id=f"{workflow_id}-rerun",
         task_queue=stack.task_queue,

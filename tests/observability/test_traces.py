@@ -30,11 +30,8 @@ from tests.support.stack import Stack, settings_for
 
 WEBHOOK_SPAN = "POST /api/v1/webhooks/stripe"
 CONFIRMATION = "ConfirmPayment"  # the workflow's registered name
-# The happy path's activities: UC-35 steps 2 with 4, then 5 with 6 and 8, two transactions.
-ACTIVITIES = (
-    "validate_and_store",
-    "mark_order_paid_and_ticket",
-)
+# The happy path's activity: UC-35 steps 2, 4 and 5 with 6 and 8, one transaction.
+ACTIVITIES = ("confirm_at_once",)
 
 
 @dataclass(frozen=True)
@@ -224,6 +221,6 @@ async def test_one_trace_from_webhook_through_workflow_and_activities(
             span = by_id[span.parent_id]
         return span
 
-    for name in (f"StartWorkflow:{CONFIRMATION}", "RunActivity:mark_order_paid_and_ticket"):
+    for name in (f"StartWorkflow:{CONFIRMATION}", "RunActivity:confirm_at_once"):
         (span,) = [s for s in trace if s.name == name]
         assert root_of(span) == webhooks[0]

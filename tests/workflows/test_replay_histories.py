@@ -225,7 +225,7 @@ async def record(env: WorkflowEnvironment, name: str) -> None:
     ):
         handle: Handle = await env.client.start_workflow(
             ConfirmPaymentWorkflow.run,
-            ConfirmationRun(confirmation, FAST),
+            ConfirmationRun(confirmation, FAST, lean=name.startswith("lean_")),
             id=f"replay-{name}",
             task_queue=queue,
         )

@@ -1,8 +1,7 @@
 """The confirmation's wait for a vendor's acceptance (SEQ-BP-002, issue 28), with mocked
 activities: the `fulfilment` signal decides; without it the order's row is read once the
 window (plus its grace) has passed, and read again while it still says pending; no history
-gains a patch marker of its own (a patch asked mid-run broke replay on main; the one marker
-is the lean path's, asked as every run starts), and an order that needs no
+gains a patch marker (a patch asked mid-run broke replay on main), and an order that needs no
 acceptance gains not one command (no search attribute, no read).
 
 The row-reading paths run unsandboxed so the module's grace can be shortened for the test."""
@@ -32,7 +31,7 @@ from domain.statuses import FulfilmentStatus
 from domain.workflow_names import ORDER_STATE
 from tests.workflows.test_payment_confirmation import CONFIRMATION, FakeActivities
 from workflows import confirmation_vendor
-from workflows.payment_confirmation import LEAN_HAPPY_PATH, ConfirmPaymentWorkflow
+from workflows.payment_confirmation import ConfirmPaymentWorkflow
 
 PENDING = FulfilmentStatus.PENDING_VENDOR_ACCEPTANCE
 Handle = WorkflowHandle[ConfirmPaymentWorkflow, ConfirmationOutcome]
@@ -77,7 +76,7 @@ async def started(
     )
     handle = await env.client.start_workflow(
         ConfirmPaymentWorkflow.run,
-        ConfirmationRun(CONFIRMATION),
+        ConfirmationRun(CONFIRMATION, lean=True),
         id=f"wf-{queue}",
         task_queue=queue,
     )
@@ -139,7 +138,7 @@ async def test_the_signal_decides_and_only_an_accepted_order_gets_its_ticket(
     assert (state.state, state.fulfilment) == ("completed", answer)
     assert await order_state(handle) == answer
     assert fake.reads == 0  # the signal came: the row was never read
-    assert await patches(handle) == [LEAN_HAPPY_PATH]  # asked as the run starts, not here
+    assert await patches(handle) == []
     await replays(handle)
 
 
@@ -149,7 +148,7 @@ async def test_an_ordinary_order_issues_no_command_more(temporal_env: WorkflowEn
     async with worker:
         outcome = await handle.result()
     assert (outcome.outcome, outcome.ticket_code) == ("paid", "ticket-for-order-1")
-    assert await patches(handle) == [LEAN_HAPPY_PATH]  # asked as the run starts, not here
+    assert await patches(handle) == []
     assert await order_state(handle) is None
     assert fake.reads == 0
 
