@@ -18,7 +18,6 @@ that (a pending refund with no workflow running).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from datetime import timedelta
@@ -29,6 +28,7 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from activities.windows import Closing
 from db.fulfilment import PENDING, TIMEOUT, WINDOW, Decided, NotPending, reject
 from db.models import Order, Refund
 from domain.fulfilment import VendorAnswer
@@ -45,7 +45,7 @@ RECOVER_WITHIN = timedelta(minutes=10)
 RECOVER_BATCH = 100  # a poll's worth; more are found by the next recovery
 
 
-class AcceptanceWindow:
+class AcceptanceWindow(Closing):
     """A `Window` of `activities.windows` (its protocol, exactly): `close_due` starts
     rejecting what is due, at most `concurrency` orders in flight, and returns how many it
     started; `drain` waits for them (or cancels them: a rejection is one transaction, redone
@@ -62,12 +62,9 @@ class AcceptanceWindow:
         task_queue: str | None = None,
         concurrency: int = 16,
     ) -> None:
-        self.sessions = sessions
+        super().__init__(sessions, concurrency)  # `closed`: the orders it rejected
         self.client = client
         self.task_queue = task_queue
-        self.concurrency = concurrency
-        self.closed = 0  # orders this window rejected
-        self._in_flight: dict[uuid.UUID, asyncio.Task[None]] = {}
         # Look for refunds not started: at first (a fresh window after a crash or a new
         # round) and after anything failed.
         self._recover = True
@@ -78,49 +75,27 @@ class AcceptanceWindow:
         if self._recover:  # rare (a new round, a failure), and a query when nothing is lost
             self._recover = False
             await self._start_lost_refunds()
-        room = self.concurrency - len(self._in_flight)
-        if room <= 0:
-            return 0
-        query = (
-            select(Order.id)
-            .where(Order.fulfilment == PENDING, Order.accept_by <= func.now())
-            .order_by(Order.accept_by)
-            .limit(room)
+        return await self.start_due(
+            lambda room: (
+                select(Order.id)
+                .where(Order.fulfilment == PENDING, Order.accept_by <= func.now())
+                .order_by(Order.accept_by)
+                .limit(room)
+            )
         )
-        if self._in_flight:
-            query = query.where(Order.id.not_in(list(self._in_flight)))
-        async with self.sessions() as s:
-            due = (await s.scalars(query)).all()
-        for order_id in due:
-            self._in_flight[order_id] = asyncio.create_task(self._close_in_flight(order_id))
-        return len(due)
 
-    async def drain(self, cancel: bool = False) -> None:
-        tasks = list(self._in_flight.values())
-        if cancel:
-            for task in tasks:
-                task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def _close_in_flight(self, order_id: uuid.UUID) -> None:
-        try:
-            closed = await self._close(order_id)  # not `+= await`: it reads before awaiting
-            self.closed += closed
-        finally:
-            self._in_flight.pop(order_id, None)
-
-    async def _close(self, order_id: uuid.UUID) -> int:
+    async def _close(self, order_id: uuid.UUID) -> bool:
         try:
             async with self.sessions.begin() as s:
                 decided = await reject(s, order_id, WINDOW, TIMEOUT)
         except NotPending:
-            return 0  # the vendor answered first
+            return False  # the vendor answered first
         except Exception as exc:
             log.warning("order %s: acceptance window not closed yet: %s", order_id, exc)
-            return 0
+            return False
         log.info("order %s: not accepted in time: rejected, refund asked", order_id)
         await self._follow(decided)
-        return 1
+        return True
 
     async def _follow(self, decided: Decided) -> None:
         """The refund started and the confirmation told, after the commit."""

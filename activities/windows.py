@@ -24,9 +24,9 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import Select, and_, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
@@ -55,7 +55,52 @@ class Window(Protocol):
     async def drain(self, cancel: bool = False) -> None: ...
 
 
-class PaymentWindow:
+class Closing:
+    """What every window does with what is due: its closes run beside the poll, at most
+    `concurrency` at once, an order never twice at a time; `closed` counts the orders its
+    `_close` changed. A window says what is due (`start_due`'s query) and how one closes."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], concurrency: int) -> None:
+        self.sessions = sessions
+        self.concurrency = concurrency
+        self.closed = 0
+        self._in_flight: dict[uuid.UUID, asyncio.Task[None]] = {}
+
+    async def _close(self, order_id: uuid.UUID) -> bool:
+        """Closes one order, idempotently; True if it changed it."""
+        raise NotImplementedError
+
+    async def start_due(self, due: Callable[[int], Select[Any]]) -> int:
+        """Starts closing what `due(room)` selects (order ids, at most `room`), leaving out
+        the orders in flight; returns how many it started."""
+        room = self.concurrency - len(self._in_flight)
+        if room <= 0:
+            return 0
+        query = due(room)
+        if self._in_flight:
+            query = query.where(Order.id.not_in(list(self._in_flight)))
+        async with self.sessions() as s:
+            found = (await s.scalars(query)).all()
+        for order_id in found:
+            self._in_flight[order_id] = asyncio.create_task(self._closing(order_id))
+        return len(found)
+
+    async def _closing(self, order_id: uuid.UUID) -> None:
+        try:
+            changed = await self._close(order_id)  # not `+= await`: it reads before awaiting
+            self.closed += changed
+        finally:
+            self._in_flight.pop(order_id, None)
+
+    async def drain(self, cancel: bool = False) -> None:
+        tasks = list(self._in_flight.values())
+        if cancel:
+            for task in tasks:
+                task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class PaymentWindow(Closing):
     """Orders awaiting payment past `expires_at`, with no payment stored for them: the
     pending attempt is looked up at its gateway first (SEQ-EH-001, online mode: a payment
     whose webhook never came is confirmed, not cancelled under its payer), then the order is
@@ -69,45 +114,28 @@ class PaymentWindow:
         look_up: LookUp | None = None,
         concurrency: int = 16,
     ) -> None:
-        self.sessions = sessions
+        super().__init__(sessions, concurrency)
         self.look_up = look_up
-        self.concurrency = concurrency
-        self.closed = 0  # orders this window cancelled
-        self._in_flight: dict[uuid.UUID, asyncio.Task[None]] = {}
 
     async def close_due(self) -> int:
-        room = self.concurrency - len(self._in_flight)
-        if room <= 0:
-            return 0
         # Money stored for the order wins (its confirmation is finishing step 5): not due.
         payment_stored = exists().where(
             and_(Payment.order_id == Order.id, Payment.status == PaymentStatus.PAID)
         )
-        query = (
-            select(Order.id)
-            .where(
-                Order.status == OrderStatus.AWAITING_PAYMENT,
-                Order.expires_at <= func.now(),
-                ~payment_stored,
+        return await self.start_due(
+            lambda room: (
+                select(Order.id)
+                .where(
+                    Order.status == OrderStatus.AWAITING_PAYMENT,
+                    Order.expires_at <= func.now(),
+                    ~payment_stored,
+                )
+                .order_by(Order.expires_at)
+                .limit(room)
             )
-            .order_by(Order.expires_at)
-            .limit(room)
         )
-        if self._in_flight:
-            query = query.where(Order.id.not_in(list(self._in_flight)))
-        async with self.sessions() as s:
-            due = (await s.scalars(query)).all()
-        for order_id in due:
-            self._in_flight[order_id] = asyncio.create_task(self._close(order_id))
-        return len(due)
 
-    async def _close(self, order_id: uuid.UUID) -> None:
-        try:
-            await self._close_once(order_id)
-        finally:
-            self._in_flight.pop(order_id, None)
-
-    async def _close_once(self, order_id: uuid.UUID) -> None:
+    async def _close(self, order_id: uuid.UUID) -> bool:
         try:
             if self.look_up is not None:
                 await self._look_up(order_id)
@@ -115,10 +143,10 @@ class PaymentWindow:
                 changed, _, _ = await close_order(s, order_id, CancelReason.TIMEOUT)
         except Exception as exc:
             log.warning("order %s: window not closed yet: %s", order_id, exc)
-            return
+            return False
         if changed:
-            self.closed += 1
             log.info("order %s expired: cancelled, stock released", order_id)
+        return changed
 
     async def _look_up(self, order_id: uuid.UUID) -> None:
         """Best effort: if the gateway cannot say, the window closes as it would have (money
@@ -131,13 +159,6 @@ class PaymentWindow:
             return
         if found not in ("none", "unknown"):
             log.info("order %s: look-up before its window closed: %s", order_id, found)
-
-    async def drain(self, cancel: bool = False) -> None:
-        tasks = list(self._in_flight.values())
-        if cancel:
-            for task in tasks:
-                task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class WindowActivities:

@@ -4,7 +4,7 @@ One per task queue (`mail-relay-{task_queue}`), started by the worker when SMTP 
 Each round is one activity that follows the event feed for a while
 (`activities.notifications`); when the mail server is down the server retries that activity
 with backoff, which adds no history, and the mails go out once it is back. The history grows
-by one round's few events, so it continues as new every `ROUNDS` rounds.
+by one round's few events, so it continues as new every `workflows.rounds.ROUNDS` rounds.
 """
 
 from __future__ import annotations
@@ -13,13 +13,12 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.client import Client
-from temporalio.common import RetryPolicy, WorkflowIDConflictPolicy
+from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.notifications import NotificationActivities
     from domain.workflow_names import MAIL_RELAY
-
-ROUNDS = 100
+    from workflows.rounds import ensure_running, run_rounds
 
 # 8a for mail: retried without end, its own policy, never touching payments or statuses.
 MAIL_RETRY = RetryPolicy(
@@ -37,24 +36,15 @@ def relay_workflow_id(task_queue: str) -> str:
 class MailRelayWorkflow:
     @workflow.run
     async def run(self, rounds_done: int = 0) -> None:
-        for _ in range(ROUNDS - rounds_done):
-            await workflow.execute_activity_method(
-                NotificationActivities.relay_mail,
-                start_to_close_timeout=timedelta(minutes=5),
-                heartbeat_timeout=timedelta(seconds=30),
-                retry_policy=MAIL_RETRY,
-            )
-            if workflow.info().is_continue_as_new_suggested():
-                break
-        workflow.continue_as_new(0)
+        await run_rounds(
+            NotificationActivities.relay_mail,
+            rounds_done,
+            start_to_close=timedelta(minutes=5),
+            heartbeat=timedelta(seconds=30),
+            retry=MAIL_RETRY,
+        )
 
 
 async def ensure_mail_relay(client: Client, task_queue: str) -> None:
     """Starts the relay unless it runs already (a worker restart finds it running)."""
-    await client.start_workflow(
-        MailRelayWorkflow.run,
-        0,
-        id=relay_workflow_id(task_queue),
-        task_queue=task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-    )
+    await ensure_running(client, MailRelayWorkflow.run, relay_workflow_id(task_queue), task_queue)

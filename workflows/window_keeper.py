@@ -5,7 +5,7 @@ wins; a restart finds it running). Each round is one heartbeating activity
 (`activities.windows`) that closes what is due for a few minutes. When the database is down
 the server retries the round with backoff (no history per attempt); when its worker dies the
 heartbeat times out and another worker's poller takes the round over. The history grows by a
-round's few events, so it continues as new every `ROUNDS` rounds.
+round's few events, so it continues as new every `workflows.rounds.ROUNDS` rounds.
 """
 
 from __future__ import annotations
@@ -14,13 +14,12 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.client import Client
-from temporalio.common import RetryPolicy, WorkflowIDConflictPolicy
+from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.windows import WindowActivities
     from domain.workflow_names import WINDOW_KEEPER
-
-ROUNDS = 100
+    from workflows.rounds import ensure_running, run_rounds
 
 # A deadline is never given up: retried without end, at most 10 s apart, so a window comes
 # back within seconds of the database.
@@ -39,25 +38,18 @@ def keeper_workflow_id(task_queue: str) -> str:
 class WindowKeeperWorkflow:
     @workflow.run
     async def run(self, rounds_done: int = 0) -> None:
-        for _ in range(ROUNDS - rounds_done):
-            await workflow.execute_activity_method(
-                WindowActivities.keep_windows,
-                start_to_close_timeout=timedelta(minutes=10),
-                # A dead worker's round moves on within this (a window closes late by it).
-                heartbeat_timeout=timedelta(seconds=10),
-                retry_policy=KEEPER_RETRY,
-            )
-            if workflow.info().is_continue_as_new_suggested():
-                break
-        workflow.continue_as_new(0)
+        await run_rounds(
+            WindowActivities.keep_windows,
+            rounds_done,
+            start_to_close=timedelta(minutes=10),
+            # A dead worker's round moves on within this (a window closes late by it).
+            heartbeat=timedelta(seconds=10),
+            retry=KEEPER_RETRY,
+        )
 
 
 async def ensure_window_keeper(client: Client, task_queue: str) -> None:
     """Starts the keeper unless it runs already."""
-    await client.start_workflow(
-        WindowKeeperWorkflow.run,
-        0,
-        id=keeper_workflow_id(task_queue),
-        task_queue=task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    await ensure_running(
+        client, WindowKeeperWorkflow.run, keeper_workflow_id(task_queue), task_queue
     )

@@ -131,6 +131,33 @@ class FakeActivities:
 
 
 Signal = tuple[Any, AdminRequest]
+Handle = WorkflowHandle[ConfirmPaymentWorkflow, ConfirmationOutcome]
+
+
+async def started(
+    env: WorkflowEnvironment,
+    fake: FakeActivities,
+    runner: WorkflowRunner | None = None,
+    queue: str | None = None,
+) -> tuple[Worker, Handle]:
+    """A worker (not yet running) with `fake`'s activities on its own queue, and the
+    workflow started there with workflow id `wf-{queue}`. In the sandbox unless given
+    another runner."""
+    queue = queue or str(uuid.uuid4())
+    worker = Worker(
+        env.client,
+        task_queue=queue,
+        workflows=[ConfirmPaymentWorkflow],
+        activities=fake.all(),
+        workflow_runner=runner or SandboxedWorkflowRunner(),
+    )
+    handle = await env.client.start_workflow(
+        ConfirmPaymentWorkflow.run,
+        ConfirmationRun(CONFIRMATION, lean=True),
+        id=f"wf-{queue}",
+        task_queue=queue,
+    )
+    return worker, handle
 
 
 async def run_with_signals(
@@ -146,20 +173,8 @@ async def run_with_signals(
 
     Admin actions act on parked money, so each new request waits until the workflow is parked;
     a repeated request id follows its first at once."""
-    queue = queue or str(uuid.uuid4())
-    async with Worker(
-        env.client,
-        task_queue=queue,
-        workflows=[ConfirmPaymentWorkflow],
-        activities=fake.all(),
-        workflow_runner=runner or SandboxedWorkflowRunner(),
-    ):
-        handle = await env.client.start_workflow(
-            ConfirmPaymentWorkflow.run,
-            ConfirmationRun(CONFIRMATION, lean=True),
-            id=f"wf-{queue}",
-            task_queue=queue,
-        )
+    worker, handle = await started(env, fake, runner, queue)
+    async with worker:
         sent: set[str] = set()
         for signal, request in signals:
             if request.request_id not in sent:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,23 +17,18 @@ from typing import Any
 import pytest
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, Worker, WorkflowRunner
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 
 from activities.confirmation_inputs import ValidateInput, Validation
-from domain.confirmation import ConfirmationRun
 from domain.fulfilment import FulfilmentSeen, VendorAnswer
-from domain.payments import ConfirmationOutcome
 from domain.statuses import FulfilmentStatus
 from domain.workflow_names import ORDER_STATE
-from tests.workflows.test_payment_confirmation import CONFIRMATION, FakeActivities
+from tests.workflows.test_payment_confirmation import FakeActivities, Handle, started
 from workflows import confirmation_vendor
 from workflows.payment_confirmation import ConfirmPaymentWorkflow
 
 PENDING = FulfilmentStatus.PENDING_VENDOR_ACCEPTANCE
-Handle = WorkflowHandle[ConfirmPaymentWorkflow, ConfirmationOutcome]
 
 
 class VendorOrder(FakeActivities):
@@ -61,26 +55,6 @@ class VendorOrder(FakeActivities):
 
     def all(self) -> list[Callable[..., Any]]:
         return [*super().all(), self.fulfilment_of]
-
-
-async def started(
-    env: WorkflowEnvironment, fake: VendorOrder, runner: WorkflowRunner | None = None
-) -> tuple[Worker, Handle]:
-    queue = str(uuid.uuid4())
-    worker = Worker(
-        env.client,
-        task_queue=queue,
-        workflows=[ConfirmPaymentWorkflow],
-        activities=fake.all(),
-        workflow_runner=runner or SandboxedWorkflowRunner(),
-    )
-    handle = await env.client.start_workflow(
-        ConfirmPaymentWorkflow.run,
-        ConfirmationRun(CONFIRMATION, lean=True),
-        id=f"wf-{queue}",
-        task_queue=queue,
-    )
-    return worker, handle
 
 
 async def order_state(handle: Handle) -> str | None:
